@@ -1,0 +1,35 @@
+# The two commands of the README. Both build a virtual environment in .venv with only a system Python.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+MAPPINGS ?= mappings/
+
+.PHONY: run test lint bench clean
+
+$(BIN)/wlmap: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.test-deps: $(BIN)/wlmap
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+# Install and start the listener on the embedded SQLite store (wlmap.db).
+run: $(BIN)/wlmap
+	$(BIN)/wlmap validate $(MAPPINGS)
+	$(BIN)/wlmap run --serve $(MAPPINGS) --store wlmap.db
+
+# Install the test dependencies and run the whole suite (lint, types, mapping tests, pytest).
+test: $(VENV)/.test-deps
+	$(BIN)/ruff check mapper tests bench
+	$(BIN)/mypy
+	$(BIN)/wlmap validate $(MAPPINGS)
+	$(BIN)/pytest
+
+bench: $(BIN)/wlmap
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

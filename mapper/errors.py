@@ -1,0 +1,99 @@
+"""Located problems: the one error type for everything an integration owner can fix.
+
+    Problem            one finding: where (file, line, column), what, in which part of the mapping, a hint
+    MappingError       raised with every Problem found in a mapping; carries them all
+
+Lines and columns are 1-based (PyYAML's marks are 0-based: convert where they are read, in `source`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    file: str
+    line: int = 0  # 0: the file as a whole
+    column: int = 0
+    width: int = 1  # how many characters the caret underlines
+
+    def __str__(self) -> str:
+        if not self.line:
+            return self.file
+        return f"{self.file}:{self.line}:{self.column}"
+
+    def shifted(self, line_offset: int, column: int, width: int = 1) -> Location:
+        """A place inside a scalar that starts at this location (line_offset 0 = the same line)."""
+        return replace(self, line=self.line + line_offset, column=column, width=max(1, width))
+
+
+@dataclass(frozen=True)
+class Problem:
+    location: Location
+    message: str
+    path: tuple[str, ...] = ()  # the breadcrumb in plain words: ('step "update-incident"', "json", "seconds")
+    hint: str | None = None
+    severity: Severity = "error"
+    source_line: str | None = None  # the text of the offending line, for the caret display
+
+    @property
+    def sort_key(self) -> tuple[str, int, int, str]:
+        return (self.location.file, self.location.line, self.location.column, self.message)
+
+    @property
+    def where(self) -> str:
+        return " > ".join(self.path)
+
+
+class MappingError(Exception):
+    """A mapping (or a test file) that cannot be used, with every problem found in it."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: p.sort_key)
+        first = self.problems[0] if self.problems else None
+        super().__init__(f"{first.location}: {first.message}" if first else "invalid mapping")
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+
+@dataclass
+class Problems:
+    """Collects problems during one load; `error()` and `warning()` take the location they know."""
+
+    items: list[Problem] = field(default_factory=list)
+    _crumbs: list[str] = field(default_factory=list)
+
+    def add(self, problem: Problem) -> None:
+        if self._crumbs and not problem.path:
+            problem = replace(problem, path=tuple(self._crumbs))
+        self.items.append(problem)
+
+    def error(self, location: Location, message: str, hint: str | None = None, path: tuple[str, ...] = ()) -> None:
+        self.add(Problem(location, message, path=path, hint=hint))
+
+    def warning(self, location: Location, message: str, hint: str | None = None, path: tuple[str, ...] = ()) -> None:
+        self.add(Problem(location, message, path=path, hint=hint, severity="warning"))
+
+    @contextmanager
+    def within(self, crumb: str) -> Iterator[None]:
+        """Name the part of the mapping being checked, so every problem found inside carries it."""
+        self._crumbs.append(crumb)
+        try:
+            yield
+        finally:
+            self._crumbs.pop()
+
+    @property
+    def has_errors(self) -> bool:
+        return any(p.severity == "error" for p in self.items)
+
+    def sorted(self) -> list[Problem]:
+        return sorted(self.items, key=lambda p: p.sort_key)

@@ -1,0 +1,125 @@
+"""Check a mapping's GraphQL query: syntax, operations, variables, and fields when an API schema is given.
+
+Syntax and variables are checked by `graphql_syntax` (no graphql-core import: `wlmap validate` must start
+fast). graphql-core is imported only to read a schema file given with `--graphql-schema`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mapper import graphql_syntax as syntax
+
+
+@dataclass(frozen=True)
+class GraphQLProblem:
+    message: str
+    offset: int  # character offset in the query text
+    width: int = 1
+    hint: str | None = None
+    variable: str | None = None  # set when the place to fix is the `variables:` entry of that name
+    severity: str = "error"
+
+
+@dataclass
+class Checked:
+    problems: list[GraphQLProblem] = field(default_factory=list)
+    selection: dict[str, Any] | None = None  # response key → syntax.Node
+
+
+class SchemaFileError(Exception):
+    """A `--graphql-schema` file that cannot be read; the message says why in plain words."""
+
+
+def _offset(text: str, line: int, column: int) -> int:
+    lines = text.split("\n")
+    line = min(max(line, 1), len(lines))
+    return sum(len(x) + 1 for x in lines[: line - 1]) + max(column - 1, 0)
+
+
+def check(text: str, operation: str | None, given: Iterable[str], api_schema: Any = None) -> Checked:
+    result = Checked()
+    try:
+        document = syntax.parse(text)
+    except syntax.GraphQLSyntaxError as exc:
+        result.problems.append(GraphQLProblem(f"GraphQL: {exc.message}", _offset(text, exc.line, exc.column), exc.length))
+        return result
+    for error in syntax.check(document):
+        result.problems.append(GraphQLProblem(f"GraphQL: {error.message}", _offset(text, error.line, error.column), error.length))
+    operations = document.operations
+    chosen = None
+    if not operations:
+        result.problems.append(GraphQLProblem("GraphQL: the query text has no operation", 0, 1,
+                                              "write e.g. `query ($id: ID!) { node(id: $id) { id } }`"))
+        return result
+    if operation is not None:
+        chosen = next((op for op in operations if op.name == operation), None)
+        if chosen is None:
+            names = ", ".join(op.name for op in operations if op.name) or "none has a name"
+            result.problems.append(GraphQLProblem(f"GraphQL: there is no operation `{operation}` (operations: {names})", 0))
+            return result
+    elif len(operations) > 1:
+        result.problems.append(GraphQLProblem("GraphQL: the query text holds several operations",
+                                              _offset(text, operations[1].line, operations[1].column), 1,
+                                              "say which one to run with `operation:`"))
+        return result
+    else:
+        chosen = operations[0]
+    if chosen.kind != "query":
+        result.problems.append(GraphQLProblem(
+            f"GraphQL: a mapping's query must read data, not run a {chosen.kind}", _offset(text, chosen.line, chosen.column),
+            len(chosen.kind), "start the text with `query`"))
+    declared = {v.name: v for v in chosen.variables}
+    given = set(given)
+    for variable in chosen.variables:
+        if variable.required and variable.name not in given:
+            result.problems.append(GraphQLProblem(
+                f"GraphQL: the query needs `${variable.name}` but `variables:` does not give it",
+                _offset(text, variable.line, variable.column), len(variable.name) + 1,
+                f"add `variables: {{{variable.name}: \"{{{{ event.resource_id }}}}\"}}`"))
+    for name in sorted(given - set(declared)):
+        result.problems.append(GraphQLProblem(
+            f"GraphQL: `{name}` is given under `variables:` but the query declares no `${name}`", 0, 1,
+            f"declare it, e.g. `query (${name}: ID!)`, or remove it", variable=name))
+    result.selection = syntax.selection_tree(document, chosen)
+    if api_schema is not None:
+        result.problems.extend(_against_schema(text, api_schema))
+    return result
+
+
+def _against_schema(text: str, api_schema: Any) -> list[GraphQLProblem]:
+    from graphql import parse, validate  # only with --graphql-schema: graphql-core is slow to import
+
+    problems = []
+    for error in validate(api_schema, parse(text)):
+        location = error.locations[0] if error.locations else None
+        offset = _offset(text, location.line, location.column) if location else 0
+        problems.append(GraphQLProblem(f"GraphQL schema: {error.message}", offset, 1))
+    return problems
+
+
+def load_schema(path: Path) -> Any:
+    """Read an API schema: SDL text (`schema.graphql`) or an introspection result (JSON)."""
+    from graphql import GraphQLError, build_client_schema, build_schema
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SchemaFileError(f"{path}: cannot read the GraphQL schema: {exc.strerror}") from None
+    try:
+        if text.lstrip().startswith("{"):
+            data = json.loads(text)
+            data = data.get("data", data) if isinstance(data, dict) else data
+            return build_client_schema(data)
+        return build_schema(text)
+    except json.JSONDecodeError as exc:
+        raise SchemaFileError(f"{path}:{exc.lineno}:{exc.colno}: the introspection JSON cannot be read: {exc.msg}") from None
+    except GraphQLError as exc:
+        where = f":{exc.locations[0].line}:{exc.locations[0].column}" if exc.locations else ""
+        raise SchemaFileError(f"{path}{where}: the GraphQL schema cannot be read: {exc.message}") from None
+    except (TypeError, KeyError, ValueError) as exc:
+        raise SchemaFileError(f"{path}: this is not a GraphQL introspection result ({exc})") from None
