@@ -16,8 +16,11 @@ class GraphQLSyntaxError(Exception):
     """A problem in a GraphQL document, located by 1-based line and column within the query text."""
 
     def __init__(self, message: str, line: int, column: int, length: int = 1) -> None:
-        super().__init__(f"{message} (line {line}, column {column})")
+        super().__init__(message, line, column, length)
         self.message, self.line, self.column, self.length = message, line, column, max(1, length)
+
+    def __str__(self) -> str:
+        return f"{self.message} (line {self.line}, column {self.column})"
 
 @dataclass(frozen=True)
 class VariableRef:
@@ -156,7 +159,8 @@ class _Parser:
         c = self.text[pos : pos + 1]
         if not c or c in _CHARS:
             return _CHARS.get(c, "end of query")
-        return f"'{c}'" if c.isprintable() and not c.isspace() else f"U+{ord(c):04X}"
+        quote = '"' if c == "'" else "'"
+        return f"{quote}{c}{quote}" if c.isprintable() and not c.isspace() else f"U+{ord(c):04X}"
 
     def unexpected(self, expected: str) -> GraphQLSyntaxError:
         tok = self.tok
@@ -199,7 +203,7 @@ class _Parser:
             raise self.error(f"expected a digit after '-', found {self.char(i + 1)}", i + 1)
         j, fraction, exponent = m.end(), m.group(1), m.group(2)
         c = s[j : j + 1]
-        if not c.isascii() or not (c.isalnum() or c in "._"):
+        if not c or not c.isascii() or not (c.isalnum() or c in "._"):
             return _Tok("float" if fraction or exponent else "int", s[i:j], i, j)
         if c.isdigit():
             raise self.error(f"unexpected digit '{c}' after a leading 0; numbers cannot start with 0", j)
@@ -283,7 +287,8 @@ class _Parser:
 
     def many(self, close: str, what: str, item: str, starts: tuple[str, ...],
              parse: Callable[[], _T], empty_ok: bool = False) -> tuple[_T, ...]:
-        self.enter(close != ")")  # selections, lists and objects count as nesting
+        nested = int(close != ")")  # selections, lists and objects count as nesting; argument lists do not
+        self.enter(nested)
         opening = self.advance()
         items: list[_T] = []
         while self.tok.kind != close or not (items or empty_ok):
@@ -296,7 +301,7 @@ class _Parser:
                 raise self.unexpected(f"{either}'{close}' to close {what} that starts at line {line}")
             items.append(parse())
         self.advance()
-        self.depth -= close != ")"
+        self.depth -= nested
         return tuple(items)
 
     def document(self) -> Document:
@@ -397,7 +402,7 @@ class _Parser:
     def arguments(self, const: bool) -> tuple[tuple[str, Any], ...]:
         if self.tok.kind != "(":
             return ()
-        return self.many(")", "the arguments", "an argument name", ("name",), partial(self.pair, const))
+        return self.many(")", "the argument list", "an argument name", ("name",), partial(self.pair, const))
 
     def pair(self, const: bool) -> tuple[str, Any]:
         name = self.advance().value
@@ -463,11 +468,11 @@ def variable_uses(doc: Document, operation: Operation) -> tuple[VariableRef, ...
 
     def directives(items: tuple[Directive, ...]) -> None:
         for directive in items:
-            values(dict(directive.arguments))
+            values([value for _, value in directive.arguments])
 
     def walk(selections: tuple[Selection, ...]) -> None:
         for sel in selections:
-            values(dict(sel.arguments) if isinstance(sel, Field) else ())
+            values([value for _, value in sel.arguments] if isinstance(sel, Field) else ())
             directives(sel.directives)
             if not isinstance(sel, FragmentSpread):
                 walk(sel.selections)

@@ -49,32 +49,7 @@ def check(document: Document) -> list[Problem]:
 
 def describe(document: Document, path: Path) -> tuple[str, ...]:
     """The breadcrumb of a path in words: ('steps', 0, 'json') → ('step "update-incident"', 'json')."""
-    words: list[str] = []
-    data: Any = document.data
-    index = 0
-    while index < len(path):
-        part = path[index]
-        child = data.get(part) if isinstance(data, dict) and isinstance(part, str) else None
-        if part == "steps" and index + 1 < len(path) and isinstance(path[index + 1], int) and isinstance(child, list):
-            position = path[index + 1]
-            assert isinstance(position, int)
-            item = child[position] if position < len(child) else None
-            name = item.get("name") if isinstance(item, dict) else None
-            words.append(f'step "{name}"' if isinstance(name, str) else f"step {position + 1}")
-            data, index = item, index + 2
-            continue
-        if part == "connections" and index + 1 < len(path) and isinstance(child, dict):
-            words.append(f'connection "{path[index + 1]}"')
-            data, index = child.get(str(path[index + 1])), index + 2
-            continue
-        if isinstance(part, int):
-            words.append(f"item {part + 1}")
-            data = data[part] if isinstance(data, list) and part < len(data) else None
-        else:
-            words.append(part)
-            data = child
-        index += 1
-    return tuple(words)
+    return document.describe(path)
 
 
 def _problem(document: Document, path: Path, message: str, hint: str | None = None, key: bool = False) -> Problem:

@@ -1,0 +1,171 @@
+"""The plain values that go into and come out of the store: deliveries, jobs, attempts and their states.
+
+A job's life (one job = one mapping run for one stored webhook):
+
+    pending ──claim──▶ running ──finish──▶ done | skipped | dead
+       │                  │  └────finish──▶ retry ──(next_attempt_at)──claim──▶ running ...
+       │                  ├──release (shutdown)──▶ pending
+       │                  └──lease expired──▶ claimable again (a new token fences the old owner out)
+       └──a newer event for the same mapping and resource──▶ coalesced
+    done | skipped | dead ──replay──▶ replayed (a new job runs the current mapping)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+DeliveryStatus = Literal["accepted", "ignored", "duplicate"]
+JobStatus = Literal["pending", "running", "retry", "done", "skipped", "dead", "coalesced", "replayed"]
+FinishStatus = Literal["done", "skipped", "retry", "dead"]
+
+DELIVERY_STATUSES: Final[tuple[str, ...]] = ("accepted", "ignored", "duplicate")
+JOB_STATUSES: Final[tuple[str, ...]] = (
+    "pending", "running", "retry", "done", "skipped", "dead", "coalesced", "replayed"
+)
+ACTIVE: Final[tuple[str, ...]] = ("pending", "running", "retry")  # a job that still has work to do
+FINISHED: Final[tuple[str, ...]] = ("done", "skipped", "dead", "coalesced", "replayed")
+
+Headers = tuple[tuple[str, str], ...]
+
+
+class StoreError(Exception):
+    """The store cannot be used; the message says why in plain words."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot write right now (disk full, read-only, locked): answer 503 and let the sender retry."""
+
+
+class NotFound(StoreError):
+    """No delivery or job has that id."""
+
+
+class NotReplayable(StoreError):
+    """The job still has work to do, so it cannot be replayed yet."""
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """One verified webhook as received: what `Store.ingest` writes before the 2xx."""
+
+    headers: Headers
+    body: bytes
+    body_sha256: str
+    delivery_id: str | None  # X-Scope-Webhook-Id, when the sender gave one
+    dedupe_key: str  # for deliveries without an id: what identical re-sends share (topic + body hash)
+    signature: Literal["verified", "unsigned"] = "verified"
+    summary: str = ""  # short words for operators: "scenario_session/completed ScenarioSession U2Nl..."
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A mapping that wants the delivery; resource_key orders and coalesces its runs (None: no resource id)."""
+
+    mapping: str
+    resource_key: str | None
+    mapping_file: str = ""
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What ingest did: the delivery's row id and status, the jobs it created and the jobs they superseded."""
+
+    delivery: int
+    status: DeliveryStatus
+    duplicate_of: int | None = None
+    jobs: tuple[int, ...] = ()
+    coalesced: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A job leased to one worker; `token` must be shown to finish, extend or release it."""
+
+    job: int
+    token: int
+    attempt: int  # 1 for the first run
+    mapping: str
+    mapping_file: str
+    resource_key: str | None
+    delivery: int
+    delivery_id: str | None
+    received_at: float
+    headers: Headers
+    body: bytes
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across every retry of this job; the runner adds the step name and item index."""
+        return f"wlmap-job-{self.job}"
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The outcome of one attempt, as the store records it."""
+
+    status: FinishStatus
+    reason: str
+    step: str | None = None
+    trace: Mapping[str, Any] = field(default_factory=dict)
+    next_attempt_at: float | None = None  # status "retry" only
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    """A stored webhook delivery."""
+
+    id: int
+    received_at: float
+    delivery_id: str | None
+    status: DeliveryStatus
+    signature: str
+    summary: str
+    body_sha256: str
+    headers: Headers
+    body: bytes
+    duplicate_of: int | None
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A job as listed for operators."""
+
+    id: int
+    delivery: int
+    received_at: float
+    mapping: str
+    mapping_file: str
+    resource_key: str | None
+    status: JobStatus
+    attempts: int
+    next_attempt_at: float
+    last_reason: str | None
+    replay_of: int | None
+    superseded_by: int | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One run of a job: when, how it ended, why, and the runner's trace."""
+
+    job: int
+    number: int
+    started_at: float
+    finished_at: float | None
+    status: str  # running | done | skipped | retry | dead | lost | released
+    reason: str | None
+    step: str | None
+    trace: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    """A job with its delivery and every attempt, oldest first."""
+
+    job: JobRow
+    delivery: DeliveryRow
+    attempts: tuple[AttemptRow, ...]

@@ -1,0 +1,55 @@
+"""The record of one run: every stage, every request and response (auxiliary ones too), secrets masked.
+
+A trace is plain JSON-ready data so it can be stored with the event, printed by `wlmap run`, compared by
+`wlmap test` and shown by `wlmap events show`. Masking happens once, in `finish`, over the whole record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from mapper.events import Event
+from mapper.masking import Masker
+from mapper.outcome import RunResult, Status
+from mapper.plan import Plan
+
+
+class Trace:
+    def __init__(self, plan: Plan, event: Event, attempt: int) -> None:
+        self.plan = plan
+        self.started = time.perf_counter()
+        self.record: dict[str, Any] = {
+            "mapping": plan.name,
+            "file": plan.file,
+            "digest": plan.digest[:12],
+            "attempt": attempt,
+            "event": event.as_dict(),
+            "stages": [],
+        }
+
+    def stage(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Add a stage; the returned dict may be filled in further while the stage runs."""
+        entry = {"stage": kind, **fields}
+        self.record["stages"].append(entry)
+        return entry
+
+    def finish(self, status: Status, reason: str, step: str | None, retry_after: float | None, masker: Masker) -> RunResult:
+        self.record["outcome"] = {"status": status, "reason": reason, "step": step, "retry_after": retry_after,
+                                  "duration_ms": round((time.perf_counter() - self.started) * 1000, 2)}
+        masked = masker.value(_plain(self.record))
+        return RunResult(self.plan.name, status, masker.text(reason), step, retry_after, masked)
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses (exchanges) and tuples to plain dicts and lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
