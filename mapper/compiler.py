@@ -47,9 +47,10 @@ class Scope:
     later_steps: frozenset[str] = frozenset()
     selection: dict[str, Any] | None = None  # the GraphQL query's merged selection (for `result`)
     has_query: bool = False
+    place: str = ""  # "trigger", "connection", "capture", ...: words for messages about names that are not here
 
     def but(self, **names: str) -> Scope:
-        return Scope({**self.names, **names}, self.steps, self.later_steps, self.selection, self.has_query)
+        return Scope({**self.names, **names}, self.steps, self.later_steps, self.selection, self.has_query, self.place)
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,17 @@ class _Compiler:
 
     def error(self, path: Path, message: str, hint: str | None = None, key: bool = False,
               location: Location | None = None, severity: str = "error") -> None:
+        if self.doc.is_refused(path):
+            return  # the YAML reader already said what is wrong with this value
         location = location or self.doc.location(path, key)
         problem = Problem(location, message, path=schema.describe(self.doc, path), hint=hint,
                           source_line=self.doc.line_text(location.line),
                           severity="warning" if severity == "warning" else "error")
         self.problems.add(problem)
 
-    def warning(self, path: Path, message: str, hint: str | None = None, location: Location | None = None) -> None:
-        self.error(path, message, hint, location=location, severity="warning")
+    def warning(self, path: Path, message: str, hint: str | None = None, location: Location | None = None,
+                key: bool = False) -> None:
+        self.error(path, message, hint, key=key, location=location, severity="warning")
 
     def where(self, path: Path) -> str:
         return " > ".join(schema.describe(self.doc, path))
@@ -138,20 +142,7 @@ class _Compiler:
         root = chain[0]
         at = self._locate_name(path, source, root)
         if root not in scope.names:
-            hint = _ROOT_HINTS.get(root) if root in RESERVED else None
-            if root == "result" and not scope.has_query and "result" not in scope.names:
-                message, hint = "`result` is only there when the mapping has a `query`", "add a `query`, or read the payload with `payload.`"
-            elif root == "item" or root == "index":
-                message = f"`{root}` is only there in a step with `for_each`"
-            elif root == "steps":
-                message = "`steps` (values captured by earlier steps) can be used only inside steps"
-            elif root == "env" and "env" not in scope.names:
-                message = "`env` cannot be used here"
-                hint = "environment variables may be used in connections, query variables and steps"
-            else:
-                message = f"`{root}` is not defined here"
-                if hint is None:
-                    hint = _suggest(root, scope.names)
+            message, hint = _not_here(root, scope)
             self.error(path, message, hint, location=at)
             return
         if root == "env":
@@ -173,8 +164,11 @@ class _Compiler:
                 self.error(path, f"step `{chain[1]}` runs later, so its values are not there yet",
                            "move this step after it, or refer only to earlier steps", location=self._locate_name(path, source, chain[1]))
             elif key not in scope.steps:
-                self.error(path, f"there is no step `{chain[1]}` before this one",
-                           _suggest(key, scope.steps), location=self._locate_name(path, source, chain[1]))
+                hint = _suggest(key, scope.steps) or (
+                    f"steps before this one: {', '.join(scope.steps)}" if scope.steps
+                    else "this is the first step: no step has run before it")
+                self.error(path, f"there is no step `{chain[1]}` before this one", hint,
+                           location=self._locate_name(path, source, chain[1]))
             elif len(chain) > 2 and chain[2] not in scope.steps[key]:
                 captured = scope.steps[key]
                 hint = _suggest(chain[2], captured) or (f"it captures: {', '.join(captured)}" if captured else "add a `capture:` to that step")
@@ -189,8 +183,9 @@ class _Compiler:
             if level is None:  # a leaf (a scalar or JSON field such as externalData): anything below is data
                 return
             if name not in level:
-                self.error(path, f"the query does not select `{name}` under {parent}",
-                           _suggest(name, level) or "add it to the query, or fix the name",
+                hint = _suggest(name, level) or (f"{parent} selects: {', '.join(level)}; add `{name}` to the query"
+                                                 if level else "add it to the query")
+                self.error(path, f"the query does not select `{name}` under {parent}", hint,
                            location=self._locate_name(path, source, name))
                 return
             level = level[name].children
@@ -214,16 +209,22 @@ class _Compiler:
             return None
         connections = self.connections(data.get("connections"))
         query, selection = self.graphql(data.get("query"), connections)
-        base = Scope({"event": "the webhook event", "headers": "the webhook headers", "payload": "the webhook body"})
+        base = Scope({"event": "the webhook event", "headers": "the webhook headers", "payload": "the webhook body"},
+                     place="trigger")
         trigger = self.trigger(data.get("trigger"), base)
-        data_scope = Scope({**base.names}, selection=selection, has_query=query is not None)
+        data_scope = Scope({**base.names}, selection=selection, has_query=query is not None, place="extract")
         if query is not None:
             data_scope.names["result"] = "the GraphQL result"
         extract = self.extract(data.get("extract"), data_scope)
-        after = data_scope.but(**{e.name: "an extracted value" for e in extract})
+        # Every name under `extract:` is in scope, also one whose expression has a mistake (reported once, there).
+        extracted = [name for name in data.get("extract") or {} if isinstance(name, str) and name not in RESERVED] \
+            if isinstance(data.get("extract"), dict) else []
+        after = data_scope.but(**{name: "an extracted value" for name in extracted})
+        after.place = "data"
         skip_unless = self.query(("skip_unless",), data.get("skip_unless"), after) if "skip_unless" in data else None
         steps = self.steps(data.get("steps"), after, connections)
-        self.unused(data, extract, steps, skip_unless)
+        if not self.problems.has_errors:  # with errors, some uses could not be read: the warnings could be wrong
+            self.unused(data, extract, steps, skip_unless)
         if self.problems.has_errors or trigger is None:
             return None
         name = data.get("name")
@@ -261,7 +262,7 @@ class _Compiler:
         result: dict[str, Connection] = {}
         if not isinstance(data, dict):
             return result
-        env_only = Scope({"env": "environment variables"})
+        env_only = Scope({"env": "environment variables"}, place="connection")
         for name, spec in data.items():
             if not isinstance(spec, dict):
                 continue
@@ -297,6 +298,7 @@ class _Compiler:
         if not (origin.startswith(("http://", "https://")) or origin.startswith("{{")):
             self.error(path, "a URL must start with `https://` (or `http://`)")
             return None
+        host_error = False
         for match in re.finditer(r"\{\{(.*?)\}\}|\{%(.*?)%\}", origin, re.DOTALL):
             try:
                 refs = expressions.compile_template(match.group(0)).references
@@ -307,6 +309,9 @@ class _Compiler:
                 self.error(path, "the scheme and host of a URL may only come from `env`",
                            "event data must never choose where a request goes; use `path` for the rest",
                            location=self.doc.location_in_scalar(path, match.start(), len(match.group(0))))
+                host_error = True
+        if host_error:
+            return None  # said once; the names in it are not worth a second message each
         return self.value(path, data, scope)
 
     def pairs(self, path: Path, data: Any, scope: Scope, url_path: bool = False) -> tuple[tuple[str, Value], ...]:
@@ -385,7 +390,7 @@ class _Compiler:
         if not isinstance(text, str):
             return None, None
         operation = data.get("operation") if isinstance(data.get("operation"), str) else None
-        variables_data = data.get("variables") if isinstance(data.get("variables"), dict) else {}
+        variables_data: dict[str, Any] = data["variables"] if isinstance(data.get("variables"), dict) else {}
         checked = graphql_check.check(text, operation, set(variables_data), self.options.graphql_schema)
         for problem in checked.problems:
             location = self.doc.location_in_scalar((*path, "graphql"), problem.offset, problem.width)
@@ -393,7 +398,7 @@ class _Compiler:
                 location = self.doc.location((*path, "variables", problem.variable), key=True)
             self.error((*path, "graphql"), problem.message, problem.hint, location=location)
         scope = Scope({"event": "the webhook event", "headers": "the webhook headers", "payload": "the webhook body",
-                       "env": "environment variables"})
+                       "env": "environment variables"}, place="variables")
         variables = self.value((*path, "variables"), variables_data, scope)
         query = GraphQLQuery(self.doc.location(path, key=True), name if isinstance(name, str) else "", text, operation, variables)
         return query, checked.selection
@@ -411,7 +416,7 @@ class _Compiler:
                        "give the step a whole `url`, or use a connection with `base_url`")
 
     def extract(self, data: Any, scope: Scope) -> list[Extraction]:
-        result = []
+        result: list[Extraction] = []
         if not isinstance(data, dict):
             return result
         for name, source in data.items():
@@ -441,7 +446,7 @@ class _Compiler:
                            f"step names must be unique (`-` and `_` count as the same); the first is step {seen[key] + 1}")
             seen.setdefault(key, index)
             step_scope = Scope({**scope.names, "env": "environment variables", "steps": "earlier steps"}, dict(earlier),
-                               frozenset(k for k in keys[index:] if k), scope.selection, scope.has_query)
+                               frozenset(k for k in keys[index:] if k), scope.selection, scope.has_query, "step")
             step = self.step(path, spec, step_scope, connections)
             capture = spec.get("capture")
             earlier[key] = tuple(capture) if isinstance(capture, dict) else ()
@@ -471,7 +476,8 @@ class _Compiler:
         when = self.query((*path, "when"), spec.get("when"), scope) if "when" in spec else None
         for_each = self.query((*path, "for_each"), spec.get("for_each"), scope) if "for_each" in spec else None
         inner = scope.but(item="the current item of `for_each`", index="the position of the item") if for_each else scope
-        response_scope = Scope({"status": "the response status", "headers": "the response headers", "body": "the response body"})
+        response_scope = Scope({"status": "the response status", "headers": "the response headers",
+                                "body": "the response body"}, place="capture")
         capture = tuple(
             (key, expression) for key, source in (spec.get("capture") or {}).items()
             if (expression := self.query((*path, "capture", key), source, response_scope)) is not None
@@ -489,7 +495,7 @@ class _Compiler:
             content_type = spec.get("content_type") if isinstance(spec.get("content_type"), str) else "text/plain"
             body = Body("text", self.value((*path, "body"), spec["body"], inner), content_type)
         expect = spec.get("expect")
-        on_status = spec.get("on_status") if isinstance(spec.get("on_status"), dict) else {}
+        on_status: dict[str, Any] = spec["on_status"] if isinstance(spec.get("on_status"), dict) else {}
         if isinstance(expect, list):
             for status in expect:
                 if isinstance(status, int) and str(status) in on_status:
@@ -529,13 +535,39 @@ class _Compiler:
                     used.update(chain[0] for t in value.templates for chain in t.references)
         for extraction in extract:
             if extraction.name not in used:
-                self.warning(("extract", extraction.name), f"`{extraction.name}` is extracted but never used")
-        connections = data.get("connections") if isinstance(data.get("connections"), dict) else {}
-        query = data.get("query") if isinstance(data.get("query"), dict) else {}
+                self.warning(("extract", extraction.name), f"`{extraction.name}` is extracted but never used",
+                             "use it in a step or in `skip_unless`, or remove it", key=True)
+        connections: dict[str, Any] = data["connections"] if isinstance(data.get("connections"), dict) else {}
+        query: dict[str, Any] = data["query"] if isinstance(data.get("query"), dict) else {}
         wanted = {s.connection for s in steps} | {query.get("connection")}
         for name in connections or {}:
             if name not in wanted:
-                self.warning(("connections", name), f"connection `{name}` is never used")
+                self.warning(("connections", name), f"connection `{name}` is never used",
+                             "use it in a step or in `query`, or remove it", key=True)
+
+
+def _not_here(root: str, scope: Scope) -> tuple[str, str | None]:
+    """Why `root` cannot be used at this place, and what to do instead."""
+    if scope.place == "capture":
+        return (f"`{root}` cannot be used inside `capture`",
+                "`capture` reads the response only: `status`, `headers` and `body`")
+    if scope.place == "connection":
+        return (f"`{root}` cannot be used in a connection",
+                "a connection is shared by every event: only `env.NAME` may be used in it")
+    if root == "result" and not scope.has_query:
+        return "`result` is only there when the mapping has a `query`", "add a `query`, or read the webhook body with `payload.`"
+    if root in ("item", "index"):
+        return f"`{root}` is only there in a step with `for_each`", "add `for_each:` to the step, or use another name"
+    if root == "steps":
+        return "`steps` (values captured by earlier steps) can be used only inside steps", None
+    if root == "env":
+        return "`env` cannot be used here", "environment variables may be used in connections, query variables and steps"
+    if scope.place == "trigger" and root not in RESERVED and not _suggest(root, scope.names):
+        return (f"`{root}` is not defined in `trigger`",
+                "the trigger is checked before the query and `extract`: use `event`, `headers` or `payload`")
+    hint = _ROOT_HINTS.get(root) if root in RESERVED else None
+    hint = hint or _suggest(root, scope.names) or f"names that can be used here: {', '.join(sorted(scope.names))}"
+    return f"`{root}` is not defined here", hint
 
 
 _ROOT_HINTS = {

@@ -18,7 +18,7 @@ import operator
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jmespath
 import jmespath.exceptions
@@ -28,7 +28,7 @@ from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.runtime import Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from mapper import conversions
+from mapper import closures, conversions
 
 MAX_OUTPUT = 1024 * 1024  # characters one template or expression may produce
 MAX_RESULT_ITEMS = 100_000
@@ -56,38 +56,38 @@ class EvaluationError(Exception):
 # ---------------------------------------------------------------------------------------------- JMESPath
 
 
-class _Functions(jmespath.functions.Functions):  # type: ignore[misc]
+class _Functions(jmespath.functions.Functions):
     """Custom JMESPath functions (documented in docs/mapping.md, "Functions")."""
 
-    @jmespath.functions.signature({"types": []})  # type: ignore[untyped-decorator]
+    @jmespath.functions.signature({"types": []})
     def _func_to_iso8601(self, value: Any) -> str:
         return conversions.iso8601(value)
 
-    @jmespath.functions.signature({"types": []})  # type: ignore[untyped-decorator]
+    @jmespath.functions.signature({"types": []})
     def _func_sap_date(self, value: Any) -> str:
         return conversions.sap_date(value)
 
-    @jmespath.functions.signature({"types": []})  # type: ignore[untyped-decorator]
+    @jmespath.functions.signature({"types": []})
     def _func_duration_iso(self, value: Any) -> str:
         return conversions.duration_iso(value)
 
-    @jmespath.functions.signature({"types": []}, {"types": []})  # type: ignore[untyped-decorator]
+    @jmespath.functions.signature({"types": []}, {"types": []})
     def _func_default(self, value: Any, fallback: Any) -> Any:
         return fallback if value is None or value == "" else value
 
-    @jmespath.functions.signature({"types": ["string"]})  # type: ignore[untyped-decorator]
+    @jmespath.functions.signature({"types": ["string"]})
     def _func_lower(self, value: str) -> str:
         return value.lower()
 
-    @jmespath.functions.signature({"types": ["string"]})  # type: ignore[untyped-decorator]
+    @jmespath.functions.signature({"types": ["string"]})
     def _func_upper(self, value: str) -> str:
         return value.upper()
 
-    @jmespath.functions.signature({"types": ["string"]}, {"types": ["string"]})  # type: ignore[untyped-decorator]
+    @jmespath.functions.signature({"types": ["string"]}, {"types": ["string"]})
     def _func_split(self, value: str, separator: str) -> list[str]:
         return value.split(separator) if separator else list(value)
 
-    @jmespath.functions.signature()  # type: ignore[untyped-decorator]
+    @jmespath.functions.signature()
     def _func_now(self) -> str:
         return conversions.now()
 
@@ -125,7 +125,7 @@ def compile_query(source: str) -> Query:
             f"JMESPath: {_plain_jmespath(exc.msg, value, exc.token_type)}", exc.lex_position, len(value) or 1,
             hint=_jmespath_hint(source, exc.token_type, value),
         ) from None
-    ast = parsed.parsed
+    ast = cast(dict[str, Any], parsed.parsed)
     references = tuple(_root_chains(ast))
     unknown = _unknown_functions(ast)
     if unknown:
@@ -136,28 +136,19 @@ def compile_query(source: str) -> Query:
 
 
 def _searcher(ast: dict[str, Any], parsed: Any) -> Callable[[Any], Any]:
-    """A fast closure for plain paths (`a.b.c`, the common case); the interpreter for the rest."""
-    chain = _field_chain(ast)
-    if chain is not None:
-        getters = tuple(chain)
-
-        def search_path(data: Any) -> Any:
-            for key in getters:
-                if type(data) is not dict:
-                    return None
-                data = data.get(key)
-            return data
-
-        return search_path
+    """The expression as closures (see `closures`), with failures in plain words and the size guard."""
+    evaluate = closures.compile_ast(ast, _OPTIONS)
+    expression = parsed.expression
 
     def search(data: Any) -> Any:
         try:
-            result = parsed.search(data, _OPTIONS)
+            result = evaluate(data)
         except (jmespath.exceptions.JMESPathError, conversions.ConversionError) as exc:
-            raise EvaluationError(f"JMESPath `{parsed.expression}` failed: {exc}") from None
+            raise EvaluationError(f"JMESPath `{expression}` failed: {exc}") from None
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            raise EvaluationError(f"JMESPath `{parsed.expression}` failed: {exc}") from None
-        _guard_size(result)
+            raise EvaluationError(f"JMESPath `{expression}` failed: {exc}") from None
+        if type(result) is list or type(result) is str:
+            _guard_size(result)
         return result
 
     return search
@@ -366,16 +357,20 @@ def compile_template(source: str, environment: _Sandbox = TEXT) -> Template:
     except TemplateSyntaxError as exc:
         raise _locate_jinja_error(source, exc, environment) from None
     references = tuple(_template_chains(tree))
-    unknown = sorted({node.name for node in tree.find_all(nodes.Filter) if node.name not in environment.filters})
-    if unknown:
-        raise ExpressionSyntaxError(f"unknown filter `{unknown[0]}`", source.find(unknown[0]), len(unknown[0]),
-                                    hint=_did_you_mean(unknown[0], environment.filters))
+    _check_names(source, tree, environment)
     if single and environment is TEXT:
         expression = environment.compile_expression(single.group("expr"), undefined_to_none=False)
 
+        compiled = expression._template  # what TemplateExpression wraps; called directly to skip a copy
+        run_expression = compiled.root_render_func
+        new_context = compiled.new_context
+
         def render_native(scope: Mapping[str, Any]) -> Any:
             try:
-                value = expression(scope)
+                context = new_context(scope)
+                for _ in run_expression(context):
+                    pass
+                value = context.vars["result"]
             except Exception as exc:
                 raise _evaluation_error(exc) from None
             if isinstance(value, Undefined):
@@ -385,14 +380,19 @@ def compile_template(source: str, environment: _Sandbox = TEXT) -> Template:
                     raise _evaluation_error(exc) from None
             return _plain(value)
 
+        plain = _plain_parts(tree)
+        if plain is not None and len(plain) == 1 and not isinstance(plain[0], str):
+            return Template(source, True, _direct_native(plain[0], render_native), references)
         return Template(source, True, render_native, references)
     template = environment.from_string(tree)
+    run_template = template.root_render_func
+    new_text_context = template.new_context
 
     def render_text(scope: Mapping[str, Any]) -> str:
         size = 0
         parts = []
         try:
-            for chunk in template.generate(scope):
+            for chunk in run_template(new_text_context(scope)):
                 size += len(chunk)
                 if size > MAX_OUTPUT:
                     raise EvaluationError(f"the template produced more than {MAX_OUTPUT} characters")
@@ -403,10 +403,99 @@ def compile_template(source: str, environment: _Sandbox = TEXT) -> Template:
             raise _evaluation_error(exc) from None
         return "".join(parts)
 
+    plain = _plain_parts(tree)
+    if plain is not None:
+        finalize = _path_finalize if environment is PATH else None
+        return Template(source, False, _direct_text(plain, finalize, render_text), references)
     return Template(source, False, render_text, references)
 
 
+# -- the direct path: text and plain names only -----------------------------------------------------------
+# Most templates are text with `{{ name.attr }}` holes. Those are rendered by looking the names up in plain
+# dicts, which is what Jinja would do, without building a Jinja context per render. Anything else (a value
+# that is not a dict on the way, a missing key, a key that is also a dict method) goes to Jinja, so the
+# result and the error messages are always Jinja's.
+
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _plain_parts(tree: nodes.Template) -> list[str | Chain] | None:
+    if len(tree.body) != 1 or not isinstance(tree.body[0], nodes.Output):
+        return None
+    parts: list[str | Chain] = []
+    for node in tree.body[0].nodes:
+        if isinstance(node, nodes.TemplateData):
+            parts.append(node.data)
+            continue
+        chain = _strict_chain(node)
+        if chain is None or any(key in _DICT_ATTRIBUTES for key in chain[1:]):
+            return None
+        parts.append(chain)
+    return parts
+
+
+def _strict_chain(node: nodes.Node) -> Chain | None:
+    if isinstance(node, nodes.Name) and node.ctx == "load":
+        return (node.name,)
+    if isinstance(node, nodes.Getattr):
+        head = _strict_chain(node.node)
+        return (*head, node.attr) if head is not None else None
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        head = _strict_chain(node.node)
+        return (*head, node.arg.value) if head is not None else None
+    return None
+
+
+def _lookup(scope: Mapping[str, Any], chain: Chain) -> Any:
+    value: Any = scope
+    for key in chain:
+        if type(value) is not dict or key not in value:
+            raise _NotPlain
+        value = value[key]
+    return value
+
+
+def _direct_native(chain: Chain, fallback: Callable[[Mapping[str, Any]], Any]) -> Callable[[Mapping[str, Any]], Any]:
+    def render(scope: Mapping[str, Any]) -> Any:
+        try:
+            value = _lookup(scope, chain)
+        except _NotPlain:
+            return fallback(scope)
+        return _plain(value) if type(value) is str or type(value) is tuple else value
+
+    return render
+
+
+def _direct_text(parts: list[str | Chain], finalize: Callable[[Any], Any] | None,
+                 fallback: Callable[[Mapping[str, Any]], Any]) -> Callable[[Mapping[str, Any]], Any]:
+    frozen = tuple(parts)
+
+    def render(scope: Mapping[str, Any]) -> Any:
+        pieces = []
+        try:
+            for part in frozen:
+                if type(part) is str:
+                    pieces.append(part)
+                else:
+                    value = _lookup(scope, part)  # type: ignore[arg-type]
+                    pieces.append(str(finalize(value) if finalize is not None else value))
+        except _NotPlain:
+            return fallback(scope)
+        text = "".join(pieces)
+        if len(text) > MAX_OUTPUT:
+            raise EvaluationError(f"the template produced more than {MAX_OUTPUT} characters")
+        return text
+
+    return render
+
+
 def _plain(value: Any) -> Any:
+    if callable(value):
+        raise EvaluationError("the expression gives a function, not a value (did you mean to call it, or is a key named like a method?)")
     if isinstance(value, str):
         if len(value) > MAX_OUTPUT:
             raise EvaluationError(f"the template produced more than {MAX_OUTPUT} characters")
@@ -483,28 +572,156 @@ def _jinja_chain(node: nodes.Node) -> Chain | None:
     return None
 
 
+def _check_names(source: str, tree: nodes.Template, environment: _Sandbox) -> None:
+    """Filters and tests must exist, and templates cannot load other templates (there are none to load)."""
+    for node in tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)):
+        tag = type(node).__name__.lower().replace("fromimport", "from")
+        found = re.search(r"\{%-?\s*" + tag + r"\b", source)
+        raise ExpressionSyntaxError(f"template: `{{% {tag} %}}` cannot be used in a mapping",
+                                    found.start() if found else 0, len(found.group(0)) if found else 2,
+                                    hint="a mapping's templates stand alone; write the text out where it is needed")
+    for kind, table, found_in in (("filter", environment.filters, nodes.Filter), ("test", environment.tests, nodes.Test)):
+        unknown = sorted({node.name for node in tree.find_all(found_in) if node.name not in table})
+        if unknown:
+            name = unknown[0]
+            before = r"\|\s*" if kind == "filter" else r"\bis\s+(?:not\s+)?"
+            spot = re.search(before + r"(" + re.escape(name) + r")\b", source) or re.search(re.escape(name), source)
+            offset = (spot.start(spot.lastindex or 0)) if spot else 0
+            if kind == "filter" and spot is None:
+                offset = max(source.find(name), 0)
+            hint = _did_you_mean(name, table) or (
+                "see the filters in docs/mapping.md" if kind == "filter" else f"tests: {', '.join(sorted(_PLAIN_TESTS))}")
+            raise ExpressionSyntaxError(f"unknown {kind} `{name}`", offset, len(name), hint=hint)
+
+
+_PLAIN_TESTS = ("defined", "none", "number", "string", "sequence", "mapping", "true", "false", "in", "eq", "ne",
+                "lt", "gt", "le", "ge", "divisibleby", "even", "odd")
+_TOKENS = {"end of print statement": "}}", "end of statement block": "%}", "end of template": "the end"}
+_OPENING_TAGS = ("if", "for", "filter", "macro", "call", "with", "block", "autoescape", "raw")
+
+
+def _token(name: str) -> str:
+    return _TOKENS.get(name, name)
+
+
+def _plain_jinja(message: str) -> tuple[str, str | None, str | None]:
+    """(message, hint, the token to point at) for a Jinja syntax error message."""
+    message = message.strip()
+    if match := re.match(r"Unexpected end of template\. .*innermost block that needs to be closed is '(\w+)'", message):
+        tag = match.group(1)
+        return f"template: `{{% {tag} %}}` is never closed", f"add `{{% end{tag} %}}` where it should end", None
+    if match := re.match(r"Encountered unknown tag '(\w+)'\. .*innermost block that needs to be closed is '(\w+)'",
+                         message):
+        tag, open_tag = match.groups()
+        return (f"template: `{{% {tag} %}}` does not close the open `{{% {open_tag} %}}`",
+                f"close it with `{{% end{open_tag} %}}` first", tag)
+    if match := re.match(r"Encountered unknown tag '(\w+)'", message):
+        tag = match.group(1)
+        if tag.startswith("end") or tag in ("else", "elif"):
+            return f"template: `{{% {tag} %}}` has no opening tag", "remove it, or add the tag it belongs to", tag
+        known = ("if", "for", "set", "filter", "elif", "else")
+        return f"template: unknown tag `{{% {tag} %}}`", _did_you_mean(tag, known) or f"tags: {', '.join(known)}", tag
+    if message.startswith("unexpected end of template"):
+        return "template: `{{` is never closed", "add `}}`", None
+    if match := re.match(r"unexpected char '(.)' at (\d+)", message) or re.match(r'unexpected char "(.)" at (\d+)', message):
+        quote = match.group(1)
+        if quote in "'\"":
+            return f"template: a text in quotes is never closed (`{quote}`)", f"add the closing `{quote}`", None
+        return f"template: unexpected character `{quote}`", None, quote
+    if message == "Missing end of comment tag":
+        return "template: a `{#` comment is never closed", "add `#}`", None
+    if match := re.match(r"expected token '([^']+)', got '([^']+)'", message):
+        wanted, got = _token(match.group(1)), _token(match.group(2))
+        wanted = "a name" if wanted == "name" else f"`{wanted}`"
+        advice = "a filter name must follow `|`" if wanted == "a name" else None
+        if wanted == "`}}`" and got not in ("}}", "%}"):
+            advice = "join names with `~` or an operator; to write text, put it outside `{{ }}`"
+        return f"template: expected {wanted}, found `{got}`", advice, match.group(2)
+    if match := re.match(r"Expected an expression, got '([^']+)'", message):
+        got = _token(match.group(1))
+        return f"template: a value is missing before `{got}`", None, match.group(1)
+    if match := re.match(r"unexpected '([^']+)'(?:, expected '([^']+)')?", message):
+        got = _token(match.group(1))
+        if match.group(2):
+            return f"template: unexpected `{got}`, expected `{_token(match.group(2))}`", None, match.group(1)
+        if got in ("}}", "%}"):
+            return f"template: a value is missing before `{got}`", None, match.group(1)
+        closing = {"}": "close `{{` with `}}`", "%": "close `{%` with `%}`"}
+        return f"template: unexpected `{got}`", closing.get(got), match.group(1)
+    return f"template: {message[0].lower()}{message[1:]}" if message else "template: cannot be read", None, None
+
+
 def _locate_jinja_error(source: str, exc: TemplateSyntaxError, environment: _Sandbox) -> ExpressionSyntaxError:
-    """Jinja reports only a line: find the block on it that fails alone, and the token inside it."""
-    message = _plain_jinja(exc.message or str(exc))
+    """Jinja reports only a line: find the tag on it that fails alone, and the token inside it."""
+    raw = exc.message or str(exc)
+    message, hint, token = _plain_jinja(raw)
+    if match := re.match(r"unexpected char .* at (\d+)", raw):
+        return ExpressionSyntaxError(message, int(match.group(1)), 1, hint)
+    if match := re.search(r"innermost block that needs to be closed is '(\w+)'", raw):
+        if raw.startswith("Unexpected end of template"):
+            opened = list(re.finditer(r"\{%-?\s*" + match.group(1) + r"\b", source))
+            spot = opened[-1] if opened else None
+            return ExpressionSyntaxError(message, spot.start() if spot else 0, len(spot.group(0)) if spot else 2, hint)
+    if raw.startswith("unexpected end of template"):
+        opened = list(re.finditer(r"\{\{", source))
+        return ExpressionSyntaxError(message, opened[-1].start() if opened else 0, 2, hint)
+    if raw == "Missing end of comment tag":
+        return ExpressionSyntaxError(message, max(source.rfind("{#"), 0), 2, hint)
     lines = source.split("\n")
     line = min(max(exc.lineno, 1), len(lines))
     line_start = sum(len(x) + 1 for x in lines[: line - 1])
-    for match in re.finditer(r"\{\{.*?(\}\}|$)|\{%.*?(%\}|$)", lines[line - 1]):
-        block = match.group(0)
+    text = lines[line - 1]
+    # The shortest start of the template that fails the same way ends just after the offending token.
+    for end in range(line_start + 1, min(line_start + len(text), line_start + 2000) + 1):
         try:
-            environment.parse(block)
-        except TemplateSyntaxError:
-            token = re.search(r"'([^']+)'\s*$", exc.message or "")
-            inside = block.find(token.group(1), 2) if token else -1
-            offset = match.start() + (inside if inside >= 0 else 0)
-            return ExpressionSyntaxError(message, line_start + offset, len(token.group(1)) if token and inside >= 0 else 2)
-    return ExpressionSyntaxError(message, line_start + max(lines[line - 1].find("{"), 0), 2)
+            environment.parse(source[:end])
+        except TemplateSyntaxError as shorter:
+            if (shorter.message or str(shorter)) != raw or shorter.lineno != exc.lineno:
+                continue
+            shown = _token(token) if token else ""
+            if shown and source[:end].endswith(shown):
+                return ExpressionSyntaxError(message, end - len(shown), len(shown), hint)
+            return ExpressionSyntaxError(message, end - 1, 1, hint)
+    for block in re.finditer(r"\{\{.*?(?:\}\}|$)|\{%.*?(?:%\}|$)", text):
+        if not _fails_alone(block.group(0), environment):
+            continue
+        inside = _find_token(block.group(0), token)
+        if inside is None:
+            return ExpressionSyntaxError(message, line_start + block.start(), 2, hint)
+        offset, width = inside
+        return ExpressionSyntaxError(message, line_start + block.start() + offset, width, hint)
+    first = re.search(r"\{[{%]", text)
+    return ExpressionSyntaxError(message, line_start + (first.start() if first else 0), 2, hint)
 
 
-def _plain_jinja(message: str) -> str:
-    message = message.replace("'end of print statement'", "`}}`").replace("'end of statement block'", "`%}`")
-    message = message.replace("expected token", "expected").replace("unexpected end of template", "the template ends too early")
-    return f"template: {message}"
+def _fails_alone(block: str, environment: _Sandbox) -> bool:
+    """Whether one `{{ }}` or `{% %}` fails to parse on its own (an opening tag gets its closing tag)."""
+    tag = re.match(r"\{%-?\s*(\w+)", block)
+    if tag:
+        name = tag.group(1)
+        if name.startswith("end") or name in ("else", "elif"):
+            return block.endswith("%}") is False
+        if name in _OPENING_TAGS or (name == "set" and "=" not in block):
+            block += f"{{% end{name} %}}"
+    try:
+        environment.parse(block)
+    except TemplateSyntaxError:
+        return True
+    return False
+
+
+def _find_token(block: str, token: str | None) -> tuple[int, int] | None:
+    """(offset, width) of `token` inside a block; its closing delimiter for 'end of ...' tokens."""
+    if token is None:
+        return None
+    if token in ("end of print statement", "end of statement block"):
+        closing = "}}" if token == "end of print statement" else "%}"
+        end = block.rfind(closing)
+        return (end, 2) if end >= 2 else (len(block), 1)
+    position = block.find(token, 2)
+    if position < 0:
+        return None
+    return position, len(token)
 
 
 def _did_you_mean(name: str, candidates: Any) -> str | None:

@@ -7,6 +7,7 @@ fast). graphql-core is imported only to read a schema file given with `--graphql
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +81,7 @@ def check(text: str, operation: str | None, given: Iterable[str], api_schema: An
             result.problems.append(GraphQLProblem(
                 f"GraphQL: the query needs `${variable.name}` but `variables:` does not give it",
                 _offset(text, variable.line, variable.column), len(variable.name) + 1,
-                f"add `variables: {{{variable.name}: \"{{{{ event.resource_id }}}}\"}}`"))
+                _variable_hint(variable.name, variable.type)))
     for name in sorted(given - set(declared)):
         result.problems.append(GraphQLProblem(
             f"GraphQL: `{name}` is given under `variables:` but the query declares no `${name}`", 0, 1,
@@ -91,6 +92,12 @@ def check(text: str, operation: str | None, given: Iterable[str], api_schema: An
     return result
 
 
+def _variable_hint(name: str, type_: str) -> str:
+    if type_.rstrip("!") == "ID":
+        return f"add it under `variables:`, e.g. `{name}: \"{{{{ event.resource_id }}}}\"`"
+    return f"add `{name}: ...` under `variables:`, or give it a default in the query (`${name}: {type_.rstrip('!')} = ...`)"
+
+
 def _against_schema(text: str, api_schema: Any) -> list[GraphQLProblem]:
     from graphql import parse, validate  # only with --graphql-schema: graphql-core is slow to import
 
@@ -98,8 +105,48 @@ def _against_schema(text: str, api_schema: Any) -> list[GraphQLProblem]:
     for error in validate(api_schema, parse(text)):
         location = error.locations[0] if error.locations else None
         offset = _offset(text, location.line, location.column) if location else 0
-        problems.append(GraphQLProblem(f"GraphQL schema: {error.message}", offset, 1))
+        message, hint, width = _plain_schema_error(error.message)
+        problems.append(GraphQLProblem(f"GraphQL schema: {message}", offset, width, hint))
     return problems
+
+
+def _did_you_mean(message: str) -> str | None:
+    """graphql-core's own suggestion ("Did you mean 'a' or 'b'?") in our words."""
+    match = re.search(r"Did you mean (.*)\?$", message)
+    if not match:
+        return None
+    names = re.findall(r"'([^']+)'", match.group(1))
+    if not names or "inline fragment" in match.group(1):
+        return None
+    return "did you mean " + " or ".join(f"`{n}`" for n in names) + "?"
+
+
+def _plain_schema_error(message: str) -> tuple[str, str | None, int]:
+    """graphql-core's validation message → (plain message, hint, caret width)."""
+    if match := re.match(r"Cannot query field '([^']+)' on type '([^']+)'", message):
+        field_name, type_name = match.groups()
+        hint = _did_you_mean(message)
+        if hint is None and "inline fragment" in message:
+            fragment = re.search(r"inline fragment on '([^']+)'", message)
+            hint = f"select it inside `... on {fragment.group(1)} {{ }}`" if fragment else None
+        return f"`{type_name}` has no field `{field_name}`", hint, len(field_name)
+    if match := re.match(r"Unknown argument '([^']+)' on field '([^']+)'", message):
+        return f"field `{match.group(2)}` has no argument `{match.group(1)}`", _did_you_mean(message), len(match.group(1))
+    if match := re.match(r"Unknown type '([^']+)'", message):
+        return f"the API has no type `{match.group(1)}`", _did_you_mean(message), len(match.group(1))
+    if match := re.match(r"Field '([^']+)' argument '([^']+)' of type '([^']+)' is required", message):
+        return (f"field `{match.group(1)}` needs the argument `{match.group(2)}` ({match.group(3)})", None,
+                len(match.group(1)))
+    if match := re.match(r"Field '([^']+)' of type '([^']+)' must have a selection of subfields", message):
+        return (f"`{match.group(1)}` is an object (`{match.group(2)}`): say which of its fields to read",
+                f"write e.g. `{match.group(1)} {{ id }}`", len(match.group(1)))
+    if match := re.match(r"Field '([^']+)' must not have a selection since type '([^']+)' has no subfields", message):
+        return (f"`{match.group(1)}` is a plain value (`{match.group(2)}`) and has no fields to select",
+                f"remove the `{{ ... }}` after `{match.group(1)}`", len(match.group(1)))
+    if match := re.match(r"Variable '\$([^']+)' of type '([^']+)' used in position expecting type '([^']+)'", message):
+        return (f"`${match.group(1)}` is declared as `{match.group(2)}` but is used where `{match.group(3)}` is expected",
+                f"declare it as `${match.group(1)}: {match.group(3)}`", len(match.group(1)) + 1)
+    return message, None, 1
 
 
 def load_schema(path: Path) -> Any:

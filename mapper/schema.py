@@ -10,16 +10,41 @@ from functools import cache
 from pathlib import Path as FilePath
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
+from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped, unused-ignore]
 
 from mapper.errors import Problem
 from mapper.source import Document, Path
 
 SCHEMA_FILE = FilePath(__file__).with_name("mapping.schema.json")
 
-_TYPE_WORDS = {"string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false",
-               "object": "a set of `key: value` pairs", "array": "a list", "null": "empty"}
+_TYPE_WORDS = {
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a set of `key: value` pairs",
+    "array": "a list",
+    "null": "empty",
+}
+AUTH_KINDS = ("basic", "bearer", "api_key", "oauth2")
+OUTCOMES = ("success", "skip", "retry", "fail")
+# Words people write for an outcome, and the outcome they mean.
+_OUTCOME_WORDS = {
+    "ignore": "skip",
+    "ignored": "skip",
+    "drop": "skip",
+    "ok": "success",
+    "done": "success",
+    "succeed": "success",
+    "error": "fail",
+    "failed": "fail",
+    "dead": "fail",
+    "park": "fail",
+    "again": "retry",
+    "later": "retry",
+}
+_DURATION_PATTERN = "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$"
 
 
 @cache
@@ -29,22 +54,38 @@ def schema() -> dict[str, Any]:
 
 
 @cache
-def _validator() -> Draft202012Validator:
+def _validator() -> Any:
     return Draft202012Validator(schema())
 
 
 def check(document: Document) -> list[Problem]:
     """Every schema problem of the document, each located and worded for a person."""
+    if document.data is None:
+        return []  # an empty file: the compiler says so in one line
     problems: list[Problem] = []
-    seen: set[tuple[Path, str]] = set()
+    seen: set[tuple[int, int, str]] = set()
     for error in _validator().iter_errors(document.data):
+        if document.is_refused(tuple(error.absolute_path)):
+            continue
         for problem in _explain(document, error):
             key = (problem.location.line, problem.location.column, problem.message)
-            if (tuple(error.absolute_path), problem.message) in seen or key in {(p.location.line, p.location.column, p.message) for p in problems}:
-                continue
-            seen.add((tuple(error.absolute_path), problem.message))
-            problems.append(problem)
-    return problems
+            if key not in seen:
+                seen.add(key)
+                problems.append(problem)
+    return _without_echoes(problems)
+
+
+def _without_echoes(problems: list[Problem]) -> list[Problem]:
+    """A misspelt required key is reported once, as the unknown key with its "did you mean"."""
+    suggested = {(p.path[:-1], p.hint) for p in problems if p.message.startswith("unknown key")}
+    return [
+        p
+        for p in problems
+        if not (
+            (match := re.fullmatch(r".* needs `([^`]+)`", p.message))
+            and (p.path, f"did you mean `{match.group(1)}`?") in suggested
+        )
+    ]
 
 
 def describe(document: Document, path: Path) -> tuple[str, ...]:
@@ -53,8 +94,10 @@ def describe(document: Document, path: Path) -> tuple[str, ...]:
 
 
 def _problem(document: Document, path: Path, message: str, hint: str | None = None, key: bool = False) -> Problem:
-    problem = document.problem(path, message, hint, key=key)
-    return Problem(problem.location, message, path=describe(document, path), hint=hint, source_line=problem.source_line)
+    location = document.location(path, key)
+    return Problem(
+        location, message, path=describe(document, path), hint=hint, source_line=document.line_text(location.line)
+    )
 
 
 def _name(path: Path) -> str:
@@ -62,6 +105,15 @@ def _name(path: Path) -> str:
         if isinstance(part, str):
             return part
     return "this value"
+
+
+def _subject(path: Path) -> str:
+    """How a message names the thing at `path`: `timeout`, the step, the mapping."""
+    if not path:
+        return "the mapping"
+    if isinstance(path[-1], int):
+        return "the step" if path[:-1] == ("steps",) else f"item {path[-1] + 1} of `{_name(path)}`"
+    return f"`{path[-1]}`"
 
 
 def _explain(document: Document, error: ValidationError) -> Iterator[Problem]:
@@ -79,20 +131,30 @@ def _explain(document: Document, error: ValidationError) -> Iterator[Problem]:
     if kind == "required":
         missing = re.findall(r"'([^']+)' is a required property", error.message)
         for key in missing:
-            where = f"`{name}`" if path else "the mapping"
-            yield _problem(document, path, f"{where} needs `{key}`", _REQUIRED_HINTS.get(key), key=bool(path))
+            yield _problem(document, path, f"{_subject(path)} needs `{key}`", _REQUIRED_HINTS.get(key), key=bool(path))
         return
-    if kind == "propertyNames":
-        bad = value if isinstance(value, str) else str(value)
-        yield _problem(document, path, f"`{bad}` cannot be used as a name here", "use letters, digits and `_`, starting with a letter")
-        return
-    if kind == "pattern" and error.parent is None and len(error.relative_schema_path) >= 2 and "propertyNames" in error.relative_schema_path:
-        yield _problem(document, (*path, value), f"`{value}` cannot be used as a name here", _pattern_hint(error.validator_value), key=True)
+    if kind in ("propertyNames", "pattern") and "propertyNames" in error.relative_schema_path:
+        bad = str(value)
+        if path[-1:] == ("on_status",):
+            yield _problem(
+                document,
+                (*path, bad),
+                f"`{bad}` is not an HTTP status",
+                "use a status such as `404`, or a class such as `4xx`",
+                key=True,
+            )
+            return
+        yield _problem(
+            document, (*path, bad), f"`{bad}` cannot be used as a name here", _pattern_hint(error.validator_value, bad),
+            key=True,
+        )
         return
     if kind == "type":
         expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        words = " or ".join(_TYPE_WORDS.get(t, t) for t in expected)
-        yield _problem(document, path, f"`{name}` must be {words}, not {_describe_value(value)}", _type_hint(value, expected))
+        words = " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in expected)
+        subject = "the file" if not path else _subject(path)
+        yield _problem(document, path, f"{subject} must be {words}, not {_describe_value(value)}",
+                       _type_hint(value, expected, path))
         return
     if kind == "enum":
         options = [str(o) for o in error.validator_value]
@@ -100,23 +162,38 @@ def _explain(document: Document, error: ValidationError) -> Iterator[Problem]:
         if isinstance(value, str):
             upper = [o for o in options if o.lower() == value.lower()]
             close = upper or difflib.get_close_matches(value, options, n=1, cutoff=0.5)
+            if not close and options == list(OUTCOMES):
+                close = [_OUTCOME_WORDS[value.lower()]] if value.lower() in _OUTCOME_WORDS else []
             hint = f"did you mean `{close[0]}`?" if close else None
-        yield _problem(document, path, f"`{value}` is not allowed for `{name}`; use one of: {', '.join(options)}", hint)
+            if upper and name == "method":
+                hint = f"write it in capitals: `{upper[0]}`"
+        if options == list(OUTCOMES):
+            message = f"`{value}` is not an outcome; use one of: {', '.join(options)}"
+        else:
+            message = f"`{value}` is not allowed for `{name}`; use one of: {', '.join(options)}"
+        yield _problem(document, path, message, hint)
         return
     if kind == "const":
-        yield _problem(document, path, f"`{name}` must be {json.dumps(error.validator_value)}")
+        hint = "this version of wlmap reads mappings of format version 1" if name == "version" else None
+        yield _problem(document, path, f"`{name}` must be {json.dumps(error.validator_value)}", hint)
         return
     if kind == "pattern":
-        yield _problem(document, path, f"`{value}` is not a valid {name}", _pattern_hint(error.validator_value))
+        what = "step name" if len(path) == 3 and path[0] == "steps" and path[2] == "name" else name
+        yield _problem(document, path, f"`{value}` is not a valid {what}", _pattern_hint(error.validator_value, value))
         return
     if kind in ("minItems", "minProperties"):
-        yield _problem(document, path, f"`{name}` is empty", "add at least one entry")
+        yield _problem(document, path, f"{_subject(path)} is empty", "add at least one entry")
         return
     if kind in ("minimum", "maximum", "exclusiveMinimum", "maxLength", "maxItems"):
-        limit = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than", "maxLength": "at most",
-                 "maxItems": "at most"}[kind]
+        limit = {
+            "minimum": "at least",
+            "maximum": "at most",
+            "exclusiveMinimum": "more than",
+            "maxLength": "at most",
+            "maxItems": "at most",
+        }[kind]
         unit = " characters" if kind == "maxLength" else " entries" if kind == "maxItems" else ""
-        yield _problem(document, path, f"`{name}` must be {limit} {error.validator_value}{unit}")
+        yield _problem(document, path, f"{_subject(path)} must be {limit} {error.validator_value}{unit}")
         return
     if kind in ("anyOf", "oneOf"):
         yield from _explain_alternatives(document, error, path, name)
@@ -126,33 +203,65 @@ def _explain(document: Document, error: ValidationError) -> Iterator[Problem]:
 
 def _explain_alternatives(document: Document, error: ValidationError, path: Path, name: str) -> Iterator[Problem]:
     value = error.instance
-    if name == "auth" or (path and path[-1] == "auth"):
-        kinds = ["basic", "bearer", "api_key", "oauth2"]
-        if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in kinds:
+    if name == "auth":
+        if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in AUTH_KINDS:
             chosen = next(iter(value))
             for sub in error.context or []:
-                if tuple(sub.relative_path)[:1] == (chosen,) or (sub.validator == "required" and sub.instance is value):
-                    if sub.validator == "required" and sub.instance is value:
-                        continue
+                if tuple(sub.relative_path)[:1] == (chosen,):
                     yield from _explain(document, sub)
             return
         if isinstance(value, dict):
             for key in sorted(value):
-                if key not in kinds:
-                    close = difflib.get_close_matches(key, kinds, n=1, cutoff=0.5)
-                    hint = f"did you mean `{close[0]}`?" if close else f"use one of: none, {', '.join(kinds)}"
+                if key not in AUTH_KINDS:
+                    close = difflib.get_close_matches(key, AUTH_KINDS, n=1, cutoff=0.5)
+                    hint: str | None = f"did you mean `{close[0]}`?" if close else f"use one of: none, {', '.join(AUTH_KINDS)}"
                     yield _problem(document, (*path, key), f"unknown kind of auth `{key}`", hint, key=True)
-            if len(value) > 1 and all(k in kinds for k in value):
+            if len(value) > 1 and all(k in AUTH_KINDS for k in value):
                 yield _problem(document, path, "`auth` takes one kind of sign-in", f"keep one of: {', '.join(sorted(value))}")
             if not value:
-                yield _problem(document, path, "`auth` is empty", f"use one of: none, {', '.join(kinds)}")
+                yield _problem(document, path, "`auth` is empty", f"use one of: none, {', '.join(AUTH_KINDS)}")
             return
-        yield _problem(document, path, f"`auth` must be `none` or one of {', '.join(kinds)}, not {_describe_value(value)}")
+        hint = None
+        if isinstance(value, str):
+            close = difflib.get_close_matches(value, AUTH_KINDS, n=1, cutoff=0.5)
+            if close:
+                hint = f"write `{close[0]}:` as a key, with its settings indented below it"
+        yield _problem(
+            document,
+            path,
+            f"`auth` must be `none` or one of {', '.join(AUTH_KINDS)}, not {_describe_value(value)}",
+            hint,
+        )
         return
-    if any("pattern" in (sub.schema or {}) and "ms|s|m|h|d" in str(sub.schema.get("pattern")) for sub in error.context or []):
-        yield _problem(document, path, f"`{name}` must be a duration such as 30s, 5m or 2h, or a number of seconds, not {_describe_value(value)}")
+    if any((sub.schema or {}).get("pattern") == _DURATION_PATTERN for sub in error.context or []):
+        yield _problem(
+            document,
+            path,
+            f"{_subject(path)} must be a duration such as 30s, 5m or 2h, or a number of seconds, "
+            f"not {_describe_value(value)}",
+            _duration_hint(value),
+        )
         return
     yield _problem(document, path, f"`{name}` is not valid: {error.message}")
+
+
+def _duration_hint(value: Any) -> str | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        return "a duration cannot be negative"
+    if not isinstance(value, str):
+        return None
+    if re.fullmatch(r"[0-9]+\.[0-9]*0", value):
+        return (
+            f"`{value}` was kept as text because its trailing zero would be lost as a number; "
+            f"write {float(value):g} or {float(value):g}s"
+        )
+    match = re.fullmatch(r"\s*([0-9.]+)\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?)\s*",
+                         value, re.IGNORECASE)
+    if match:
+        unit = match.group(2).lower()
+        short = "ms" if unit.startswith("mil") or unit == "ms" else unit[0]
+        return f"write `{match.group(1)}{short}` (a number and one of ms, s, m, h, d, with no space)"
+    return "write a number and one of ms, s, m, h, d, e.g. `30s`"
 
 
 _REQUIRED_HINTS = {
@@ -161,16 +270,21 @@ _REQUIRED_HINTS = {
     "connections": "name the systems this mapping talks to under `connections:`",
     "version": "add `version: 1` at the top",
     "graphql": "put the query text under `graphql: |`",
+    "name": "give it a short name, e.g. `name: update-order`",
+    "method": "add e.g. `method: POST`",
+    "connection": "name one of the systems under `connections:`",
 }
 
 
-def _pattern_hint(pattern: Any) -> str | None:
+def _pattern_hint(pattern: Any, value: Any = None) -> str | None:
     if pattern == "^[a-z0-9][a-z0-9_-]*$":
-        return "use lower-case letters, digits, `-` and `_`"
+        slug = re.sub(r"[^a-z0-9_-]+", "-", str(value).lower()).strip("-_")
+        example = f", e.g. `{slug}`" if slug and re.fullmatch(pattern, slug) else ""
+        return f"use lower-case letters, digits, `-` and `_`{example}"
     if pattern == "^[A-Za-z][A-Za-z0-9_-]*$":
         return "use letters, digits, `-` and `_`, starting with a letter"
     if pattern == "^[A-Za-z_][A-Za-z0-9_]*$":
-        return "use letters, digits and `_`, starting with a letter"
+        return "use letters, digits and `_`, starting with a letter (no `-`, no spaces)"
     return None
 
 
@@ -192,15 +306,21 @@ def _describe_value(value: Any) -> str:
 _BOOLEAN_WORDS = {"yes", "no", "on", "off", "y", "n"}
 
 
-def _type_hint(value: Any, expected: list[str]) -> str | None:
+def _type_hint(value: Any, expected: list[str], path: Path) -> str | None:
+    if not path and value is not None:
+        return "a mapping starts with `version: 1`, `name: ...`, `trigger:` and so on, each on its own line"
     if isinstance(value, str) and "boolean" in expected and value.lower() in _BOOLEAN_WORDS:
-        return "write true or false (YAML words like yes/no/on/off are kept as text)"
-    if isinstance(value, str) and ("number" in expected or "integer" in expected) and re.fullmatch(r"[-+]?[0-9._eE+-]+", value):
+        return "write true or false (YAML 1.1 words like yes/no/on/off are kept as text here)"
+    numeric = "number" in expected or "integer" in expected
+    if isinstance(value, str) and numeric and re.fullmatch(r"[-+]?0[0-9]+", value):
+        return f"a leading zero keeps `{value}` as text; write {int(value)}"
+    if isinstance(value, str) and numeric and re.fullmatch(r"[-+]?[0-9._eE+-]+", value):
         return "this was read as text to keep it exactly as typed; write the number without leading or trailing zeros"
     if "string" in expected and isinstance(value, int | float | bool):
         return "put it in quotes to keep it as text"
     if "string" in expected and isinstance(value, dict) and len(value) == 1 and next(iter(value.values())) is None:
         return "a value starting with `{` must be quoted: '{{ ... }}'"
-    if "array" in expected and isinstance(value, str):
-        return f"write a list: [{value}]"
+    if "array" in expected and isinstance(value, str | int | float | bool):
+        shown = value if isinstance(value, str) else json.dumps(value)
+        return f"write a list: [{shown}]"
     return None

@@ -262,10 +262,11 @@ def read(text: str | bytes, file: str) -> tuple[Document | None, list[Problem]]:
                            "split it into several mappings, or move long texts out of it")
             return None, problems.sorted()
     if isinstance(text, bytes):
+        raw = text
         try:
-            text = text.decode("utf-8-sig")
+            text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            problems.add(_not_utf8(bytes(text), exc, file))
+            problems.add(_not_utf8(raw, exc, file))
             return None, problems.sorted()
     lines = split_lines(text)
 

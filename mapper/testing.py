@@ -212,7 +212,7 @@ def _compare_request(wanted: Mapping[str, Any], sent: Any) -> list[str]:
     if "method" in wanted and str(wanted["method"]).upper() != request.method:
         problems.append(f"method: expected {wanted['method']}, sent {request.method}")
     url = str(request.url)
-    if "url" in wanted and wanted["url"] != url:
+    if "url" in wanted and not _same_url(str(wanted["url"]), request.url):
         problems.append(f"url: expected {wanted['url']}\n       sent     {url}")
     if "url_contains" in wanted and str(wanted["url_contains"]) not in url:
         problems.append(f"url: expected it to contain {wanted['url_contains']!r}, sent {url}")
@@ -247,6 +247,17 @@ def _compare_request(wanted: Mapping[str, Any], sent: Any) -> list[str]:
     if "body_contains" in wanted and str(wanted["body_contains"]) not in body:
         problems.append(f"body: expected it to contain {wanted['body_contains']!r}")
     return problems
+
+
+def _same_url(wanted: str, sent: Any) -> bool:
+    """Same scheme, host, port and path, and the same query parameters once decoded (`,` and `%2C` agree)."""
+    from urllib.parse import parse_qsl
+
+    expected = urlsplit(wanted)
+    actual = urlsplit(str(sent))
+    return (expected.scheme, expected.hostname, expected.port, expected.path) == (
+        actual.scheme, actual.hostname, actual.port, actual.path
+    ) and parse_qsl(expected.query, keep_blank_values=True) == parse_qsl(actual.query, keep_blank_values=True)
 
 
 def _missing(wanted: Any, got: Any, path: str = "") -> list[str]:

@@ -47,7 +47,8 @@ class Recorded:
     """One request as the server saw it."""
 
     method: str
-    path: str
+    path: str  # percent-decoded
+    raw_path: str  # as sent, without the query
     query: str  # raw query string, as sent
     headers: tuple[tuple[str, str], ...]  # lower-case names, in order, repeats kept
     body: bytes
@@ -190,6 +191,7 @@ class FakeServer:
         recorded = Recorded(
             method=scope["method"],
             path=scope["path"],
+            raw_path=(scope.get("raw_path") or scope["path"].encode()).decode("latin-1").partition("?")[0],
             query=scope["query_string"].decode("latin-1"),
             headers=tuple((key.decode("latin-1").lower(), value.decode("latin-1")) for key, value in scope["headers"]),
             body=body,

@@ -22,7 +22,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 import httpx
 
@@ -51,6 +51,8 @@ Pairs = Mapping[str, Any] | Sequence[tuple[str, Any]]
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2: a header name
 _FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\x00]")
 _FORBIDDEN_IN_PATH = re.compile(r"[\x00-\x20\x7f\\#]")
+# Left as they are in query values: OData wants `$filter`, `'` and `(...)` readable; a space becomes %20.
+_QUERY_SAFE = "$'()*,:/@!"
 _DOT_SEGMENT = re.compile(r"(?:^|/)(?:\.|%2e){1,2}(?:/|$)", re.IGNORECASE)
 
 
@@ -204,8 +206,8 @@ class ConnectionClient:
 
     async def _exchange(self, call: _Call, headers: dict[str, str], params: list[tuple[str, str]],
                         attempt: int) -> Response:
-        request = self._wire.client.build_request(call.method, call.url, params=tuple(params),
-                                                  headers=headers, content=call.body, timeout=call.timeout)
+        request = self._wire.client.build_request(call.method, _with_params(call.url, params), headers=headers,
+                                                  content=call.body, timeout=call.timeout)
         return await self._wire.exchange(request, kind=call.kind, exchanges=call.exchanges, attempt=attempt)
 
     async def _csrf_token(self, call: _Call, attempt: int) -> str:
@@ -216,7 +218,7 @@ class ConnectionClient:
             headers = {**self._headers, "accept": "application/json"}
             params = list(self._params)
             await self._credentials.apply(headers, params, exchanges=call.exchanges, attempt=attempt)
-            request = self._wire.client.build_request("GET", url, params=tuple(params), headers=headers,
+            request = self._wire.client.build_request("GET", _with_params(url, params), headers=headers,
                                                       timeout=call.timeout)
             return await fetch_csrf_token(self._wire, request, csrf.csrf.header, exchanges=call.exchanges,
                                           attempt=attempt)
@@ -331,6 +333,15 @@ def _full_url(text: str) -> httpx.URL:
         raise RequestRejected("the URL must not contain a user name or password (use the connection's "
                               "`auth`)")
     return url
+
+
+def _with_params(url: httpx.URL, params: Sequence[tuple[str, str]]) -> httpx.URL:
+    """Append params to the URL's query as it is (httpx's `params=` would replace it and re-encode `$filter`)."""
+    if not params:
+        return url
+    added = "&".join(f"{quote(key, safe=_QUERY_SAFE)}={quote(value, safe=_QUERY_SAFE)}" for key, value in params)
+    query = url.query.decode("ascii")
+    return url.copy_with(query=(f"{query}&{added}" if query else added).encode("ascii"))
 
 
 def _pairs(values: Pairs | None) -> Iterable[tuple[str, Any]]:

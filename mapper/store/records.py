@@ -35,7 +35,7 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """The store cannot write right now (disk full, read-only, locked): answer 503 and let the sender retry."""
+    """The store cannot write now (disk full, read-only, locked): answer 503 and let the sender retry."""
 
 
 class NotFound(StoreError):
@@ -61,7 +61,7 @@ class NewDelivery:
 
 @dataclass(frozen=True)
 class NewJob:
-    """A mapping that wants the delivery; resource_key orders and coalesces its runs (None: no resource id)."""
+    """A mapping that wants the delivery; resource_key (None: no resource id) orders and coalesces runs."""
 
     mapping: str
     resource_key: str | None

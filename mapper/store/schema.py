@@ -18,7 +18,9 @@ class Types:
 
 
 SQLITE: Final = Types(id="INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL", blob="BLOB")
-POSTGRES: Final = Types(id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", real="DOUBLE PRECISION", blob="BYTEA")
+POSTGRES: Final = Types(
+    id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", real="DOUBLE PRECISION", blob="BYTEA"
+)
 
 # Times are seconds since the epoch (UTC) so every dialect compares them the same way.
 _TABLES: Final = """

@@ -1,0 +1,230 @@
+"""The HTTP face of wlmap: verify a webhook, store it with its jobs, acknowledge. It never runs a mapping.
+
+Order of checks, cheapest and least revealing first: method (405), content type (415), declared and actual
+size (413, counted while streaming), signature on the raw bytes (401), JSON (400); then ONE durable
+transaction (503 with Retry-After when it fails) and only then 200. Every refusal is `{"error": "<reason>"}`
+with a short, stable reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Final, TypeVar
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from mapper.events import Event, normalise
+from mapper.metrics import Metrics
+from mapper.signature import SignatureError, SignatureScheme, verify
+from mapper.store import Ingested, NewDelivery, NewJob, Store, StoreError
+
+T = TypeVar("T")
+log = logging.getLogger("wlmap.listener")
+
+MAX_BODY: Final = 1024 * 1024
+MAX_DELIVERY_ID: Final = 200  # characters; Scope sends a UUID (36)
+_JSON_TYPES: Final = ("application/json",)
+
+Router = Callable[[Event], Sequence[NewJob]]  # the jobs the mappings in force want for an event
+Readiness = Callable[[], str | None]  # blocking; None when ready, else why not
+
+
+@dataclass(frozen=True)
+class ListenerOptions:
+    """How webhooks are accepted."""
+
+    path: str = "/webhooks"
+    secrets: tuple[str, ...] = ()
+    scheme: SignatureScheme = field(default_factory=SignatureScheme)
+    allow_unsigned: bool = False  # take webhooks WITHOUT a signature header (legacy); a bad one is still 401
+    max_body: int = MAX_BODY
+    dedupe_window: float = 300.0
+    retry_after: int = 5  # seconds, sent with 503
+
+
+def _refuse(status: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status, headers=headers)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _summary(event: Event) -> str:
+    what = event.topic or event.raw_name or "unknown event"
+    text = f"{what} {event.resource_type or '-'} {event.resource_id or '-'}"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _dedupe_key(event: Event, body: bytes) -> str:
+    """Without a delivery id, re-sends share topic and body; two topics for one resource do not."""
+    if event.delivery_id is not None:
+        return f"id:{event.delivery_id}"
+    digest = hashlib.sha256((event.topic or "").encode("utf-8", "replace") + b"\n" + body).hexdigest()
+    return f"sha256:{digest}"
+
+
+class Webhooks:
+    """The ASGI endpoint that takes webhooks (every method reaches it, so a wrong one gets a JSON 405)."""
+
+    def __init__(self, store: Store, route: Router, options: ListenerOptions, metrics: Metrics,
+                 executor: Executor | None, on_stored: Callable[[], None]) -> None:
+        self.store, self.route, self.options, self.metrics = store, route, options, metrics
+        self.executor, self.on_stored = executor, on_stored
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        self.metrics.received.inc()
+        response = await self.handle(Request(scope, receive))
+        if response.status_code < 300:
+            self.metrics.acknowledged.inc()
+            self.metrics.ack_seconds.observe(time.perf_counter() - started)
+        else:
+            self.metrics.rejected.inc(reason=str(response.status_code))
+        await response(scope, receive, send)
+
+    async def handle(self, request: Request) -> Response:
+        if request.method != "POST":
+            return _refuse(405, "method not allowed", {"Allow": "POST"})
+        content_type = request.headers.get("content-type")
+        if content_type is not None and not _is_json(content_type):
+            return _refuse(415, "content type must be application/json")
+        body_or_refusal = await self._read_body(request)
+        if isinstance(body_or_refusal, Response):
+            return body_or_refusal
+        body = body_or_refusal
+        signature = "verified"
+        if self.options.allow_unsigned and self.options.scheme.header.lower() not in request.headers:
+            signature = "unsigned"
+        else:
+            try:
+                verify(body, request.headers, self.options.secrets, self.options.scheme)
+            except SignatureError as exc:
+                log.warning("webhook refused: %s", exc.reason)
+                return _refuse(401, exc.reason)
+        try:
+            payload = json.loads(body.decode("utf-8-sig"), parse_constant=_no_constants)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return _refuse(400, "body is not JSON")
+        if not isinstance(payload, dict):
+            return _refuse(400, "body is not a JSON object")
+        event = normalise(payload, request.headers)
+        if event.delivery_id is not None and len(event.delivery_id) > MAX_DELIVERY_ID:
+            return _refuse(400, "delivery id is too long")
+        return await self._store(request, event, body, signature)
+
+    async def _read_body(self, request: Request) -> bytes | Response:
+        limit = self.options.max_body
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                return _refuse(400, "invalid content-length")
+            if int(declared) > limit:  # refused before a byte of it is read
+                return _refuse(413, "body too large", {"Connection": "close"})
+        chunks = bytearray()
+        try:
+            async with aclosing(request.stream()) as stream:
+                async for chunk in stream:
+                    chunks += chunk
+                    if len(chunks) > limit:
+                        return _refuse(413, "body too large", {"Connection": "close"})
+        except ClientDisconnect:
+            return _refuse(400, "client disconnected")
+        return bytes(chunks)
+
+    async def _store(self, request: Request, event: Event, body: bytes, signature: str) -> Response:
+        jobs = list(self.route(event))
+        delivery = NewDelivery(
+            headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw),
+            body=body,
+            body_sha256=hashlib.sha256(body).hexdigest(),
+            delivery_id=event.delivery_id,
+            dedupe_key=_dedupe_key(event, body),
+            signature="unsigned" if signature == "unsigned" else "verified",
+            summary=_summary(event),
+        )
+        try:
+            stored = await run_blocking(self.executor, partial(
+                self.store.ingest, delivery, jobs, dedupe_window=self.options.dedupe_window))
+        except StoreError as exc:
+            log.error("webhook not stored, answered 503: %s", exc, extra={"event_id": event.delivery_id})
+            return _refuse(503, "store unavailable", {"Retry-After": str(self.options.retry_after)})
+        return self._acknowledge(event, stored)
+
+    def _acknowledge(self, event: Event, stored: Ingested) -> Response:
+        extra = {"event_id": event.delivery_id, "delivery": stored.delivery}
+        if stored.status == "duplicate":
+            self.metrics.duplicates.inc()
+            log.info("duplicate of delivery d%s, not run again", stored.duplicate_of, extra=extra)
+            return JSONResponse({"duplicate": True, "id": stored.duplicate_of})
+        if stored.status == "ignored":
+            self.metrics.ignored.inc()
+            log.info("stored d%s; no mapping wants %s", stored.delivery, _summary(event), extra=extra)
+        else:
+            self.metrics.coalesced.inc(len(stored.coalesced))
+            log.info("stored d%s: %d job(s) %s", stored.delivery, len(stored.jobs),
+                     ", ".join(map(str, stored.jobs)), extra=extra)
+            self.on_stored()
+        return JSONResponse({"status": stored.status, "id": stored.delivery, "jobs": list(stored.jobs)})
+
+
+async def run_blocking(executor: Executor | None, fn: Callable[[], T]) -> T:
+    """fn() in a thread, so the event loop keeps serving while the store commits."""
+    return await asyncio.get_running_loop().run_in_executor(executor, fn)
+
+
+def create_app(store: Store, route: Router, options: ListenerOptions, *, metrics: Metrics,
+               executor: Executor | None = None, on_stored: Callable[[], None] = lambda: None,
+               readiness: Readiness | None = None) -> Starlette:
+    """The ASGI app: the webhook endpoint, /healthz, /readyz and /metrics."""
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        problem = await run_blocking(executor, readiness) if readiness is not None else None
+        if problem is not None:
+            return _refuse(503, problem)
+        return JSONResponse({"status": "ready"})
+
+    async def metrics_text(request: Request) -> Response:
+        try:
+            counts = await run_blocking(executor, store.counts)
+        except StoreError as exc:
+            log.warning("queue depth not shown in /metrics: %s", exc)
+        else:
+            for status, count in counts.items():
+                metrics.queue.set(count, state=status)
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _refuse(404, "not found")
+
+    webhooks = Webhooks(store, route, options, metrics, executor, on_stored)
+    return Starlette(
+        routes=[
+            Route(options.path, webhooks),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_text),
+        ],
+        exception_handlers={404: not_found},
+    )

@@ -1,0 +1,55 @@
+"""Database rows (tuples in the column order of `sql`) turned into store records, and back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from mapper.store.records import AttemptRow, Claimed, DeliveryRow, Headers, JobRow
+
+MAX_REASON: Final = 2000  # characters of a reason kept in a row
+MAX_TRACE: Final = 1_000_000  # characters of trace JSON kept per attempt
+
+
+def headers_text(headers: Headers) -> str:
+    """Headers as stored: a JSON list of [name, value] pairs, in the order and spelling received."""
+    return json.dumps([list(pair) for pair in headers])
+
+
+def headers(text: str) -> Headers:
+    return tuple((str(name), str(value)) for name, value in json.loads(text))
+
+
+def reason(text: str | None) -> str | None:
+    """A reason cut to the length a row keeps."""
+    return text if text is None or len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+
+
+def trace_text(trace: Mapping[str, Any]) -> str:
+    """The runner's trace as stored JSON; an oversized trace is replaced by a note saying so."""
+    text = json.dumps(dict(trace), ensure_ascii=False, default=str)
+    if len(text) > MAX_TRACE:
+        return json.dumps({"truncated": f"the trace had {len(text)} characters; only {MAX_TRACE} are kept"})
+    return text
+
+
+def job(row: Sequence[Any]) -> JobRow:
+    return JobRow(row[0], row[1], float(row[2]), row[3], row[4], row[5], row[6], row[7], float(row[8]),
+                  row[9], row[10], row[11], float(row[12]), float(row[13]))
+
+
+def delivery(row: Sequence[Any]) -> DeliveryRow:
+    return DeliveryRow(row[0], float(row[1]), row[2], row[3], row[4], row[5], row[6], headers(row[7]),
+                       bytes(row[8]), row[9])
+
+
+def claimed(row: Sequence[Any]) -> Claimed:
+    return Claimed(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], float(row[8]),
+                   headers(row[9]), bytes(row[10]))
+
+
+def attempt(row: Sequence[Any]) -> AttemptRow:
+    finished = None if row[3] is None else float(row[3])
+    trace = None if row[7] is None else json.loads(row[7])
+    return AttemptRow(row[0], row[1], float(row[2]), finished, row[4], row[5], row[6], trace)

@@ -1,0 +1,106 @@
+"""Every statement the store runs, in portable SQL with `?` placeholders (a dialect may rewrite them)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+ACTIVE_IN: Final = "('pending', 'running', 'retry')"
+
+FIND_BY_DELIVERY_ID: Final = "SELECT id FROM deliveries WHERE delivery_id = ? AND status <> 'duplicate'"
+FIND_BY_DEDUPE_KEY: Final = (
+    "SELECT id FROM deliveries WHERE dedupe_key = ? AND delivery_id IS NULL AND status <> 'duplicate' "
+    "AND received_at >= ? ORDER BY id DESC LIMIT 1"
+)
+INSERT_DELIVERY: Final = (
+    "INSERT INTO deliveries (received_at, delivery_id, dedupe_key, body_sha256, signature, summary, headers, "
+    "body, status, duplicate_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+)
+INSERT_JOB: Final = (
+    "INSERT INTO jobs (delivery, mapping, mapping_file, resource_key, status, attempts, next_attempt_at, "
+    "lease_until, token, replay_of, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "RETURNING id"
+)
+INSERT_ATTEMPT: Final = (
+    "INSERT INTO attempts (job, number, token, started_at, status) VALUES (?, ?, ?, ?, 'running')"
+)
+COALESCE_OLDER: Final = (
+    "UPDATE jobs SET status = 'coalesced', superseded_by = ?, last_reason = ?, updated_at = ? "
+    "WHERE mapping = ? AND resource_key = ? AND status = 'pending' AND attempts = 0 AND id < ? RETURNING id"
+)
+# Due, or running on an expired lease; and the first job with work to do for its mapping and resource.
+CLAIMABLE: Final = (
+    "SELECT j.id, j.status FROM jobs j "
+    "WHERE ((j.status IN ('pending', 'retry') AND j.next_attempt_at <= ?) "
+    "OR (j.status = 'running' AND j.lease_until < ?)) "
+    "AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.mapping = j.mapping AND e.resource_key = j.resource_key "
+    f"AND e.id < j.id AND e.status IN {ACTIVE_IN}) "
+    "ORDER BY j.next_attempt_at, j.id LIMIT ?"
+)
+LOSE_ATTEMPTS: Final = (
+    "UPDATE attempts SET status = 'lost', finished_at = ?, reason = ? WHERE job = ? AND finished_at IS NULL"
+)
+TAKE_JOB: Final = (
+    "UPDATE jobs SET status = 'running', token = token + 1, attempts = attempts + 1, lease_until = ?, "
+    "updated_at = ? WHERE id = ? RETURNING token, attempts"
+)
+CLAIMED: Final = (
+    "SELECT j.id, j.token, j.attempts, j.mapping, j.mapping_file, j.resource_key, d.id, d.delivery_id, "
+    "d.received_at, d.headers, d.body FROM jobs j JOIN deliveries d ON d.id = j.delivery WHERE j.id = ?"
+)
+EXTEND: Final = (
+    "UPDATE jobs SET lease_until = ?, updated_at = ? WHERE id = ? AND token = ? AND status = 'running'"
+)
+FINISH_JOB: Final = (
+    "UPDATE jobs SET status = ?, last_reason = ?, next_attempt_at = COALESCE(?, next_attempt_at), "
+    "lease_until = NULL, updated_at = ? WHERE id = ? AND token = ? AND status = 'running'"
+)
+FINISH_ATTEMPT: Final = (
+    "UPDATE attempts SET finished_at = ?, status = ?, reason = ?, step = ?, trace = ? "
+    "WHERE job = ? AND token = ?"
+)
+RELEASE_JOB: Final = (
+    "UPDATE jobs SET status = 'pending', lease_until = NULL, next_attempt_at = ?, updated_at = ? "
+    "WHERE id = ? AND token = ? AND status = 'running'"
+)
+RELEASE_ATTEMPT: Final = (
+    "UPDATE attempts SET status = 'released', finished_at = ?, reason = ? "
+    "WHERE job = ? AND token = ? AND finished_at IS NULL"
+)
+JOB_FOR_REPLAY: Final = "SELECT delivery, mapping, mapping_file, resource_key, status FROM jobs WHERE id = ?"
+MARK_REPLAYED: Final = "UPDATE jobs SET status = 'replayed', superseded_by = ?, updated_at = ? WHERE id = ?"
+DELIVERY_STATUS: Final = "SELECT status FROM deliveries WHERE id = ?"
+ACCEPT_DELIVERY: Final = "UPDATE deliveries SET status = 'accepted' WHERE id = ?"
+PRUNABLE: Final = (
+    "SELECT d.id FROM deliveries d WHERE d.received_at < ? AND NOT EXISTS (SELECT 1 FROM jobs k "
+    "WHERE k.delivery = d.id AND k.status IN ('pending', 'running', 'retry', 'dead')) ORDER BY d.id LIMIT ?"
+)
+DELETE_ATTEMPTS: Final = "DELETE FROM attempts WHERE job IN (SELECT id FROM jobs WHERE delivery IN ({marks}))"
+DELETE_JOBS: Final = "DELETE FROM jobs WHERE delivery IN ({marks})"
+DELETE_DELIVERIES: Final = "DELETE FROM deliveries WHERE id IN ({marks})"
+PING: Final = (
+    "INSERT INTO meta (key, value) VALUES ('ping', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+COUNTS: Final = (
+    "SELECT status, COUNT(*) FROM jobs WHERE status IN ('pending', 'running', 'retry', 'dead') "
+    "GROUP BY status"
+)
+
+JOB_COLUMNS: Final = (
+    "j.id, j.delivery, d.received_at, j.mapping, j.mapping_file, j.resource_key, j.status, j.attempts, "
+    "j.next_attempt_at, j.last_reason, j.replay_of, j.superseded_by, j.created_at, j.updated_at"
+)
+DELIVERY_COLUMNS: Final = (
+    "d.id, d.received_at, d.delivery_id, d.status, d.signature, d.summary, d.body_sha256, d.headers, d.body, "
+    "d.duplicate_of"
+)
+JOBS: Final = f"SELECT {JOB_COLUMNS} FROM jobs j JOIN deliveries d ON d.id = j.delivery"
+DELIVERIES: Final = f"SELECT {DELIVERY_COLUMNS} FROM deliveries d"
+ATTEMPTS: Final = (
+    "SELECT job, number, started_at, finished_at, status, reason, step, trace FROM attempts "
+    "WHERE job = ? ORDER BY number"
+)
+
+
+def marks(count: int) -> str:
+    """`?, ?, ?` for an IN list of `count` values."""
+    return ", ".join("?" * count)

@@ -1,0 +1,125 @@
+import base64
+import time
+from urllib.parse import quote, quote_plus
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mapper.masking import Masker
+
+SECRET = "canary-s3cret-XYZ"
+
+
+def test_text_replaces_every_secret_longest_first():
+    masker = Masker(["abcd", "abcdefgh"])
+    assert masker.text("x abcdefgh y abcd z") == "x *** y *** z"
+
+
+def test_short_values_are_not_secrets():
+    masker = Masker(["100", "on", ""])
+    assert masker.text("sap-client=100 on") == "sap-client=100 on"
+
+
+def test_encoded_forms_are_masked():
+    secret = 'p@ss w/rd"!'
+    masker = Masker([secret])
+    for form in (secret, quote(secret, safe=""), quote_plus(secret), 'p@ss w/rd\\"!'):
+        assert masker.text(f"before {form} after") == "before *** after", form
+
+
+def test_basic_pair_is_masked_in_base64():
+    masker = Masker()
+    masker.add_basic("admin", SECRET)
+    encoded = base64.b64encode(f"admin:{SECRET}".encode()).decode()
+    assert masker.text(f"Basic {encoded} / {SECRET}") == "Basic *** / ***"
+    assert masker.text("admin") == "admin"
+
+
+def test_add_after_use_takes_effect():
+    masker = Masker(["first-secret"])
+    assert masker.text("second-secret") == "second-secret"
+    masker.add("second-secret")
+    assert masker.text("first-secret second-secret") == "*** ***"
+
+
+def test_headers_hide_credentials_and_keep_the_csrf_handshake_words():
+    masker = Masker([SECRET], sensitive_headers=["X-Custom-Key"])
+    headers = {
+        "Authorization": "Basic Zm9vOmJhcg==",
+        "Proxy-Authorization": "x",
+        "Cookie": "a=b",
+        "Set-Cookie": "SAP_SESSIONID_ABC_100=xyz",
+        "x-csrf-token": "Fetch",
+        "X-CSRF-Token": "Required",
+        "apikey": "k",
+        "api-key": "k",
+        "x-api-key": "k",
+        "x-custom-key": "k",
+        "X-Note": f"contains {SECRET}",
+        "Accept": "application/json",
+    }
+    assert masker.headers(headers) == {
+        "authorization": "***",
+        "proxy-authorization": "***",
+        "cookie": "***",
+        "set-cookie": "***",
+        "x-csrf-token": "Fetch, Required",
+        "apikey": "***",
+        "api-key": "***",
+        "x-api-key": "***",
+        "x-custom-key": "***",
+        "x-note": "contains ***",
+        "accept": "application/json",
+    }
+    assert masker.headers([("x-csrf-token", "aGVsbG8gd29ybGQ=")]) == {"x-csrf-token": "***"}
+
+
+def test_url_hides_userinfo_credential_parameters_and_secrets():
+    masker = Masker([SECRET], sensitive_params=["sysparm_key"])
+    url = (f"https://user:pw@sap.example.com/a/{SECRET}?Token=t1&access_token=t2&apikey=a&api_key=b&key=c"
+           f"&password=d&secret=e&client_secret=f&sig=g&signature=h&sysparm_key=i&q={quote_plus(SECRET)}&x=1")
+    assert masker.url(url) == (
+        "https://***@sap.example.com/a/***?Token=***&access_token=***&apikey=***&api_key=***&key=***"
+        "&password=***&secret=***&client_secret=***&sig=***&signature=***&sysparm_key=***&q=***&x=1")
+
+
+def test_url_finds_a_secret_whatever_encoder_built_the_query():
+    secret = "p@ss:w/rd"
+    masker = Masker([secret])
+    assert masker.url("https://h/p?v=p%40ss%3Aw%2Frd&w=p@ss:w/rd") == "https://h/p?v=***&w=***"
+
+
+def test_value_masks_strings_anywhere_in_json_like_data():
+    masker = Masker([SECRET])
+    data = {"a": [SECRET, {"b": f"x{SECRET}x", SECRET: 1}], "n": 5, "t": True, "none": None}
+    assert masker.value(data) == {"a": ["***", {"b": "x***x", "***": 1}], "n": 5, "t": True, "none": None}
+    assert data["a"][0] == SECRET  # a copy, not changed in place
+
+
+def test_excerpt_never_leaves_part_of_a_secret_at_the_cut():
+    secret = "Zq9#xW-Kp2"
+    masker = Masker([secret])
+    for offset in range(0, 30):
+        text = "." * offset + secret + "." * 40
+        excerpt = masker.excerpt(text, 20)
+        assert len(excerpt) <= 20
+        assert "Zq" not in excerpt and "Kp" not in excerpt, (offset, excerpt)
+
+
+@given(st.text(max_size=200), st.text(max_size=200), st.integers(min_value=5, max_value=300))
+def test_masked_text_and_excerpts_never_contain_the_secret(before, after, limit):
+    masker = Masker([SECRET])
+    text = before + SECRET + after
+    assert SECRET not in masker.text(text)
+    assert "canary-s3" not in masker.excerpt(text, limit)
+
+
+def test_large_text_is_masked_quickly():
+    secrets = [f"secret-value-{n:03d}-padding" for n in range(50)]
+    masker = Masker(secrets)
+    chunk = "lorem ipsum dolor sit amet " * 40 + secrets[17] + " "
+    text = chunk * (5_000_000 // len(chunk))
+    started = time.perf_counter()
+    masked = masker.text(text)
+    assert time.perf_counter() - started < 2.0
+    assert "secret-value" not in masked
