@@ -393,9 +393,11 @@ class _Compiler:
         variables_data: dict[str, Any] = data["variables"] if isinstance(data.get("variables"), dict) else {}
         checked = graphql_check.check(text, operation, set(variables_data), self.options.graphql_schema)
         for problem in checked.problems:
-            location = self.doc.location_in_scalar((*path, "graphql"), problem.offset, problem.width)
             if problem.variable is not None:
-                location = self.doc.location((*path, "variables", problem.variable), key=True)
+                at: Path = (*path, "variables", problem.variable)
+                self.error(at, problem.message, problem.hint, location=self.doc.location(at, key=True))
+                continue
+            location = self.doc.location_in_scalar((*path, "graphql"), problem.offset, problem.width)
             self.error((*path, "graphql"), problem.message, problem.hint, location=location)
         scope = Scope({"event": "the webhook event", "headers": "the webhook headers", "payload": "the webhook body",
                        "env": "environment variables"}, place="variables")

@@ -258,11 +258,23 @@ def _urlencode(value: Any) -> EncodedText:
     return EncodedText(conversions.urlencode(value))
 
 
+_NULL_IN_TEXT = "a value inserted into the text is empty (null); write `{{ name or '' }}` if empty is fine there"
+
+
+def _text_finalize(value: Any) -> Any:
+    # Jinja would write "None": in a work note that is a bug report, in a URL a wrong record.
+    if value is None:
+        raise EvaluationError(_NULL_IN_TEXT)
+    return value
+
+
 def _path_finalize(value: Any) -> Any:
     if isinstance(value, EncodedText):
         return value
-    if value is None or isinstance(value, Undefined):
+    if isinstance(value, Undefined):
         return value
+    if value is None:
+        raise EvaluationError(_NULL_IN_TEXT)
     text = conversions.urlencode(value)
     if text in (".", ".."):
         raise EvaluationError(f"'{text}' cannot be a URL path segment")
@@ -328,7 +340,7 @@ def _bounded_range(*args: int) -> range:
     return result
 
 
-TEXT = _environment(None)
+TEXT = _environment(_text_finalize)
 PATH = _environment(_path_finalize)
 FILTER_NAMES = frozenset(TEXT.filters)
 
@@ -405,7 +417,7 @@ def compile_template(source: str, environment: _Sandbox = TEXT) -> Template:
 
     plain = _plain_parts(tree)
     if plain is not None:
-        finalize = _path_finalize if environment is PATH else None
+        finalize = _path_finalize if environment is PATH else _text_finalize
         return Template(source, False, _direct_text(plain, finalize, render_text), references)
     return Template(source, False, render_text, references)
 
@@ -482,6 +494,10 @@ def _direct_text(parts: list[str | Chain], finalize: Callable[[Any], Any] | None
                     pieces.append(part)
                 else:
                     value = _lookup(scope, part)  # type: ignore[arg-type]
+                    if value is None:
+                        name = ".".join(part)
+                        raise EvaluationError(f"`{name}` is empty (null), so it cannot be inserted into the text; "
+                                              f"write `{{{{ {name} or '' }}}}` if empty is fine there")
                     pieces.append(str(finalize(value) if finalize is not None else value))
         except _NotPlain:
             return fallback(scope)
@@ -515,6 +531,9 @@ def _evaluation_error(exc: Exception) -> EvaluationError:
         return exc
     if isinstance(exc, UndefinedError):
         message = str(exc.message or exc)
+        match = re.search(r"'None' has no attribute '([^']*)'", message)
+        if match:
+            return EvaluationError(f"a value is empty (null), so `{match.group(1)}` cannot be read from it")
         match = _NO_ATTRIBUTE.search(message)
         if match:
             return EvaluationError(f"`{match.group(1)}` is missing from the data")

@@ -125,7 +125,7 @@ class Metrics:
         self.received = Counter("wlmap_webhooks_received_total", "Webhook requests received.")
         self.rejected = Counter("wlmap_webhooks_rejected_total", "Webhook requests refused, by reason.")
         self.acknowledged = Counter("wlmap_webhooks_acknowledged_total", "Webhooks stored and answered 2xx.")
-        self.duplicates = Counter("wlmap_webhooks_duplicate_total", "Deliveries already stored, not run again.")
+        self.duplicates = Counter("wlmap_webhooks_duplicate_total", "Repeated deliveries, not run again.")
         self.ignored = Counter("wlmap_webhooks_ignored_total", "Webhooks stored that no mapping wants.")
         self.coalesced = Counter("wlmap_jobs_coalesced_total", "Pending jobs superseded by a newer event.")
         self.runs = Counter("wlmap_runs_total", "Mapping runs, by mapping and outcome.")

@@ -16,7 +16,7 @@ def text(problems: Iterable[Problem]) -> str:
         if problem.source_line is not None and problem.location.line:
             number = str(problem.location.line)
             pad = " " * len(number)
-            shown = problem.source_line.replace("\t", " ")
+            shown = _visible(problem.source_line)
             lines.append(f"   {number} | {shown}")
             width = max(1, min(problem.location.width, max(1, len(shown) - problem.location.column + 1)))
             lines.append(f"   {pad} | {' ' * (problem.location.column - 1)}{'^' * width}")
@@ -26,6 +26,12 @@ def text(problems: Iterable[Problem]) -> str:
             lines.append(f"  hint: {problem.hint}")
         blocks.append("\n".join(lines))
     return "\n".join(blocks)
+
+
+def _visible(line: str) -> str:
+    """The line as it can be shown: a tab as one space, other control characters as their symbol (␇)."""
+    return "".join(" " if c == "\t" else chr(0x2400 + ord(c)) if ord(c) < 0x20 else "\u2421" if c == "\x7f" else c
+                   for c in line)
 
 
 def as_json(problems: Iterable[Problem]) -> str:

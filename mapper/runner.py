@@ -112,8 +112,7 @@ class Runner:
             data = await self._graphql_client(plan, connection).execute(query.document, variables, query.operation,
                                                                         exchanges=exchanges)
         except GraphQLFailure as exc:
-            raise _Stop("retry" if exc.retryable else "dead",
-                        f"the GraphQL query ({_at(plan, query.location.line)}) failed: {exc.message}") from None
+            raise _Stop("retry" if exc.retryable else "dead", f"query ({_at(plan, query.location.line)}): {exc.message}") from None
         except TransportFailure as exc:
             raise _Stop("retry" if exc.retryable else "dead", f"the GraphQL query could not be sent: {exc.reason}",
                         retry_after=exc.retry_after) from None

@@ -279,8 +279,9 @@ def read(text: str | bytes, file: str) -> tuple[Document | None, list[Problem]]:
         source_line = lines[line - 1] if 0 < line <= len(lines) else None
         return Problem(Location(file, line, column, width), message, hint=hint, source_line=source_line)
 
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)  # the reader refuses control characters already here
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         problems.add(_syntax_problem(exc, lines, at))
@@ -295,7 +296,8 @@ def read(text: str | bytes, file: str) -> tuple[Document | None, list[Problem]]:
         problems.error(whole, f"the YAML is nested too deeply (more than {MAX_DEPTH} levels)", _DEEP_HINT)
         return None, problems.sorted()
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
     values: dict[Path, Span] = {}
     keys: dict[Path, Span] = {}
@@ -476,9 +478,57 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, lines: list[str], at: _At) -> Pro
         return at(exc.context_mark, "a quoted value is never closed", "add the closing quote")
     if "while scanning a simple key" in context and exc.context_mark is not None:
         mark = exc.context_mark
+    opened = _swallowing_quote(lines, mark)
+    if opened is not None:
+        return at(opened, "a quoted value is never closed", "add the closing quote on this line")
+    if "mapping values are not allowed here" in problem and 0 <= line_no < len(lines):
+        return _colon_problem(lines, line_no, getattr(mark, "column", 0), at)
     text = f"{context} {problem}"
     for needle, message, hint in _PLAIN_YAML_ERRORS:
         if needle in text:
             return at(mark, message, hint)
     plain = (problem or context or "the YAML cannot be read").strip()
     return at(mark, f"the YAML cannot be read: {plain}")
+
+
+def _swallowing_quote(lines: list[str], mark: Any) -> _Mark | None:
+    """The start of a quoted value that ran on over lines that look like `key: value` (a missing closing quote)."""
+    if mark is None:
+        return None
+    text = "\n".join(lines)
+    last: Any = None
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if token.start_mark.index >= mark.index:
+                break
+            if isinstance(token, yaml.ScalarToken):
+                last = token
+    except yaml.YAMLError:
+        pass
+    if last is None or last.style not in ('"', "'") or last.start_mark.line == last.end_mark.line:
+        return None
+    swallowed = lines[last.start_mark.line + 1 : last.end_mark.line + 1]
+    if not any(re.match(r"\s*-?\s*[\w.-]+:(\s|$)", line) for line in swallowed):
+        return None
+    return _Mark(last.start_mark.line, last.start_mark.column)
+
+
+def _colon_problem(lines: list[str], line_no: int, column: int, at: _At) -> Problem:
+    """`mapping values are not allowed here`: a value with `: ` in it, or a line indented too far."""
+    line = lines[line_no]
+    indent = len(line) - len(line.lstrip(" "))
+    own_key = re.match(r"\s*(?:-\s+)?([^\s:#][^:#]*?):\s", line)
+    if own_key and column > own_key.end(1):
+        value = line[own_key.end() :].split(" #")[0].strip()
+        quote = "'" if '"' in value else '"'
+        return at(_Mark(line_no, column), "a value that contains `: ` must be quoted",
+                  f"write {own_key.group(1)}: {quote}{value}{quote}")
+    above = next((x for x in reversed(lines[:line_no]) if x.strip() and not x.lstrip().startswith("#")), "")
+    above_indent = len(above) - len(above.lstrip(" "))
+    key = line.strip().split(":")[0]
+    if indent > above_indent:
+        above_key = above.strip().lstrip("- ").split(":")[0]
+        return at(_Mark(line_no, indent), "this line is indented further than the line above it",
+                  f"align `{key}:` with `{above_key}:` (YAML reads it as the rest of the value above)")
+    return at(_Mark(line_no, column), "a `key: value` cannot start here",
+              "check the indentation, or quote the value if it contains `: `")

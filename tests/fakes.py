@@ -1,4 +1,4 @@
-"""Fakes for tests: real HTTP servers on 127.0.0.1 (scripted, OAuth2, SAP, Scope AR), a clock, a sleep, plan builders.
+"""Test fakes: real HTTP servers on 127.0.0.1 (scripted, OAuth2, SAP, Scope AR), clock, sleep, plan builders.
 
     with FakeServer() as server:                      # uvicorn on 127.0.0.1, a free port, in a thread
         server.route("GET", "/things/*", Reply.json({"ok": True}), Reply(status=503))
@@ -21,12 +21,15 @@ import inspect
 import itertools
 import json
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus
 
@@ -92,8 +95,9 @@ class Reply:
     delay: float = 0.0  # seconds to wait before answering
 
     @classmethod
-    def json(cls, data: Any, status: int = 200, headers: list[tuple[str, str]] | None = None,
-             delay: float = 0.0) -> Reply:
+    def json(
+        cls, data: Any, status: int = 200, headers: list[tuple[str, str]] | None = None, delay: float = 0.0
+    ) -> Reply:
         return cls(status, json.dumps(data), [("content-type", "application/json"), *(headers or [])], delay)
 
     @classmethod
@@ -124,19 +128,104 @@ class _Route:
 # ------------------------------------------------------------------------------------------------- servers
 
 
+@dataclass(frozen=True)
+class Certificates:
+    """A throwaway CA with a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
+
+    ca: str
+    server_cert: str
+    server_key: str
+    client_cert: str
+    client_key: str
+
+
+def make_certificates(directory: Path) -> Certificates:
+    """Create the files with the openssl command line (EC P-256 keys, valid for two days)."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
+
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl(
+        "req",
+        "-x509",
+        *key,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=wlmap test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
+    for name, extensions in (
+        ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ):
+        (directory / f"{name}.ext").write_text(extensions + "\n")
+        openssl(
+            "req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=wlmap test {name}"
+        )
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            str(len(name)),
+            "-days",
+            "2",
+            "-out",
+            f"{name}.pem",
+            "-extfile",
+            f"{name}.ext",
+        )
+    return Certificates(
+        *(
+            str(directory / name)
+            for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")
+        )
+    )
+
+
 @contextmanager
-def serve(app: ASGIApp) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on 127.0.0.1 (a free port) in a thread; yields the base URL."""
+def serve(app: ASGIApp, tls: Certificates | None = None, require_client_cert: bool = False) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1 (a free port) in a thread; yields the base URL.
+
+    With `tls`, serve HTTPS with its server certificate (and, if asked, require a client certificate).
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="error", access_log=False, lifespan="off", ws="none", http="h11",
-                            interface="asgi3",
-                            log_config=None, timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        app,
+        log_level="error",
+        access_log=False,
+        lifespan="off",
+        ws="none",
+        http="h11",
+        interface="asgi3",
+        log_config=None,
+        timeout_graceful_shutdown=2,
+        ssl_certfile=tls.server_cert if tls else None,
+        ssl_keyfile=tls.server_key if tls else None,
+        ssl_ca_certs=tls.ca if tls and require_client_cert else None,
+        ssl_cert_reqs=ssl.CERT_REQUIRED if tls and require_client_cert else ssl.CERT_NONE,
+    )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
-                              name=f"fake-server-{port}")
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"fake-server-{port}"
+    )
     thread.start()
     try:
         deadline = time.monotonic() + 10
@@ -144,7 +233,7 @@ def serve(app: ASGIApp) -> Iterator[str]:
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the fake server did not start")
             time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
@@ -154,7 +243,9 @@ def serve(app: ASGIApp) -> Iterator[str]:
 class FakeServer:
     """A scripted HTTP server that records every request. `with FakeServer() as server:` starts it."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: Certificates | None = None, require_client_cert: bool = False) -> None:
+        self.tls = tls
+        self.require_client_cert = require_client_cert
         self.routes: list[_Route] = []
         self.requests: list[Recorded] = []
         self.url = ""
@@ -166,11 +257,14 @@ class FakeServer:
         self.routes.insert(0, _Route(method, pattern, replies))
 
     def requests_to(self, pattern: str, method: str = "*") -> list[Recorded]:
-        return [request for request in list(self.requests)
-                if method in ("*", request.method) and fnmatch.fnmatchcase(request.path, pattern)]
+        return [
+            request
+            for request in list(self.requests)
+            if method in ("*", request.method) and fnmatch.fnmatchcase(request.path, pattern)
+        ]
 
     def __enter__(self) -> FakeServer:
-        self._serving = serve(self.app)
+        self._serving = serve(self.app, self.tls, self.require_client_cert)
         self.url = self._serving.__enter__()
         return self
 
@@ -178,8 +272,12 @@ class FakeServer:
         self.closing = True
         self._serving.__exit__(*exc_info)
 
-    async def app(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
-                  send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    async def app(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
         if scope["type"] != "http":
             return
         body = b""
@@ -193,7 +291,9 @@ class FakeServer:
             path=scope["path"],
             raw_path=(scope.get("raw_path") or scope["path"].encode()).decode("latin-1").partition("?")[0],
             query=scope["query_string"].decode("latin-1"),
-            headers=tuple((key.decode("latin-1").lower(), value.decode("latin-1")) for key, value in scope["headers"]),
+            headers=tuple(
+                (key.decode("latin-1").lower(), value.decode("latin-1")) for key, value in scope["headers"]
+            ),
             body=body,
         )
         self.requests.append(recorded)
@@ -223,15 +323,24 @@ class FakeServer:
 
 
 class FakeOAuth2:
-    """An OAuth2 client-credentials token endpoint (RFC 6749 §4.4) that counts fetches and issues tok-1, tok-2..."""
+    """An OAuth2 client-credentials token endpoint (RFC 6749 §4.4): counts fetches, issues tok-1, tok-2..."""
 
-    def __init__(self, server: FakeServer, *, path: str = "/oauth/token", client_id: str = "wlmap-client",
-                 client_secret: str = "oauth-secret-0042", expires_in: float | None = 3600) -> None:
+    def __init__(
+        self,
+        server: FakeServer,
+        *,
+        path: str = "/oauth/token",
+        client_id: str = "wlmap-client",
+        client_secret: str = "oauth-secret-0042",
+        expires_in: float | None = 3600,
+        delay: float = 0.0,
+    ) -> None:
         self.server = server
         self.path = path
         self.client_id = client_id
         self.client_secret = client_secret
         self.expires_in = expires_in
+        self.delay = delay  # seconds each token takes: lets concurrent requests race for it
         self.fetches = 0
         self.forms: list[dict[str, str]] = []
         self.valid: set[str] = set()
@@ -260,7 +369,7 @@ class FakeOAuth2:
         answer: dict[str, Any] = {"access_token": token, "token_type": "Bearer"}
         if self.expires_in is not None:
             answer["expires_in"] = self.expires_in
-        return Reply.json(answer)
+        return Reply.json(answer, delay=self.delay)
 
     def revoke_all(self) -> None:
         """Every token issued so far stops working (as after a key rotation)."""
@@ -275,7 +384,9 @@ class FakeOAuth2:
 
         def handle(request: Recorded) -> Reply:
             if not self.authorized(request):
-                return Reply.json({"error": "invalid_token"}, 401, [("www-authenticate", 'Bearer error="invalid_token"')])
+                return Reply.json(
+                    {"error": "invalid_token"}, 401, [("www-authenticate", 'Bearer error="invalid_token"')]
+                )
             return reply
 
         self.server.route(method, pattern, handle)
@@ -291,8 +402,15 @@ class FakeSap:
     WRITES = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
     COOKIE = "SAP_SESSIONID_ABC_100"
 
-    def __init__(self, server: FakeServer, *, service: str = "/sap/opu/odata/sap/API_MAINTNOTIFICATION",
-                 user: str | None = None, password: str | None = None, reject_all: bool = False) -> None:
+    def __init__(
+        self,
+        server: FakeServer,
+        *,
+        service: str = "/sap/opu/odata/sap/API_MAINTNOTIFICATION",
+        user: str | None = None,
+        password: str | None = None,
+        reject_all: bool = False,
+    ) -> None:
         self.server = server
         self.service = service
         self.user = user
@@ -324,11 +442,16 @@ class FakeSap:
         if self._expire_once:
             self._expire_once = False
             self.token = None
-        valid = (self.token is not None and request.header("x-csrf-token") == self.token
-                 and request.cookies().get(self.COOKIE) == self.session)
+        valid = (
+            self.token is not None
+            and request.header("x-csrf-token") == self.token
+            and request.cookies().get(self.COOKIE) == self.session
+        )
         if self.reject_all or not valid:
             self.rejected += 1
-            return Reply.text("CSRF token validation failed", status=403, headers=[("x-csrf-token", "Required")])
+            return Reply.text(
+                "CSRF token validation failed", status=403, headers=[("x-csrf-token", "Required")]
+            )
         self.writes.append(request)
         data = request.json() if request.body else {}
         return Reply.json({"d": data}, status=201 if request.method == "POST" else 200)
@@ -339,11 +462,14 @@ class FakeSap:
         self.token = f"csrf-token-{number:04d}=="
         if request.cookies().get(self.COOKIE) != self.session or self.session is None:
             self.session = f"session-{number:04d}"
-        return Reply.json({"d": {"EntitySets": []}}, headers=[
-            ("x-csrf-token", self.token),
-            ("set-cookie", f"{self.COOKIE}={self.session}; path=/; HttpOnly"),
-            ("set-cookie", "sap-usercontext=sap-client=100; path=/"),
-        ])
+        return Reply.json(
+            {"d": {"EntitySets": []}},
+            headers=[
+                ("x-csrf-token", self.token),
+                ("set-cookie", f"{self.COOKIE}={self.session}; path=/; HttpOnly"),
+                ("set-cookie", "sap-usercontext=sap-client=100; path=/"),
+            ],
+        )
 
 
 class FakeScope:
@@ -352,7 +478,9 @@ class FakeScope:
     Build replies with the helpers: `data`, `errors` (HTTP 200, as Scope AR does), `status`, `slow`, `text`.
     """
 
-    def __init__(self, server: FakeServer, *, path: str = "/api/v3/graphql", token: str = "scope-api-token") -> None:
+    def __init__(
+        self, server: FakeServer, *, path: str = "/api/v3/graphql", token: str = "scope-api-token"
+    ) -> None:
         self.server = server
         self.path = path
         self.token = token
@@ -376,8 +504,9 @@ class FakeScope:
 
     @staticmethod
     def errors(*messages: str, data: Any = None, status: int = 200) -> Reply:
-        return Reply.json({"data": data, "errors": [{"message": message, "path": ["node"]} for message in messages]},
-                          status)
+        return Reply.json(
+            {"data": data, "errors": [{"message": message, "path": ["node"]} for message in messages]}, status
+        )
 
     @staticmethod
     def status(code: int, body: str = "") -> Reply:
@@ -437,18 +566,38 @@ def value(source: str, where: str = "test value") -> plan.Value:
     return plan.Value(HERE, where, template.render, (template,))
 
 
-def auth(kind: str = "none", *, name: str | None = None, placement: str = "header", scopes: tuple[str, ...] = (),
-         audience: str | None = None, client_auth: str = "basic", **values: str) -> plan.Auth:
+def auth(
+    kind: str = "none",
+    *,
+    name: str | None = None,
+    placement: str = "header",
+    scopes: tuple[str, ...] = (),
+    audience: str | None = None,
+    client_auth: str = "basic",
+    **values: str,
+) -> plan.Auth:
     """`auth("basic", username="{{ env.USER }}", password="{{ env.PASSWORD }}")`: values are templates."""
-    return plan.Auth(kind=kind, values={key: value(text, f"auth > {key}") for key, text in values.items()},  # type: ignore[arg-type]
-                     name=name, placement=placement, scopes=scopes, audience=audience,  # type: ignore[arg-type]
-                     client_auth=client_auth)  # type: ignore[arg-type]
+    return plan.Auth(
+        kind=kind,
+        values={key: value(text, f"auth > {key}") for key, text in values.items()},  # type: ignore[arg-type]
+        name=name,
+        placement=placement,
+        scopes=scopes,
+        audience=audience,  # type: ignore[arg-type]
+        client_auth=client_auth,
+    )  # type: ignore[arg-type]
 
 
-def connection(name: str = "target", *, base_url: str | None = None, url: str | None = None,
-               headers: Mapping[str, str] | None = None, params: Mapping[str, str] | None = None,
-               **options: Any) -> plan.Connection:
-    """A plan Connection; base_url/url/headers/params are template texts, other options as in plan.Connection."""
+def connection(
+    name: str = "target",
+    *,
+    base_url: str | None = None,
+    url: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+    **options: Any,
+) -> plan.Connection:
+    """A plan Connection: base_url, url, headers, params are template texts; options as in plan.Connection."""
     return plan.Connection(
         name=name,
         location=HERE,

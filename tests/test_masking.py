@@ -76,11 +76,14 @@ def test_headers_hide_credentials_and_keep_the_csrf_handshake_words():
 
 def test_url_hides_userinfo_credential_parameters_and_secrets():
     masker = Masker([SECRET], sensitive_params=["sysparm_key"])
-    url = (f"https://user:pw@sap.example.com/a/{SECRET}?Token=t1&access_token=t2&apikey=a&api_key=b&key=c"
-           f"&password=d&secret=e&client_secret=f&sig=g&signature=h&sysparm_key=i&q={quote_plus(SECRET)}&x=1")
+    url = (
+        f"https://user:pw@sap.example.com/a/{SECRET}?Token=t1&access_token=t2&apikey=a&api_key=b&key=c"
+        f"&password=d&secret=e&client_secret=f&sig=g&signature=h&sysparm_key=i&q={quote_plus(SECRET)}&x=1"
+    )
     assert masker.url(url) == (
         "https://***@sap.example.com/a/***?Token=***&access_token=***&apikey=***&api_key=***&key=***"
-        "&password=***&secret=***&client_secret=***&sig=***&signature=***&sysparm_key=***&q=***&x=1")
+        "&password=***&secret=***&client_secret=***&sig=***&signature=***&sysparm_key=***&q=***&x=1"
+    )
 
 
 def test_url_finds_a_secret_whatever_encoder_built_the_query():

@@ -12,6 +12,10 @@ path. The same functions accept either templates (``{{ ... }}``, as written in a
 are the static equivalents: a key predicate must go through ``odata_quote``, a length-limited text through
 ``truncate_text(n)`` with n within the limit, an Edm.DateTime through ``sap_date``, and so on.
 
+``wire_request`` turns a request as sent (method, URL, headers, body bytes) into the arguments of
+``check_request``; tests/test_mapping_cases.py uses it to check every request the shipped mappings send in
+their test cases.
+
 Mappings are read with ``yaml.safe_load`` on purpose: this test does not depend on wlmap's own loader.
 """
 
@@ -24,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 import yaml
@@ -332,6 +336,10 @@ def sap_rule_headers(
     token = header_text(headers, "x-csrf-token")
     if method in MODIFYING and (not token or token.strip().lower() == "fetch"):
         problems.append(f"{method}: needs a fetched x-csrf-token (configure csrf on the connection)")
+    if method in MODIFYING and not (header_text(headers, "cookie") or "").strip():
+        problems.append(
+            f"{method}: needs the session cookies set by the CSRF token fetch (the token is bound to them)"
+        )
     if header_text(headers, "authorization") is None:
         problems.append("no Authorization (Basic) header")
     if method in {"PATCH", "MERGE", "PUT", "DELETE"} and path.startswith(SAP_PREFIX):
@@ -807,6 +815,32 @@ def check_request(
     return [p for rule in RULES[vendor] for p in rule(method, path, params, headers, body)]
 
 
+def wire_request(
+    method: str, url: str, headers: Mapping[str, str], content: bytes | None
+) -> tuple[str, str, dict[str, str], dict[str, str], Any]:
+    """(method, path, params, headers, body) of a request as it went on the wire, for ``check_request``.
+
+    The path is percent-decoded: wlmap encodes every value it puts into a path, so SAP's key predicate
+    ``('10000123')`` arrives as ``(%2710000123%27)``, and servers decode the path before parsing it. Query
+    parameters are decoded (a repeated name keeps its last value); header names are lower-cased; a JSON body is
+    parsed, a form body becomes a dict, any other body stays text, and no body is None.
+    """
+    parts = urlsplit(url)
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+    body: Any = None
+    if content:
+        text = content.decode("utf-8", errors="replace")
+        media = lowered.get("content-type", "").lower()
+        if "json" in media:
+            body = json.loads(text)
+        elif "x-www-form-urlencoded" in media:
+            body = dict(parse_qsl(text, keep_blank_values=True))
+        else:
+            body = text
+    return method.upper(), unquote(parts.path), params, lowered, body
+
+
 # ===================================================================================== reading the mappings
 
 
@@ -854,6 +888,7 @@ def static_request(
         headers.setdefault(
             (csrf.get("header") or "x-csrf-token").lower(), "<token fetched with x-csrf-token: Fetch>"
         )
+        headers.setdefault("cookie", "<session cookies set by the token fetch>")
     body = step.get("json", step.get("form", step.get("body")))
     return method, path, params, headers, body
 
@@ -955,6 +990,7 @@ _SAP_HEADERS = {
     "Content-Type": "application/json",
     "Authorization": "Basic dXNlcjpwYXNz",
     "x-csrf-token": "Z3xpQ0fD-Lq4aB1xk9wVrQ==",
+    "Cookie": "SAP_SESSIONID_S4H_100=Zm9v; sap-usercontext=sap-client=100",
     "If-Match": "W/\"datetimeoffset'2024-04-30T14%3A22%3A05.0000000Z'\"",
 }
 _SNOW_HEADERS = {"Accept": "application/json", "Content-Type": "application/json", "Authorization": "Basic x"}
@@ -992,6 +1028,10 @@ CASES: list[tuple[str, str, str, dict[str, Any], dict[str, Any], Any, str | None
     ("sap", "PATCH", _SAP_NOTIF, {}, {**_SAP_HEADERS, "If-Match": ""}, {"NotificationText": "x"}, "If-Match"),
     ("sap", "PATCH", _SAP_NOTIF, {}, {**_SAP_HEADERS, "x-csrf-token": "Fetch"}, {"NotificationText": "x"},
      "x-csrf-token"),
+    ("sap", "PATCH", _SAP_NOTIF, {}, {k: v for k, v in _SAP_HEADERS.items() if k != "Cookie"},
+     {"NotificationText": "x"}, "session cookies"),
+    ("sap", "GET", "/sap/opu/odata/sap/API_MAINTNOTIFICATION/", {"sap-client": "100"},
+     {"Accept": "application/json", "Authorization": "Basic x", "x-csrf-token": "Fetch"}, None, None),
     ("sap", "POST", "/sap/opu/odata/sap/API_MAINTNOTIFICATION/CompleteMaintNotification",
      {"MaintenanceNotification": "'10000123'"}, _SAP_HEADERS, None, None),
     ("sap", "POST", "/sap/opu/odata/sap/API_MAINTNOTIFICATION/CompleteMaintNotification", {},
@@ -1063,3 +1103,22 @@ def test_checker_on_rendered_requests(
         assert any(expected in p for p in problems), (
             f"expected a problem containing {expected!r}, got {problems}"
         )
+
+
+def test_wire_request_decodes_what_wlmap_encodes() -> None:
+    url = (
+        "https://s4.example.com:44300/sap/opu/odata/sap/API_MAINTNOTIFICATION/"
+        "MaintenanceNotification(%27O%27%27NEIL-1%27)?sap-client=100"
+    )
+    body = b'{"MaintNotifLongTextForEdit":"done"}'
+    method, path, params, headers, parsed = wire_request("patch", url, _SAP_HEADERS, body)
+    assert (method, params, parsed) == ("PATCH", {"sap-client": "100"}, {"MaintNotifLongTextForEdit": "done"})
+    assert path == "/sap/opu/odata/sap/API_MAINTNOTIFICATION/MaintenanceNotification('O''NEIL-1')"
+    assert _run_or_skip(lambda: check_request(method, path, params, headers, parsed)) == []
+    still_encoded = urlsplit(url).path
+    problems = _run_or_skip(lambda: check_request(method, still_encoded, params, headers, parsed))
+    assert any("single-quoted" in p for p in problems), problems
+    form = wire_request("POST", "https://x/y?a=%22b%22", {"Content-Type": "application/x-www-form-urlencoded"},
+                        b"k=v+w")
+    assert form[2:] == ({"a": '"b"'}, {"content-type": "application/x-www-form-urlencoded"}, {"k": "v w"})
+    assert wire_request("GET", "https://x/y", {}, b"")[4] is None

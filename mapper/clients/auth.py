@@ -179,7 +179,8 @@ async def fetch_oauth2_token(wire: Wire, settings: OAuth2Settings, timeout: floa
     request = wire.client.build_request("POST", settings.token_url, content=urlencode(form).encode(),
                                         headers=headers, timeout=timeout)
     try:
-        response = await wire.exchange(request, kind="oauth2-token", exchanges=exchanges, attempt=attempt)
+        response = await wire.exchange(request, kind="oauth2-token", exchanges=exchanges, attempt=attempt,
+                                       reveals=_issued_tokens)
     except Unanswered as failure:
         raise Unanswered(f"could not get an OAuth2 token: {failure.reason}", sent=False,
                          retryable=failure.retryable, auth=True) from None
@@ -226,7 +227,8 @@ async def fetch_csrf_token(wire: Wire, request: httpx.Request, header: str, *, e
     """GET with `x-csrf-token: Fetch`; SAP answers with the token in the same header and a session cookie."""
     request.headers[header] = "Fetch"
     try:
-        response = await wire.exchange(request, kind="csrf-fetch", exchanges=exchanges, attempt=attempt)
+        response = await wire.exchange(request, kind="csrf-fetch", exchanges=exchanges, attempt=attempt,
+                                       reveals=lambda answer: [answer.headers.get(header.lower())])
     except Unanswered as failure:
         raise Unanswered(f"could not fetch a CSRF token: {failure.reason}", sent=False,
                          retryable=failure.retryable, auth=True) from None
@@ -240,6 +242,13 @@ async def fetch_csrf_token(wire: Wire, request: httpx.Request, header: str, *, e
                           f"a `{header}` header", retryable=False)
     wire.masker.add(token)
     return token
+
+
+def _issued_tokens(response: Response) -> list[str | None]:
+    body = response.json()
+    if not isinstance(body, dict):
+        return []
+    return [value for key, value in body.items() if key.endswith("_token") and isinstance(value, str)]
 
 
 def _status(response: Response) -> str:

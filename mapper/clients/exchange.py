@@ -12,7 +12,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
 from functools import cached_property
@@ -26,6 +26,8 @@ ExchangeKind = Literal["request", "oauth2-token", "csrf-fetch", "graphql"]
 
 EXCERPT_LIMIT = 4096  # characters of each body kept in an Exchange
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # an answer larger than this is refused: answers are untrusted
+
+Reveals = Callable[["Response"], Iterable[str | None]]
 
 log = logging.getLogger("mapper.clients")
 
@@ -124,7 +126,8 @@ class Wire:
         self.max_answer_bytes = max_answer_bytes
 
     async def exchange(self, request: httpx.Request, *, kind: ExchangeKind, exchanges: list[Exchange],
-                       attempt: int) -> Response:
+                       attempt: int, reveals: Reveals | None = None) -> Response:
+        """Send and record; `reveals` names secrets in the answer (a new token) to keep out of the record."""
         started = time.perf_counter()
         try:
             answer = await self.client.send(request, stream=True, follow_redirects=False)
@@ -143,6 +146,9 @@ class Wire:
         headers = _header_dict(answer.headers)
         response = Response(answer.status_code, headers, content, _ms(started),
                             self.masker.url(str(request.url)), masker=self.masker)
+        for secret in reveals(response) if reveals else ():
+            if secret:
+                self.masker.add(secret)
         exchanges.append(self._record(kind, request, attempt, started, response=response))
         log.debug("%s %s → %d in %.0f ms", request.method, response.url, response.status, response.elapsed_ms)
         return response

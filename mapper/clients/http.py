@@ -206,8 +206,8 @@ class ConnectionClient:
 
     async def _exchange(self, call: _Call, headers: dict[str, str], params: list[tuple[str, str]],
                         attempt: int) -> Response:
-        request = self._wire.client.build_request(call.method, _with_params(call.url, params), headers=headers,
-                                                  content=call.body, timeout=call.timeout)
+        request = self._wire.client.build_request(call.method, _with_params(call.url, params),
+                                                  headers=headers, content=call.body, timeout=call.timeout)
         return await self._wire.exchange(request, kind=call.kind, exchanges=call.exchanges, attempt=attempt)
 
     async def _csrf_token(self, call: _Call, attempt: int) -> str:
@@ -336,10 +336,11 @@ def _full_url(text: str) -> httpx.URL:
 
 
 def _with_params(url: httpx.URL, params: Sequence[tuple[str, str]]) -> httpx.URL:
-    """Append params to the URL's query as it is (httpx's `params=` would replace it and re-encode `$filter`)."""
+    """Append params to the URL's query as it is (httpx's `params=` replaces it and re-encodes `$filter`)."""
     if not params:
         return url
-    added = "&".join(f"{quote(key, safe=_QUERY_SAFE)}={quote(value, safe=_QUERY_SAFE)}" for key, value in params)
+    added = "&".join(f"{quote(key, safe=_QUERY_SAFE)}={quote(value, safe=_QUERY_SAFE)}"
+                     for key, value in params)
     query = url.query.decode("ascii")
     return url.copy_with(query=(f"{query}&{added}" if query else added).encode("ascii"))
 

@@ -1,0 +1,458 @@
+"""The running service: the listener and the worker pool on one event loop, mappings reloaded on change.
+
+    python -m mapper.service --mappings mappings/ --store wlmap.db --port 8000 --workers 4
+
+Exit codes: 0 stopped by SIGTERM, 130 by Ctrl-C, 1 a problem the user can fix (invalid mappings, no secret,
+store or port unusable), 2 wrong usage, 3 a bug in wlmap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final, Protocol, cast
+
+from mapper import loader, report
+from mapper.errors import MappingError
+from mapper.events import Event, event_key, type_key
+from mapper.plan import Plan
+from mapper.store import NewJob, Store, StoreError
+from mapper.worker import RunFunction, run_blocking
+
+log = logging.getLogger("wlmap.service")
+
+DEFAULT_RUNNER: Final = "mapper.runner:Runner"
+SECRETS_ENV: Final = "WLMAP_WEBHOOK_SECRETS"
+STORE_ENV: Final = "WLMAP_STORE"
+WEEK: Final = 7 * 24 * 3600.0
+PRUNE_EVERY: Final = 3600.0
+
+
+class ServiceError(Exception):
+    """The service cannot start; the message says why in plain words."""
+
+
+# ------------------------------------------------------------------------------------------ matching
+
+
+def truthy(value: Any) -> bool:
+    """JMESPath truthiness: false, null, "", [] and {} are false; everything else (0 too) is true."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, str | list | dict):
+        return len(value) > 0
+    return True
+
+
+def matches(plan: Plan, event: Event) -> bool:
+    """Whether the plan's trigger wants the event: every condition it gives must hold."""
+    trigger = plan.trigger
+    if trigger.events and (event.name is None or event_key(event.name) not in trigger.events):
+        return False
+    if trigger.resource_types and (
+        event.resource_type is None or type_key(event.resource_type) not in trigger.resource_types
+    ):
+        return False
+    if trigger.topics and event.topic not in trigger.topics:
+        return False
+    if trigger.when is None:
+        return True
+    scope = {"event": event.as_dict(), "headers": dict(event.headers), "payload": event.payload}
+    try:
+        return truthy(trigger.when.search(scope))
+    except Exception as exc:  # EvaluationError and anything else an expression can raise: not matched
+        log.warning("%s: trigger `when` could not be evaluated, so the event does not match: %s",
+                    trigger.when.location, exc, extra={"event_id": event.delivery_id, "mapping": plan.name})
+        return False
+
+
+class Mappings:
+    """The mappings in force; swapped whole when the files change and the new set is valid."""
+
+    def __init__(self, paths: Sequence[Path], env: Mapping[str, str]) -> None:
+        self.paths, self.env = list(paths), env
+        self._plans: dict[str, Plan] = {}
+        self._stamp: tuple[tuple[str, int, int], ...] | None = None
+
+    def current(self) -> Mapping[str, Plan]:
+        return self._plans
+
+    def route(self, event: Event) -> list[NewJob]:
+        """A job for every mapping whose trigger matches the event."""
+        return [NewJob(plan.name, event.resource_id, plan.file)
+                for plan in self._plans.values() if matches(plan, event)]
+
+    def _files_stamp(self) -> tuple[tuple[str, int, int], ...]:
+        files, _ = loader.mapping_files(self.paths)
+        stamp = []
+        for file in files:
+            with contextlib.suppress(OSError):
+                info = file.stat()
+                stamp.append((str(file), info.st_mtime_ns, info.st_size))
+        return tuple(sorted(stamp))
+
+    def load(self) -> None:
+        """Load every mapping, or raise MappingError with every problem (at start-up)."""
+        stamp = self._files_stamp()
+        loaded = loader.load(self.paths, self.env)
+        if loaded.errors:
+            raise MappingError(loaded.problems)
+        for problem in loaded.problems:
+            log.warning("%s", report.text([problem]))
+        self._plans = {plan.name: plan for plan in loaded.plans}
+        self._stamp = stamp
+
+    def reload_if_changed(self) -> bool:
+        """Reload when a file changed; an invalid new version is reported and the previous set stays."""
+        stamp = self._files_stamp()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        loaded = loader.load(self.paths, self.env)
+        if loaded.errors:
+            log.error("mappings changed but are not valid; the previous version keeps running:\n%s",
+                      report.text(loaded.problems))
+            return False
+        self._plans = {plan.name: plan for plan in loaded.plans}
+        log.info("mappings reloaded: %s", ", ".join(sorted(self._plans)) or "none")
+        return True
+
+
+# --------------------------------------------------------------------------------------------- runner
+
+
+class Runner(Protocol):
+    """What `--runner module:factory` must build from the environment (mapper.runner.Runner does)."""
+
+    run: RunFunction
+
+    def aclose(self) -> Awaitable[None]: ...
+
+
+def load_runner(spec: str, env: Mapping[str, str]) -> Runner:
+    """Build the runner named `module:factory`; ServiceError when it cannot be imported or built."""
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ServiceError(f"cannot load the runner `{spec}`: {exc}") from None
+    factory = getattr(module, attribute or "Runner", None)
+    if not callable(factory):
+        raise ServiceError(f"cannot load the runner `{spec}`: {module_name} has no `{attribute or 'Runner'}`")
+    return cast(Runner, factory(env))
+
+
+# -------------------------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """Everything `serve` takes besides where to listen, the store and the pool size."""
+
+    path: str = "/webhooks"
+    secrets: tuple[str, ...] | None = None  # None: from WLMAP_WEBHOOK_SECRETS, comma-separated
+    signature_header: str = "x-scope-hmac-sha256"
+    signature_encoding: str = "base64"
+    allow_unsigned: bool = False
+    max_body: int = 1024 * 1024
+    dedupe_window: float = 300.0
+    retention: float = WEEK
+    lease: float = 60.0
+    poll: float = 0.5
+    run_timeout: float = 600.0
+    grace: float = 10.0
+    time_scale: float = 1.0
+    reload_interval: float = 1.0
+    runner: str = DEFAULT_RUNNER
+    log_format: str = "text"
+    log_level: str = "INFO"
+    store_max_bytes: int | None = None
+    env: Mapping[str, str] | None = field(default=None, repr=False)  # None: the process environment
+
+
+def secrets_from(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The webhook secrets in WLMAP_WEBHOOK_SECRETS (comma-separated: old and new during a rotation)."""
+    return tuple(part.strip() for part in env.get(SECRETS_ENV, "").split(",") if part.strip())
+
+
+# -------------------------------------------------------------------------------------------- serving
+
+
+class _Server:
+    """uvicorn's server, with our SIGTERM/SIGINT handling: stop gracefully and report which signal."""
+
+    def __init__(self, config: Any) -> None:
+        import uvicorn
+
+        outer = self
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Generator[None, None, None]:
+                # uvicorn re-raises the signal after shutdown, which would kill us before we clean up.
+                if threading.current_thread() is not threading.main_thread():
+                    yield
+                    return
+                handled = (signal.SIGINT, signal.SIGTERM)
+                originals = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+                try:
+                    yield
+                finally:
+                    for sig, handler in originals.items():
+                        signal.signal(sig, handler)
+
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                outer.signal = sig
+                super().handle_exit(sig, frame)
+
+        self.signal: int | None = None
+        self.server = Server(config)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+
+    async def serve(self, sock: socket.socket) -> None:
+        await self.server.serve(sockets=[sock])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise ServiceError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+async def _upkeep(mappings: Mappings, store: Store, options: ServiceOptions, executor: ThreadPoolExecutor,
+                  on_reload: Callable[[], None]) -> None:
+    """Every second or so: reload changed mappings; every hour: prune what is older than the retention."""
+    next_prune = 0.0
+    while True:
+        try:
+            if await run_blocking(executor, mappings.reload_if_changed):
+                on_reload()
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + PRUNE_EVERY
+                pruned = await run_blocking(executor, lambda: store.prune(store.clock() - options.retention))
+                if pruned:
+                    log.info("pruned %d deliveries older than %g days", pruned, options.retention / 86400)
+        except StoreError as exc:
+            log.error("upkeep: %s", exc)
+        except Exception:
+            log.exception("upkeep failed; it will try again")
+        await asyncio.sleep(options.reload_interval)
+
+
+def serve(paths: Sequence[Path], host: str = "127.0.0.1", port: int = 8000, store: str | Path = "wlmap.db",
+          workers: int = 4, options: ServiceOptions | None = None) -> int:
+    """Run the listener and the workers until SIGTERM or Ctrl-C; returns the exit code."""
+    options = options or ServiceOptions()
+    configure_logging(options.log_format, options.log_level)
+    try:
+        return asyncio.run(_serve(list(paths), host, port, str(store), workers, options))
+    except MappingError as exc:
+        sys.stderr.write(report.text(exc.problems) + "\nwlmap: the mappings are not valid; nothing started\n")
+    except (ServiceError, StoreError) as exc:
+        sys.stderr.write(f"wlmap: {exc}\n")
+    return 1
+
+
+async def _serve(paths: list[Path], host: str, port: int, store_path: str, workers: int,
+                 options: ServiceOptions) -> int:
+    import uvicorn
+
+    from mapper.listener import ListenerOptions, create_app
+    from mapper.metrics import Metrics
+    from mapper.signature import SignatureScheme
+    from mapper.store import open_store
+    from mapper.worker import Worker, WorkerOptions
+
+    env = dict(os.environ) if options.env is None else dict(options.env)
+    secrets = options.secrets if options.secrets is not None else secrets_from(env)
+    if not secrets and not options.allow_unsigned:
+        raise ServiceError(f"no webhook secret: set {SECRETS_ENV} (comma-separated during a rotation), "
+                           "or pass --allow-unsigned to accept legacy webhooks that carry no signature")
+    try:
+        scheme = SignatureScheme(header=options.signature_header, encoding=options.signature_encoding)
+    except ValueError as exc:
+        raise ServiceError(str(exc)) from None
+    if options.allow_unsigned:
+        log.warning("--allow-unsigned: webhooks WITHOUT a %s header are accepted unverified; a present but "
+                    "wrong signature is still refused", scheme.header)
+    mappings = Mappings(paths, env)
+    mappings.load()
+    runner = load_runner(options.runner, env)
+    sock = _bind(host, port)
+    store = open_store(store_path, max_bytes=options.store_max_bytes)
+    executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="wlmap-io")
+    metrics = Metrics()
+    metrics.mappings.set(len(mappings.current()))
+    worker = Worker(store, mappings.current, runner.run, WorkerOptions(
+        concurrency=workers, lease=options.lease, poll=options.poll, run_timeout=options.run_timeout,
+        grace=options.grace, time_scale=options.time_scale), metrics=metrics, executor=executor)
+
+    def readiness() -> str | None:
+        if not mappings.current():
+            return "no mappings loaded"
+        try:
+            store.ping()
+        except StoreError as exc:
+            return f"store not writable: {exc}"
+        return None
+
+    app = create_app(store, mappings.route, ListenerOptions(
+        path=options.path, secrets=secrets, scheme=scheme, allow_unsigned=options.allow_unsigned,
+        max_body=options.max_body, dedupe_window=options.dedupe_window), metrics=metrics, executor=executor,
+        on_stored=worker.wake, readiness=readiness)
+    server = _Server(uvicorn.Config(
+        app, log_config=None, access_log=False, lifespan="off", http="h11", server_header=False,
+        timeout_graceful_shutdown=max(1, int(options.grace))))
+    work = asyncio.create_task(worker.serve(), name="wlmap-workers")
+    failed: list[BaseException] = []
+
+    def on_worker_end(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            failed.append(cast(BaseException, task.exception()))
+            log.critical("the worker pool stopped unexpectedly", exc_info=task.exception())
+            server.stop()
+
+    work.add_done_callback(on_worker_end)
+    upkeep = asyncio.create_task(_upkeep(mappings, store, options, executor,
+                                         lambda: metrics.mappings.set(len(mappings.current()))))
+    log.info("listening on http://%s:%d%s with %d worker(s); mappings: %s; store: %s", host,
+             sock.getsockname()[1], options.path, workers, ", ".join(sorted(mappings.current())) or "none",
+             store_path)
+    try:
+        await server.serve(sock)
+        log.info("stopped taking webhooks; finishing or releasing running jobs")
+        worker.stop()
+        with contextlib.suppress(Exception):
+            await work
+    finally:
+        upkeep.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await upkeep
+        with contextlib.suppress(Exception):
+            await runner.aclose()
+        await asyncio.get_running_loop().run_in_executor(None, store.close)
+        executor.shutdown(wait=False)
+        log.info("stopped")
+    if failed:
+        return 3
+    return 130 if server.signal == signal.SIGINT else 0
+
+
+# -------------------------------------------------------------------------------------------- logging
+
+_EXTRAS: Final = ("event_id", "mapping", "step", "job", "delivery")
+
+
+class _TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        context = " ".join(f"{key}={getattr(record, key)}" for key in _EXTRAS
+                           if getattr(record, key, None) is not None)
+        return f"{text} [{context}]" if context else text
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        line: dict[str, Any] = {
+            "time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update({key: getattr(record, key) for key in _EXTRAS if getattr(record, key, None) is not None})
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def configure_logging(fmt: str = "text", level: str = "INFO") -> None:
+    """Log lines to stderr as text or JSON; libraries that log full URLs (tokens!) only from WARNING."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("httpx", "httpcore", "gql", "uvicorn.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# ------------------------------------------------------------------------------------------ command line
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mapper.service",
+                                description="Take WorkLink webhooks and run the mappings they trigger.")
+    p.add_argument("--mappings", nargs="+", type=Path, required=True, metavar="PATH",
+                   help="mapping files or folders")
+    p.add_argument("--store", default=os.environ.get(STORE_ENV, "wlmap.db"),
+                   help=f"the SQLite store file (default: ${STORE_ENV} or wlmap.db)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=4, help="mapping runs at the same time")
+    p.add_argument("--path", default="/webhooks", help="URL path of the webhook endpoint")
+    p.add_argument("--allow-unsigned", action="store_true",
+                   help="accept (legacy) webhooks that carry no signature header")
+    p.add_argument("--signature-header", default="x-scope-hmac-sha256")
+    p.add_argument("--signature-encoding", default="base64", choices=("base64", "hex"))
+    p.add_argument("--max-body", type=int, default=1024 * 1024, help="largest webhook body in bytes")
+    p.add_argument("--dedupe-window", type=float, default=300.0,
+                   help="seconds in which an identical body without a delivery id is a duplicate")
+    p.add_argument("--retention-days", type=float, default=7.0, help="keep finished deliveries this long")
+    p.add_argument("--lease", type=float, default=60.0, help="seconds a claim lasts without a heartbeat")
+    p.add_argument("--poll", type=float, default=0.5, help="seconds between looks for due retries")
+    p.add_argument("--run-timeout", type=float, default=600.0, help="longest a single run may take")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds running jobs get to finish on SIGTERM")
+    p.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)  # tests: faster retries
+    p.add_argument("--runner", default=DEFAULT_RUNNER, help=argparse.SUPPRESS)  # tests: module:factory
+    p.add_argument("--store-max-mb", type=float, default=None,
+                   help="refuse webhooks (503) rather than let the store grow past this size")
+    p.add_argument("--log-format", default="text", choices=("text", "json"))
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    options = ServiceOptions(
+        path=args.path, signature_header=args.signature_header, signature_encoding=args.signature_encoding,
+        allow_unsigned=args.allow_unsigned, max_body=args.max_body, dedupe_window=args.dedupe_window,
+        retention=args.retention_days * 86400, lease=args.lease, poll=args.poll, run_timeout=args.run_timeout,
+        grace=args.grace, time_scale=args.time_scale, runner=args.runner, log_format=args.log_format,
+        log_level=args.log_level,
+        store_max_bytes=None if args.store_max_mb is None else int(args.store_max_mb * 1024 * 1024))
+    try:
+        code = serve(args.mappings, args.host, args.port, args.store, args.workers, options)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        sys.stderr.write("\nThis is a bug in wlmap. Please report it with the text above.\n")
+        code = 3
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
