@@ -80,17 +80,6 @@ def print_schema() -> None:
     typer.echo(json.dumps(schema.schema(), indent=2, ensure_ascii=False))
 
 
-def _read_json(path: Path, what: str) -> object:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        typer.echo(f"{path}: cannot read the {what}: {exc.strerror}", err=True)
-        raise typer.Exit(2) from None
-    except json.JSONDecodeError as exc:
-        typer.echo(f"{path}:{exc.lineno}:{exc.colno}: the {what} is not valid JSON: {exc.msg}", err=True)
-        raise typer.Exit(1) from None
-
-
 def _exit_on_problems(problems: list[loader.Problem]) -> None:
     if any(p.severity == "error" for p in problems):
         typer.echo(report.text(p for p in problems if p.severity == "error"), err=True)
@@ -106,6 +95,8 @@ def run(
     graphql_response: Annotated[Path | None, typer.Option("--graphql-response", help="Saved GraphQL response (dry run).")] = None,
     response: Annotated[list[str] | None, typer.Option("--response", help="STEP=FILE: a stub response for a step (dry run); "
                                                        "FILE is a body, or {status, headers, body}.")] = None,
+    case: Annotated[str | None, typer.Option("--case", help="Take event, answers and env from this test case "
+                                              "(its name or number) in the mapping's tests file; implies --dry-run.")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="text or json.")] = Format.text,
     serve: Annotated[bool, typer.Option("--serve", help="Run the webhook listener and workers (the main job).")] = False,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
@@ -121,79 +112,50 @@ def run(
 
         raise typer.Exit(service.run_from_cli(paths or [Path("mappings")], host=host, port=port, store=store, workers=workers,
                                               allow_unsigned=allow_unsigned, log_format=log_format))
-    if not paths or len(paths) != 1 or event is None:
-        typer.echo("usage: wlmap run MAPPING.yaml --event EVENT.json [--headers H.json] [--dry-run ...]", err=True)
+    if not paths or len(paths) != 1 or (event is None and case is None):
+        typer.echo("usage: wlmap run MAPPING.yaml --event EVENT.json [--headers H.json] [--dry-run ...]\n"
+                   "       wlmap run MAPPING.yaml --case NAME\n       wlmap run --serve [MAPPINGS...]", err=True)
         raise typer.Exit(2)
-    raise typer.Exit(_run_once(paths[0], event, headers, dry_run, graphql_response, response or [], fmt))
+    raise typer.Exit(_run_once(paths[0], event, headers, dry_run or case is not None, graphql_response, response or [],
+                               case, fmt))
 
 
-def _run_once(mapping: Path, event_file: Path, headers_file: Path | None, dry_run: bool, graphql_response: Path | None,
-              responses: list[str], fmt: Format) -> int:
-    import asyncio
-
-    from mapper import events, matching, stubs, trace_report
-    from mapper.runner import Runner
+def _run_once(mapping: Path, event_file: Path | None, headers_file: Path | None, dry_run: bool,
+              graphql_response: Path | None, responses: list[str], case: str | None, fmt: Format) -> int:
+    from mapper import once, trace_report
+    from mapper.errors import MappingError
 
     plan, problems = loader.load_file(mapping)
     _exit_on_problems(problems)
     assert plan is not None
     try:
-        body = event_file.read_bytes()
-    except OSError as exc:
-        typer.echo(f"{event_file}: cannot read the event: {exc.strerror}", err=True)
-        return 2
-    raw_headers = _read_json(headers_file, "headers") if headers_file else {}
-    if not isinstance(raw_headers, dict):
-        typer.echo(f"{headers_file}: the headers file must hold a JSON object", err=True)
-        return 1
-    event = events.normalise(body, {str(k): str(v) for k, v in raw_headers.items()})
-    matched, why = matching.match(plan, event)
-    if not matched:
-        if fmt is Format.json:
-            typer.echo(json.dumps({"mapping": plan.name, "matched": False, "reason": why, "event": event.as_dict()}, indent=2))
+        if case is not None:
+            inputs = once.from_case(mapping, case)
         else:
-            typer.echo(f"mapping  {plan.name}: not triggered — {why}")
+            assert event_file is not None
+            inputs = once.from_files(event_file, headers_file, graphql_response, responses)
+    except once.InputError as exc:
+        typer.echo(str(exc), err=True)
+        return 1
+    except MappingError as exc:
+        typer.echo(report.text(exc.problems), err=True)
+        return 1
+    env = {**os.environ, **inputs.env}
+    outcome = once.run(plan, inputs, once.stand_in_env(plan, env) if dry_run else env, dry_run)
+    if outcome.result is None:
+        if fmt is Format.json:
+            typer.echo(json.dumps({"mapping": plan.name, "matched": False, "reason": outcome.why,
+                                   "event": outcome.event.as_dict()}, indent=2))
+        else:
+            typer.echo(f"mapping  {plan.name}: not triggered — {outcome.why}")
         return 0
-    transport = None
-    if dry_run:
-        step_stubs: dict[str, list[stubs.StubResponse]] = {}
-        for spec in responses:
-            step, sep, file = spec.partition("=")
-            if not sep:
-                typer.echo(f"--response {spec}: write STEP=FILE", err=True)
-                return 2
-            given = _read_json(Path(file), f"response for step `{step}`")
-            if isinstance(given, dict) and set(given) <= {"status", "headers", "body"} and "status" in given:
-                answer = stubs.StubResponse(int(given["status"]), {str(k).lower(): str(v) for k, v in (given.get("headers") or {}).items()},
-                                            given.get("body"))
-            else:
-                answer = stubs.StubResponse(200, {}, given)
-            step_stubs.setdefault(step, []).append(answer)
-        graphql = _read_json(graphql_response, "GraphQL response") if graphql_response else None
-        transport = stubs.StubTransport(graphql, step_stubs)
-    env = dict(os.environ)
-    if dry_run:  # unset variables get a visible stand-in, so a dry run works on a laptop without secrets
-        env.update({name: f"<{name}>" for name in plan.env_names if name not in env})
-        env.update({name: f"https://{name.lower()}.example" for name in plan.env_names if name.endswith("_URL") and env[name].startswith("<")})
-
-    async def once() -> object:
-        runner = Runner(env, transport=transport)
-        try:
-            return await runner.run(plan, event, attempt=1)
-        finally:
-            await runner.aclose()
-
-    result = asyncio.run(once())
-    from mapper.outcome import RunResult
-
-    assert isinstance(result, RunResult)
     if fmt is Format.json:
-        typer.echo(json.dumps(result.trace, indent=2, ensure_ascii=False))
+        typer.echo(json.dumps(outcome.result.trace, indent=2, ensure_ascii=False))
     else:
-        typer.echo(trace_report.trace_text(result.trace, dry_run=dry_run))
-        if transport is not None and transport.unstubbed:
-            typer.echo(f"note     no stub response for: {', '.join(transport.unstubbed)} (answered 200 {{}})")
-    return 0 if result.status in ("done", "skipped") else 1
+        typer.echo(trace_report.trace_text(outcome.result.trace, dry_run=dry_run))
+        if outcome.unstubbed:
+            typer.echo(f"note     no stub response for: {', '.join(outcome.unstubbed)} (answered 200 {{}})")
+    return 0 if outcome.result.status in ("done", "skipped") else 1
 
 
 @app.command()

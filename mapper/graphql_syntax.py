@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
@@ -32,15 +32,13 @@ class VariableRef:
 class EnumValue:  # an unquoted argument value such as ACTIVE, kept apart from strings
     name: str
 
-@dataclass(frozen=True)
-class Directive:
+class Directive(NamedTuple):
     name: str
     arguments: tuple[tuple[str, Any], ...]
     line: int
     column: int
 
-@dataclass(frozen=True)
-class VariableDefinition:
+class VariableDefinition(NamedTuple):
     name: str
     type: str
     required: bool
@@ -50,8 +48,7 @@ class VariableDefinition:
     default: Any = None
     directives: tuple[Directive, ...] = ()
 
-@dataclass(frozen=True)
-class Field:
+class Field(NamedTuple):
     name: str
     alias: str | None
     response_key: str
@@ -61,16 +58,14 @@ class Field:
     column: int
     directives: tuple[Directive, ...] = ()
 
-@dataclass(frozen=True)
-class InlineFragment:
+class InlineFragment(NamedTuple):
     type_condition: str | None
     selections: tuple[Selection, ...]
     line: int
     column: int
     directives: tuple[Directive, ...] = ()
 
-@dataclass(frozen=True)
-class FragmentSpread:
+class FragmentSpread(NamedTuple):
     name: str
     line: int
     column: int
@@ -78,8 +73,7 @@ class FragmentSpread:
 
 Selection = Field | InlineFragment | FragmentSpread
 
-@dataclass(frozen=True)
-class Operation:
+class Operation(NamedTuple):
     kind: str
     name: str | None
     variables: tuple[VariableDefinition, ...]
@@ -88,8 +82,7 @@ class Operation:
     column: int
     directives: tuple[Directive, ...] = ()
 
-@dataclass(frozen=True)
-class FragmentDefinition:
+class FragmentDefinition(NamedTuple):
     name: str
     type_condition: str
     selections: tuple[Selection, ...]
@@ -97,19 +90,17 @@ class FragmentDefinition:
     column: int
     directives: tuple[Directive, ...] = ()
 
-@dataclass(frozen=True)
-class Document:
+class Document(NamedTuple):
     operations: tuple[Operation, ...]
     fragments: tuple[FragmentDefinition, ...] = ()
 
     def fragment(self, name: str) -> FragmentDefinition | None:
         return next((f for f in self.fragments if f.name == name), None)
 
-@dataclass(frozen=True)
-class Node:  # one response key of a merged selection; children is None for a leaf
+class Node(NamedTuple):  # one response key of a merged selection; children is None for a leaf
     field_name: str
     children: dict[str, Node] | None
-    type_conditions: frozenset[str] = field(default_factory=frozenset)
+    type_conditions: frozenset[str] = frozenset()
 
 class _Tok(NamedTuple):
     kind: str  # a punctuator such as "{" or "...", or one of: name int float string eof
