@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 MAPPINGS ?= mappings/
+ARGS ?=
 
 .PHONY: run test lint bench clean
 
@@ -19,17 +20,18 @@ $(VENV)/.test-deps: $(BIN)/wlmap
 # Install and start the listener on the embedded SQLite store (wlmap.db).
 run: $(BIN)/wlmap
 	$(BIN)/wlmap validate $(MAPPINGS)
-	$(BIN)/wlmap run --serve $(MAPPINGS) --store wlmap.db
+	$(BIN)/wlmap run --serve $(MAPPINGS) --store wlmap.db $(ARGS)
 
 # Install the test dependencies and run the whole suite (lint, types, mapping tests, pytest).
 test: $(VENV)/.test-deps
 	$(BIN)/ruff check mapper tests bench
 	$(BIN)/mypy
 	$(BIN)/wlmap validate $(MAPPINGS)
+	$(BIN)/wlmap test $(MAPPINGS)
 	$(BIN)/pytest
 
 bench: $(BIN)/wlmap
-	$(BIN)/python bench/run_all.py
+	for b in bench/startup.py bench/evaluate.py bench/run_inprocess.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

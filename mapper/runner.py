@@ -168,7 +168,9 @@ class Runner:
                 json=body if step.body.kind == "json" else NO_JSON,
                 form={k: _text(v) for k, v in body.items()} if step.body.kind == "form" and isinstance(body, dict) else None,
                 content=_text(body).encode() if step.body.kind == "text" else None,
-                content_type=step.body.content_type, timeout=step.timeout, idempotency_key=step_key, exchanges=exchanges,
+                content_type=step.body.content_type, timeout=step.timeout, exchanges=exchanges,
+                # reads are safe to repeat; keys go on writes, where the target uses them to drop a repeat
+                idempotency_key=None if step.method in ("GET", "HEAD") else step_key,
             )
         except TransportFailure as exc:
             raise _Stop("retry" if exc.retryable else "dead", f"{where}: {exc.reason}", step.name, exc.retry_after) from None

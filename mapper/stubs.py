@@ -37,9 +37,12 @@ class StubResponse:
         return httpx.Response(self.status, headers=headers, content=content, request=request)
 
 
+AUXILIARY = frozenset({"csrf-fetch", "oauth2-token"})
+
+
 @dataclass
 class Sent:
-    step: str | None
+    step: str | None  # the step, "query", or an auxiliary request: "csrf-fetch", "oauth2-token"
     request: httpx.Request
 
 
@@ -55,10 +58,14 @@ class StubTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await request.aread()
         step = CURRENT_STEP.get()
-        if request.headers.get("x-csrf-token", "").lower() == "fetch":
-            return httpx.Response(200, headers={"x-csrf-token": DRY_RUN_TOKEN, "set-cookie": "SAP_SESSIONID_DRY=1; Path=/"},
+        # A CSRF fetch is a request whose token header says `Fetch` (the header name is configurable).
+        fetch = next((name for name, value in request.headers.items() if value.lower() == "fetch"), None)
+        if fetch is not None:
+            self.sent.append(Sent("csrf-fetch", request))
+            return httpx.Response(200, headers={fetch: DRY_RUN_TOKEN, "set-cookie": "SAP_SESSIONID_DRY=1; Path=/"},
                                   request=request)
         if b"grant_type=client_credentials" in request.content:
+            self.sent.append(Sent("oauth2-token", request))
             return httpx.Response(200, json={"access_token": DRY_RUN_TOKEN, "token_type": "Bearer", "expires_in": 3600},
                                   request=request)
         self.sent.append(Sent(step, request))

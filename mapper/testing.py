@@ -24,7 +24,7 @@ from mapper.matching import match
 from mapper.outcome import RunResult
 from mapper.plan import Plan
 from mapper.runner import Runner
-from mapper.stubs import StubResponse, StubTransport
+from mapper.stubs import AUXILIARY, StubResponse, StubTransport
 
 CASE_KEYS = {"name", "event", "headers", "graphql", "responses", "expect", "env"}
 EXPECT_KEYS = {"matched", "outcome", "reason_contains", "requests", "captured", "not_sent"}
@@ -167,7 +167,7 @@ async def run_case(plan: Plan, case: Case) -> CaseResult:
     finally:
         await runner.aclose()
     outcome.result = result
-    outcome.steps_sent = [s.step for s in transport.sent if s.step and s.step != "query"]
+    outcome.steps_sent = [s.step for s in transport.sent if s.step and s.step not in ("query", *AUXILIARY)]
     _check(case, result, transport, outcome.failures)
     return outcome
 
@@ -270,6 +270,11 @@ def _missing(wanted: Any, got: Any, path: str = "") -> list[str]:
                 found.append(f"{path}{key}: missing (expected {json.dumps(value)})")
             else:
                 found.extend(_missing(value, got[key], f"{path}{key}."))
+        return found
+    if isinstance(wanted, list) and isinstance(got, list) and len(wanted) == len(got):
+        found = []
+        for index, (item, sent) in enumerate(zip(wanted, got, strict=True)):
+            found.extend(_missing(item, sent, f"{path}[{index}]."))
         return found
     if wanted != got or type(wanted) is not type(got):
         return [f"{path.rstrip('.')}: expected {json.dumps(wanted)}, sent {json.dumps(got)}"]

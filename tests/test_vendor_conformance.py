@@ -822,8 +822,8 @@ def wire_request(
 
     The path is percent-decoded: wlmap encodes every value it puts into a path, so SAP's key predicate
     ``('10000123')`` arrives as ``(%2710000123%27)``, and servers decode the path before parsing it. Query
-    parameters are decoded (a repeated name keeps its last value); header names are lower-cased; a JSON body is
-    parsed, a form body becomes a dict, any other body stays text, and no body is None.
+    parameters are decoded (a repeated name keeps its last value); header names are lower-cased; a JSON body
+    is parsed, a form body becomes a dict, any other body stays text, and no body is None.
     """
     parts = urlsplit(url)
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -1118,7 +1118,7 @@ def test_wire_request_decodes_what_wlmap_encodes() -> None:
     still_encoded = urlsplit(url).path
     problems = _run_or_skip(lambda: check_request(method, still_encoded, params, headers, parsed))
     assert any("single-quoted" in p for p in problems), problems
-    form = wire_request("POST", "https://x/y?a=%22b%22", {"Content-Type": "application/x-www-form-urlencoded"},
-                        b"k=v+w")
+    form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+    form = wire_request("POST", "https://x/y?a=%22b%22", form_type, b"k=v+w")
     assert form[2:] == ({"a": '"b"'}, {"content-type": "application/x-www-form-urlencoded"}, {"k": "v w"})
     assert wire_request("GET", "https://x/y", {}, b"")[4] is None
