@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import operator
+import urllib.parse
 import re
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -109,10 +111,13 @@ class Query:
 
 def compile_query(source: str) -> Query:
     try:
-        parsed = jmespath.compile(source)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            parsed = jmespath.compile(source)
     except jmespath.exceptions.LexerError as exc:
         value = str(exc.lexer_value or "")
-        raise ExpressionSyntaxError(f"JMESPath: {_plain_jmespath(exc.message, value)}", exc.lexer_position, len(value),
+        raise ExpressionSyntaxError(f"JMESPath: {_plain_jmespath(exc.message, value)}", exc.lexer_position,
+                                    1 if value[:1] in ("'", '"', "`") else len(value),
                                     hint=_jmespath_hint(source, "unknown", value)) from None
     except jmespath.exceptions.IncompleteExpressionError:
         raise ExpressionSyntaxError("JMESPath: the expression ends too early", len(source), 1,
@@ -123,8 +128,10 @@ def compile_query(source: str) -> Query:
         value = str(exc.token_value or "")
         raise ExpressionSyntaxError(
             f"JMESPath: {_plain_jmespath(exc.msg, value, exc.token_type)}", exc.lex_position, len(value) or 1,
-            hint=_jmespath_hint(source, exc.token_type, value),
+            hint=_jmespath_hint(source, exc.token_type, value, exc.lex_position),
         ) from None
+    if any(issubclass(w.category, PendingDeprecationWarning) for w in caught):
+        raise _backtick_text(source)  # jmespath would read it as text, with a warning: say what to write
     ast = cast(dict[str, Any], parsed.parsed)
     references = tuple(_root_chains(ast))
     unknown = _unknown_functions(ast)
@@ -133,6 +140,17 @@ def compile_query(source: str) -> Query:
         raise ExpressionSyntaxError(f"JMESPath: unknown function `{name}()`", source.find(name + "("), len(name),
                                     hint=_did_you_mean(name, FUNCTION_NAMES))
     return Query(source, _searcher(ast, parsed), references)
+
+
+def _backtick_text(source: str) -> ExpressionSyntaxError:
+    for literal in re.finditer(r"`((?:[^`\\]|\\.)*)`", source):
+        try:
+            json.loads(literal.group(1).replace("\\`", "`"))
+        except ValueError:
+            text = literal.group(1).strip()
+            return ExpressionSyntaxError(f"JMESPath: `{text}` in backticks is not a JSON value", literal.start(),
+                                         len(literal.group(0)), hint=f"write text in single quotes: '{text}'")
+    return ExpressionSyntaxError("JMESPath: a value in backticks is not JSON", 0, hint="write text in single quotes")
 
 
 def _searcher(ast: dict[str, Any], parsed: Any) -> Callable[[Any], Any]:
@@ -228,22 +246,31 @@ def _plain_jmespath(message: str, value: str, token_type: str | None = None) -> 
     message = message.strip().rstrip(".")
     if (token_type or "").lower() == "eof" or "Incomplete expression" in message:
         return "the expression ends too early"
-    if "Unexpected token" in message or "Expecting" in message:
+    if unclosed := re.match(r"Unclosed (.) delimiter", message):
+        return f"the {_QUOTE_NAMES.get(unclosed.group(1), 'quote')} {unclosed.group(1)} is never closed"
+    if "Unexpected token" in message or "Expecting" in message or message.lower() == "invalid token":
         return f"unexpected `{value}`"
-    if "Unclosed" in message or "unclosed" in message:
-        return f"unclosed quote or bracket: {message}"
     if "Unknown token" in message:
         return f"unexpected character `{value}`"
     return message[0].lower() + message[1:] if message else "the expression cannot be read"
 
 
-def _jmespath_hint(source: str, token_type: str | None, value: str) -> str | None:
+_QUOTE_NAMES = {"'": "quote", '"': "double quote", "`": "backtick"}
+
+
+def _jmespath_hint(source: str, token_type: str | None, value: str, offset: int = -1) -> str | None:
     if value == "-" or ("-" in source and token_type in ("number", "lbracket")):
         return 'a name with a dash must be quoted: headers."x-scope-domain"'
     if (token_type or "").lower() == "eof":
         return "check for a missing closing bracket or a dangling `.`, `&&` or `||`"
     if value == "=":
         return "compare with `==`, not `=`"
+    if value[:1] in ("'", '"', "`") and token_type == "unknown":
+        return f"add the closing {value[:1]}"
+    if offset > 0 and source[offset - 1 : offset] == ".":
+        return "after `.` comes a name, `*`, `[` or `{`"
+    if token_type == "unknown" and len(value) == 1 and not value.isalnum():
+        return "JMESPath compares with ==, !=, <, <=, >, >= and joins conditions with && and ||"
     return None
 
 
@@ -340,8 +367,16 @@ def _bounded_range(*args: int) -> range:
     return result
 
 
+def _odata_key(value: Any) -> EncodedText:
+    """`odata_quote` inside a URL path: the quotes stay as they are (as SAP's own clients send them),
+    the value between them is percent-encoded, so it still cannot add a segment or a query."""
+    quoted = conversions.odata_quote(value)
+    return EncodedText("'" + urllib.parse.quote(quoted[1:-1], safe="'") + "'")
+
+
 TEXT = _environment(_text_finalize)
 PATH = _environment(_path_finalize)
+PATH.filters["odata_quote"] = _odata_key
 FILTER_NAMES = frozenset(TEXT.filters)
 
 _SINGLE = re.compile(r"\{\{(?P<expr>(?:(?!\{\{|\}\}|\{%|%\}|\{#).)*)\}\}", re.DOTALL)
@@ -388,7 +423,7 @@ def compile_template(source: str, environment: _Sandbox = TEXT) -> Template:
             if isinstance(value, Undefined):
                 try:
                     value._fail_with_undefined_error()
-                except UndefinedError as exc:
+                except Exception as exc:  # UndefinedError, or SecurityError for `''.__class__`
                     raise _evaluation_error(exc) from None
             return _plain(value)
 
