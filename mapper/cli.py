@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from mapper import loader, report
+from mapper.errors import Problem
 
 app = typer.Typer(
     name="wlmap",
@@ -35,7 +36,7 @@ class Format(str, enum.Enum):
     github = "github"
 
 
-def _render(problems: list[loader.Problem], fmt: Format) -> str:
+def _render(problems: list[Problem], fmt: Format) -> str:
     if fmt is Format.json:
         return report.as_json(problems)
     if fmt is Format.github:
@@ -80,7 +81,7 @@ def print_schema() -> None:
     typer.echo(json.dumps(schema.schema(), indent=2, ensure_ascii=False))
 
 
-def _exit_on_problems(problems: list[loader.Problem]) -> None:
+def _exit_on_problems(problems: list[Problem]) -> None:
     if any(p.severity == "error" for p in problems):
         typer.echo(report.text(p for p in problems if p.severity == "error"), err=True)
         raise typer.Exit(1)
@@ -202,6 +203,15 @@ def test(
             typer.echo(f"  not covered: {gap}")
     typer.echo(f"{passed} passed, {failed} failed")
     raise typer.Exit(1 if failed else 0)
+
+
+def _register_operator_commands() -> None:
+    from mapper import cli_ops  # typer commands only; the store is imported when a command runs
+
+    cli_ops.register(app)
+
+
+_register_operator_commands()
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ def _false(value: Any) -> bool:
 class Compiler:
     def __init__(self, options: jmespath.Options) -> None:
         self.interpreter = visitor.TreeInterpreter(options)
-        self.functions = self.interpreter._functions
+        self.functions = getattr(self.interpreter, "_functions")  # the custom functions of `options`
 
     def compile(self, node: dict[str, Any]) -> Evaluate:
         method = getattr(self, "_" + node["type"], None)
@@ -38,7 +38,7 @@ class Compiler:
         visit = self.interpreter.visit
 
         def interpreted(value: Any) -> Any:
-            return visit(node, value)
+            return visit(node, value)  # type: ignore[arg-type]  # the parser's dict is the tree node
 
         return interpreted
 

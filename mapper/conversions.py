@@ -29,12 +29,12 @@ def to_datetime(value: Any) -> datetime:
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise ConversionError(f"{value!r} is not a date or time")
-        return datetime.fromtimestamp(value, UTC)
+        return _from_epoch(value, value)
     if isinstance(value, str):
         text = value.strip()
         match = _SAP_DATE.fullmatch(text)
-        if match:
-            return datetime.fromtimestamp(int(match.group(1)) / 1000, UTC)
+        if match:  # the optional +hhmm is informational in OData v2: the milliseconds are UTC already
+            return _from_epoch(int(match.group(1)) / 1000, value)
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
         except ValueError:
@@ -43,25 +43,39 @@ def to_datetime(value: Any) -> datetime:
     raise ConversionError(f"a {type(value).__name__} is not a date or time")
 
 
+def _from_epoch(seconds: float, shown: Any) -> datetime:
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ConversionError(f"{shown!r} is too far from 1970 to be a date") from None
+
+
+def _utc(value: Any) -> datetime:
+    try:
+        return to_datetime(value).astimezone(UTC)
+    except OverflowError:
+        raise ConversionError(f"{value!r} is out of the range of dates") from None
+
+
 def iso8601(value: Any) -> str:
     """`2024-05-01T10:00:00Z` (UTC, seconds precision)."""
-    return to_datetime(value).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def maximo_datetime(value: Any) -> str:
     """`2024-05-01T10:00:00+00:00`: ISO 8601 with an explicit offset, as Maximo DATETIME attributes take."""
-    return to_datetime(value).astimezone(UTC).isoformat(timespec="seconds")
+    return _utc(value).isoformat(timespec="seconds")
 
 
 def sap_date(value: Any) -> str:
     """OData v2 Edm.DateTime: `/Date(1714557600000)/` (milliseconds since 1970, UTC)."""
-    moment = to_datetime(value)
+    moment = _utc(value)
     return f"/Date({int(moment.timestamp() * 1000)})/"
 
 
 def sap_time(value: Any) -> str:
     """OData v2 Edm.Time: `PT15H51M04S`, the time of day of a date-time (UTC)."""
-    moment = to_datetime(value).astimezone(UTC)
+    moment = _utc(value)
     return f"PT{moment.hour:02d}H{moment.minute:02d}M{moment.second:02d}S"
 
 
@@ -106,6 +120,8 @@ def odata_quote(value: Any) -> str:
 
 def truncate_text(value: Any, length: int) -> str:
     """Cut text to at most `length` characters (target fields have fixed maximum lengths)."""
+    if isinstance(length, bool) or not isinstance(length, int):
+        raise ConversionError(f"truncate_text needs a whole number of characters, not {length!r}")
     text = "" if value is None else str(value)
     return text if len(text) <= length else text[: max(0, length)]
 
@@ -133,4 +149,8 @@ def now() -> str:
 
 
 def add_seconds(value: Any, seconds: Any) -> str:
-    return iso8601(to_datetime(value) + timedelta(seconds=seconds_of(seconds)))
+    try:
+        moment = to_datetime(value) + timedelta(seconds=seconds_of(seconds))
+    except OverflowError:
+        raise ConversionError(f"{value!r} plus {seconds!r} seconds is out of the range of dates") from None
+    return iso8601(moment)

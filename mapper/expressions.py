@@ -315,7 +315,8 @@ def _tojson(value: Any) -> str:
 def _checked_binop(op: str, left: Any, right: Any) -> Any:
     if op == "*":
         for sequence, count in ((left, right), (right, left)):
-            if isinstance(sequence, str | list | tuple) and isinstance(count, int) and len(sequence) * count > MAX_REPEAT:
+            repeated = isinstance(sequence, str | list | tuple) and isinstance(count, int)
+            if repeated and len(sequence) * count > MAX_REPEAT:
                 raise SecurityError(f"repeating a value {count} times would make it longer than {MAX_REPEAT}")
         return operator.mul(left, right)
     if op == "**":
@@ -405,6 +406,8 @@ def compile_template(source: str, environment: _Sandbox = TEXT) -> Template:
         raise _locate_jinja_error(source, exc, environment) from None
     references = tuple(_template_chains(tree))
     _check_names(source, tree, environment)
+    if single and environment is TEXT and not _is_expression(single.group("expr"), environment):
+        single = None  # `{{ a, b }}` prints as a template but is no expression on its own: render it as text
     if single and environment is TEXT:
         expression = environment.compile_expression(single.group("expr"), undefined_to_none=False)
 
@@ -414,7 +417,7 @@ def compile_template(source: str, environment: _Sandbox = TEXT) -> Template:
 
         def render_native(scope: Mapping[str, Any]) -> Any:
             try:
-                context = new_context(scope)
+                context = new_context(scope)  # type: ignore[arg-type]  # any mapping works; no copy
                 for _ in run_expression(context):
                     pass
                 value = context.vars["result"]
@@ -439,7 +442,7 @@ def compile_template(source: str, environment: _Sandbox = TEXT) -> Template:
         size = 0
         parts = []
         try:
-            for chunk in run_template(new_text_context(scope)):
+            for chunk in run_template(new_text_context(scope)):  # type: ignore[arg-type]
                 size += len(chunk)
                 if size > MAX_OUTPUT:
                     raise EvaluationError(f"the template produced more than {MAX_OUTPUT} characters")
@@ -582,8 +585,6 @@ def _evaluation_error(exc: Exception) -> EvaluationError:
         return EvaluationError(str(exc))
     if isinstance(exc, ZeroDivisionError):
         return EvaluationError("division by zero")
-    if isinstance(exc, TypeError | ValueError | OverflowError | AttributeError | KeyError | IndexError | RecursionError):
-        return EvaluationError(f"{type(exc).__name__}: {exc}")
     return EvaluationError(f"{type(exc).__name__}: {exc}")
 
 
@@ -626,6 +627,14 @@ def _jinja_chain(node: nodes.Node) -> Chain | None:
     return None
 
 
+def _is_expression(text: str, environment: _Sandbox) -> bool:
+    try:
+        environment.compile_expression(text)
+    except TemplateSyntaxError:
+        return False
+    return True
+
+
 def _check_names(source: str, tree: nodes.Template, environment: _Sandbox) -> None:
     """Filters and tests must exist, and templates cannot load other templates (there are none to load)."""
     for node in tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)):
@@ -634,22 +643,21 @@ def _check_names(source: str, tree: nodes.Template, environment: _Sandbox) -> No
         raise ExpressionSyntaxError(f"template: `{{% {tag} %}}` cannot be used in a mapping",
                                     found.start() if found else 0, len(found.group(0)) if found else 2,
                                     hint="a mapping's templates stand alone; write the text out where it is needed")
-    for kind, table, found_in in (("filter", environment.filters, nodes.Filter), ("test", environment.tests, nodes.Test)):
+    checks = (("filter", environment.filters, nodes.Filter), ("test", environment.tests, nodes.Test))
+    for kind, table, found_in in checks:
         unknown = sorted({node.name for node in tree.find_all(found_in) if node.name not in table})
         if unknown:
             name = unknown[0]
             before = r"\|\s*" if kind == "filter" else r"\bis\s+(?:not\s+)?"
             spot = re.search(before + r"(" + re.escape(name) + r")\b", source) or re.search(re.escape(name), source)
-            offset = (spot.start(spot.lastindex or 0)) if spot else 0
-            if kind == "filter" and spot is None:
-                offset = max(source.find(name), 0)
-            hint = _did_you_mean(name, table) or (
-                "see the filters in docs/mapping.md" if kind == "filter" else f"tests: {', '.join(sorted(_PLAIN_TESTS))}")
+            offset = spot.start(spot.lastindex or 0) if spot else 0
+            listed = "see the filters in docs/mapping.md" if kind == "filter" else f"tests: {', '.join(_PLAIN_TESTS)}"
+            hint = _did_you_mean(name, table) or listed
             raise ExpressionSyntaxError(f"unknown {kind} `{name}`", offset, len(name), hint=hint)
 
 
-_PLAIN_TESTS = ("defined", "none", "number", "string", "sequence", "mapping", "true", "false", "in", "eq", "ne",
-                "lt", "gt", "le", "ge", "divisibleby", "even", "odd")
+_PLAIN_TESTS = ("defined", "divisibleby", "eq", "even", "false", "ge", "gt", "in", "le", "lt", "mapping", "ne", "none",
+                "number", "odd", "sequence", "string", "true")
 _TOKENS = {"end of print statement": "}}", "end of statement block": "%}", "end of template": "the end"}
 _OPENING_TAGS = ("if", "for", "filter", "macro", "call", "with", "block", "autoescape", "raw")
 
@@ -677,7 +685,7 @@ def _plain_jinja(message: str) -> tuple[str, str | None, str | None]:
         return f"template: unknown tag `{{% {tag} %}}`", _did_you_mean(tag, known) or f"tags: {', '.join(known)}", tag
     if message.startswith("unexpected end of template"):
         return "template: `{{` is never closed", "add `}}`", None
-    if match := re.match(r"unexpected char '(.)' at (\d+)", message) or re.match(r'unexpected char "(.)" at (\d+)', message):
+    if match := re.match(r"""unexpected char ['"](.)['"] at (\d+)""", message):
         quote = match.group(1)
         if quote in "'\"":
             return f"template: a text in quotes is never closed (`{quote}`)", f"add the closing `{quote}`", None
@@ -711,11 +719,11 @@ def _locate_jinja_error(source: str, exc: TemplateSyntaxError, environment: _San
     message, hint, token = _plain_jinja(raw)
     if match := re.match(r"unexpected char .* at (\d+)", raw):
         return ExpressionSyntaxError(message, int(match.group(1)), 1, hint)
-    if match := re.search(r"innermost block that needs to be closed is '(\w+)'", raw):
-        if raw.startswith("Unexpected end of template"):
-            opened = list(re.finditer(r"\{%-?\s*" + match.group(1) + r"\b", source))
-            spot = opened[-1] if opened else None
-            return ExpressionSyntaxError(message, spot.start() if spot else 0, len(spot.group(0)) if spot else 2, hint)
+    block = re.search(r"innermost block that needs to be closed is '(\w+)'", raw)
+    if block and raw.startswith("Unexpected end of template"):
+        opened = list(re.finditer(r"\{%-?\s*" + block.group(1) + r"\b", source))
+        spot = opened[-1] if opened else None
+        return ExpressionSyntaxError(message, spot.start() if spot else 0, len(spot.group(0)) if spot else 2, hint)
     if raw.startswith("unexpected end of template"):
         opened = list(re.finditer(r"\{\{", source))
         return ExpressionSyntaxError(message, opened[-1].start() if opened else 0, 2, hint)

@@ -47,45 +47,78 @@ def check(text: str, operation: str | None, given: Iterable[str], api_schema: An
     try:
         document = syntax.parse(text)
     except syntax.GraphQLSyntaxError as exc:
-        result.problems.append(GraphQLProblem(f"GraphQL: {exc.message}", _offset(text, exc.line, exc.column), exc.length))
+        result.problems.append(
+            GraphQLProblem(f"GraphQL: {exc.message}", _offset(text, exc.line, exc.column), exc.length)
+        )
         return result
     for error in syntax.check(document):
-        result.problems.append(GraphQLProblem(f"GraphQL: {error.message}", _offset(text, error.line, error.column), error.length))
+        result.problems.append(
+            GraphQLProblem(f"GraphQL: {error.message}", _offset(text, error.line, error.column), error.length)
+        )
     operations = document.operations
     chosen = None
     if not operations:
-        result.problems.append(GraphQLProblem("GraphQL: the query text has no operation", 0, 1,
-                                              "write e.g. `query ($id: ID!) { node(id: $id) { id } }`"))
+        result.problems.append(
+            GraphQLProblem(
+                "GraphQL: the query text has no operation",
+                0,
+                1,
+                "write e.g. `query ($id: ID!) { node(id: $id) { id } }`",
+            )
+        )
         return result
     if operation is not None:
         chosen = next((op for op in operations if op.name == operation), None)
         if chosen is None:
             names = ", ".join(op.name for op in operations if op.name) or "none has a name"
-            result.problems.append(GraphQLProblem(f"GraphQL: there is no operation `{operation}` (operations: {names})", 0))
+            result.problems.append(
+                GraphQLProblem(f"GraphQL: there is no operation `{operation}` (operations: {names})", 0)
+            )
             return result
     elif len(operations) > 1:
-        result.problems.append(GraphQLProblem("GraphQL: the query text holds several operations",
-                                              _offset(text, operations[1].line, operations[1].column), 1,
-                                              "say which one to run with `operation:`"))
+        result.problems.append(
+            GraphQLProblem(
+                "GraphQL: the query text holds several operations",
+                _offset(text, operations[1].line, operations[1].column),
+                len(operations[1].kind),
+                "say which one to run with `operation:`",
+            )
+        )
         return result
     else:
         chosen = operations[0]
     if chosen.kind != "query":
-        result.problems.append(GraphQLProblem(
-            f"GraphQL: a mapping's query must read data, not run a {chosen.kind}", _offset(text, chosen.line, chosen.column),
-            len(chosen.kind), "start the text with `query`"))
+        result.problems.append(
+            GraphQLProblem(
+                f"GraphQL: a mapping's query must read data, not run a {chosen.kind}",
+                _offset(text, chosen.line, chosen.column),
+                len(chosen.kind),
+                "start the text with `query`",
+            )
+        )
     declared = {v.name: v for v in chosen.variables}
     given = set(given)
     for variable in chosen.variables:
         if variable.required and variable.name not in given:
-            result.problems.append(GraphQLProblem(
-                f"GraphQL: the query needs `${variable.name}` but `variables:` does not give it",
-                _offset(text, variable.line, variable.column), len(variable.name) + 1,
-                _variable_hint(variable.name, variable.type)))
-    for name in sorted(given - set(declared)):
-        result.problems.append(GraphQLProblem(
-            f"GraphQL: `{name}` is given under `variables:` but the query declares no `${name}`", 0, 1,
-            f"declare it, e.g. `query (${name}: ID!)`, or remove it", variable=name))
+            result.problems.append(
+                GraphQLProblem(
+                    f"GraphQL: the query needs `${variable.name}` but `variables:` does not give it",
+                    _offset(text, variable.line, variable.column),
+                    len(variable.name) + 1,
+                    _variable_hint(variable.name, variable.type),
+                )
+            )
+    used = {use.name for use in syntax.variable_uses(document, chosen)}
+    for name in sorted(given - set(declared) - used):  # a used one is reported where it is used: declare it
+        result.problems.append(
+            GraphQLProblem(
+                f"GraphQL: `{name}` is given under `variables:` but the query declares no `${name}`",
+                0,
+                1,
+                f"declare it, e.g. `query (${name}: ID!)`, or remove it",
+                variable=name,
+            )
+        )
     result.selection = syntax.selection_tree(document, chosen)
     if api_schema is not None:
         result.problems.extend(_against_schema(text, api_schema))
@@ -94,8 +127,9 @@ def check(text: str, operation: str | None, given: Iterable[str], api_schema: An
 
 def _variable_hint(name: str, type_: str) -> str:
     if type_.rstrip("!") == "ID":
-        return f"add it under `variables:`, e.g. `{name}: \"{{{{ event.resource_id }}}}\"`"
-    return f"add `{name}: ...` under `variables:`, or give it a default in the query (`${name}: {type_.rstrip('!')} = ...`)"
+        return f'add it under `variables:`, e.g. `{name}: "{{{{ event.resource_id }}}}"`'
+    plain = type_.rstrip("!")
+    return f"add `{name}: ...` under `variables:`, or give it a default in the query (`${name}: {plain} = ...`)"
 
 
 def _against_schema(text: str, api_schema: Any) -> list[GraphQLProblem]:
@@ -131,21 +165,37 @@ def _plain_schema_error(message: str) -> tuple[str, str | None, int]:
             hint = f"select it inside `... on {fragment.group(1)} {{ }}`" if fragment else None
         return f"`{type_name}` has no field `{field_name}`", hint, len(field_name)
     if match := re.match(r"Unknown argument '([^']+)' on field '([^']+)'", message):
-        return f"field `{match.group(2)}` has no argument `{match.group(1)}`", _did_you_mean(message), len(match.group(1))
+        return (
+            f"field `{match.group(2)}` has no argument `{match.group(1)}`",
+            _did_you_mean(message),
+            len(match.group(1)),
+        )
     if match := re.match(r"Unknown type '([^']+)'", message):
         return f"the API has no type `{match.group(1)}`", _did_you_mean(message), len(match.group(1))
     if match := re.match(r"Field '([^']+)' argument '([^']+)' of type '([^']+)' is required", message):
-        return (f"field `{match.group(1)}` needs the argument `{match.group(2)}` ({match.group(3)})", None,
-                len(match.group(1)))
+        return (
+            f"field `{match.group(1)}` needs the argument `{match.group(2)}` ({match.group(3)})",
+            None,
+            len(match.group(1)),
+        )
     if match := re.match(r"Field '([^']+)' of type '([^']+)' must have a selection of subfields", message):
-        return (f"`{match.group(1)}` is an object (`{match.group(2)}`): say which of its fields to read",
-                f"write e.g. `{match.group(1)} {{ id }}`", len(match.group(1)))
+        return (
+            f"`{match.group(1)}` is an object (`{match.group(2)}`): say which of its fields to read",
+            f"write e.g. `{match.group(1)} {{ id }}`",
+            len(match.group(1)),
+        )
     if match := re.match(r"Field '([^']+)' must not have a selection since type '([^']+)' has no subfields", message):
-        return (f"`{match.group(1)}` is a plain value (`{match.group(2)}`) and has no fields to select",
-                f"remove the `{{ ... }}` after `{match.group(1)}`", len(match.group(1)))
+        return (
+            f"`{match.group(1)}` is a plain value (`{match.group(2)}`) and has no fields to select",
+            f"remove the `{{ ... }}` after `{match.group(1)}`",
+            len(match.group(1)),
+        )
     if match := re.match(r"Variable '\$([^']+)' of type '([^']+)' used in position expecting type '([^']+)'", message):
-        return (f"`${match.group(1)}` is declared as `{match.group(2)}` but is used where `{match.group(3)}` is expected",
-                f"declare it as `${match.group(1)}: {match.group(3)}`", len(match.group(1)) + 1)
+        return (
+            f"`${match.group(1)}` is declared as `{match.group(2)}` but is used where `{match.group(3)}` is expected",
+            f"declare it as `${match.group(1)}: {match.group(3)}`",
+            len(match.group(1)) + 1,
+        )
     return message, None, 1
 
 
@@ -164,7 +214,9 @@ def load_schema(path: Path) -> Any:
             return build_client_schema(data)
         return build_schema(text)
     except json.JSONDecodeError as exc:
-        raise SchemaFileError(f"{path}:{exc.lineno}:{exc.colno}: the introspection JSON cannot be read: {exc.msg}") from None
+        raise SchemaFileError(
+            f"{path}:{exc.lineno}:{exc.colno}: the introspection JSON cannot be read: {exc.msg}"
+        ) from None
     except GraphQLError as exc:
         where = f":{exc.locations[0].line}:{exc.locations[0].column}" if exc.locations else ""
         raise SchemaFileError(f"{path}{where}: the GraphQL schema cannot be read: {exc.message}") from None

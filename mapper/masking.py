@@ -122,8 +122,10 @@ class Masker:
         name, equals, value = part.partition("=")
         if not equals:
             return part
-        if unquote_plus(name).lower() in self.sensitive_params:
+        if (unquote_plus(name) if "%" in name or "+" in name else name).lower() in self.sensitive_params:
             return f"{name}={MASK}"
+        if "%" not in value and "+" not in value:
+            return part  # nothing encoded: the final `text` over the whole URL sees it as it is
         # Whatever encoder built the query, the decoded value shows a secret if there is one.
         decoded = unquote_plus(value)
         masked = self.text(decoded)

@@ -10,8 +10,12 @@ from mapper.plan import Plan
 
 
 def truthy(value: Any) -> bool:
-    """JMESPath truth: false, null, empty text, empty list and empty object are false."""
-    return value not in (None, False, "", [], {})
+    """JMESPath truthiness: false, null, "", [] and {} are false; everything else (0 too) is true."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, str | list | dict):
+        return len(value) > 0
+    return True
 
 
 def webhook_scope(event: Event) -> dict[str, Any]:
@@ -34,7 +38,8 @@ def match(plan: Plan, event: Event) -> tuple[bool, str]:
         try:
             value = trigger.when.search(webhook_scope(event))
         except EvaluationError as exc:
-            return False, f"trigger `when` failed ({trigger.when.location}): {exc}"
+            where = trigger.when.location
+            return False, f"trigger `when` could not be evaluated ({where}), so it does not match: {exc}"
         if not truthy(value):
             return False, f"trigger `when` is false: {trigger.when.source}"
     return True, "matched"

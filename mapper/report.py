@@ -20,7 +20,8 @@ def text(problems: Iterable[Problem]) -> str:
             lines.append(f"   {number} | {shown}")
             width = max(1, min(problem.location.width, max(1, len(shown) - problem.location.column + 1)))
             lines.append(f"   {pad} | {' ' * (problem.location.column - 1)}{'^' * width}")
-        if problem.path:
+        # A lone top-level key the message already names in backticks would only repeat it.
+        if problem.path and not (len(problem.path) == 1 and f"`{problem.path[0]}`" in problem.message):
             lines.append(f"  in: {problem.where}")
         if problem.hint:
             lines.append(f"  hint: {problem.hint}")
@@ -30,16 +31,28 @@ def text(problems: Iterable[Problem]) -> str:
 
 def _visible(line: str) -> str:
     """The line as it can be shown: a tab as one space, other control characters as their symbol (␇)."""
-    return "".join(" " if c == "\t" else chr(0x2400 + ord(c)) if ord(c) < 0x20 else "\u2421" if c == "\x7f" else c
-                   for c in line)
+    return "".join(
+        " " if c == "\t" else chr(0x2400 + ord(c)) if ord(c) < 0x20 else "\u2421" if c == "\x7f" else c for c in line
+    )
 
 
 def as_json(problems: Iterable[Problem]) -> str:
-    return json.dumps([
-        {"file": p.location.file, "line": p.location.line, "column": p.location.column, "severity": p.severity,
-         "message": p.message, "path": list(p.path), "hint": p.hint}
-        for p in problems
-    ], indent=2, ensure_ascii=False)
+    return json.dumps(
+        [
+            {
+                "file": p.location.file,
+                "line": p.location.line,
+                "column": p.location.column,
+                "severity": p.severity,
+                "message": p.message,
+                "path": list(p.path),
+                "hint": p.hint,
+            }
+            for p in problems
+        ],
+        indent=2,
+        ensure_ascii=False,
+    )
 
 
 def _escape(value: str, property_value: bool = False) -> str:
@@ -54,8 +67,10 @@ def github(problems: Iterable[Problem]) -> str:
     lines = []
     for p in problems:
         message = p.message + (f" (in: {p.where})" if p.path else "") + (f" hint: {p.hint}" if p.hint else "")
-        lines.append(f"::{p.severity} file={_escape(p.location.file, True)},line={p.location.line},"
-                     f"col={p.location.column}::{_escape(message)}")
+        lines.append(
+            f"::{p.severity} file={_escape(p.location.file, True)},line={p.location.line},"
+            f"col={p.location.column}::{_escape(message)}"
+        )
     return "\n".join(lines)
 
 

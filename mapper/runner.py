@@ -49,28 +49,45 @@ class Runner:
         self.transport = transport
         self._http: dict[tuple[str, str, str], ConnectionClient] = {}
         self._graphql: dict[tuple[str, str, str], GraphQLClient] = {}
+        self._maskers: dict[tuple[str, str], Masker] = {}
         self.tokens = TokenCache()  # OAuth2 tokens, shared by every event and connection of this runner
 
     async def aclose(self) -> None:
-        for client in [*self._http.values(), *self._graphql.values()]:
+        for client in self._http.values():
             await client.aclose()
+        for graphql in self._graphql.values():
+            await graphql.aclose()
         self._http.clear()
         self._graphql.clear()
 
     def masker(self, plan: Plan) -> Masker:
-        return Masker(self.env[name] for name in plan.env_names if name in self.env)
+        key = (plan.name, plan.digest)
+        if key not in self._maskers:
+            self._maskers[key] = Masker(self.env[name] for name in plan.env_names if name in self.env)
+        return self._maskers[key]
 
     def _client(self, plan: Plan, connection: Connection) -> ConnectionClient:
         key = (plan.name, plan.digest, connection.name)
         if key not in self._http:
-            self._http[key] = ConnectionClient(connection, self.env, transport=self.transport, token_cache=self.tokens)
+            client = ConnectionClient(connection, self.env, transport=self.transport, token_cache=self.tokens)
+            self._share_secrets(plan, client.masker)
+            self._http[key] = client
         return self._http[key]
 
     def _graphql_client(self, plan: Plan, connection: Connection) -> GraphQLClient:
         key = (plan.name, plan.digest, connection.name)
         if key not in self._graphql:
-            self._graphql[key] = GraphQLClient(connection, self.env, transport=self.transport, token_cache=self.tokens)
+            client = GraphQLClient(connection, self.env, transport=self.transport, token_cache=self.tokens)
+            self._share_secrets(plan, client.masker)
+            self._graphql[key] = client
         return self._graphql[key]
+
+    def _share_secrets(self, plan: Plan, masker: Masker) -> None:
+        """A client knows the secrets of its connection; steps may use others (a token in a header or body),
+        and the client cuts excerpts, so it must know them all to never leave half a secret at a cut."""
+        for name in plan.env_names:
+            if name in self.env:
+                masker.add(self.env[name])
 
     async def run(self, plan: Plan, event: Event, *, idempotency_key: str = "", attempt: int = 1) -> RunResult:
         trace = Trace(plan, event, attempt)
@@ -176,6 +193,8 @@ class Runner:
             raise _Stop("retry" if exc.retryable else "dead", f"{where}: {exc.reason}", step.name, exc.retry_after) from None
         except (RequestRejected, ConnectionUnusable) as exc:
             raise _Stop("dead", f"{where}: request not sent: {exc}", step.name) from None
+        except (UnicodeError, TypeError, ValueError) as exc:  # e.g. a lone surrogate from the data in a JSON body
+            raise _Stop("dead", f"{where}: request not sent: the body cannot be encoded ({exc})", step.name) from None
         finally:
             CURRENT_STEP.reset(token)
         outcome = step.outcome_for(response.status) or _default_outcome(connection, response.status)

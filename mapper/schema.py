@@ -125,7 +125,9 @@ def _explain(document: Document, error: ValidationError) -> Iterator[Problem]:
         allowed = sorted(error.schema.get("properties", {}))
         for extra in sorted(set(value) - set(allowed)):
             close = difflib.get_close_matches(extra, allowed, n=1, cutoff=0.6)
-            hint = f"did you mean `{close[0]}`?" if close else f"allowed here: {', '.join(allowed)}" if allowed else None
+            hint = (
+                f"did you mean `{close[0]}`?" if close else f"allowed here: {', '.join(allowed)}" if allowed else None
+            )
             yield _problem(document, (*path, extra), f"unknown key `{extra}`", hint, key=True)
         return
     if kind == "required":
@@ -145,7 +147,10 @@ def _explain(document: Document, error: ValidationError) -> Iterator[Problem]:
             )
             return
         yield _problem(
-            document, (*path, bad), f"`{bad}` cannot be used as a name here", _pattern_hint(error.validator_value, bad),
+            document,
+            (*path, bad),
+            f"`{bad}` cannot be used as a name here",
+            _pattern_hint(error.validator_value, bad),
             key=True,
         )
         return
@@ -153,8 +158,12 @@ def _explain(document: Document, error: ValidationError) -> Iterator[Problem]:
         expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         words = " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in expected)
         subject = "the file" if not path else _subject(path)
-        yield _problem(document, path, f"{subject} must be {words}, not {_describe_value(value)}",
-                       _type_hint(value, expected, path))
+        yield _problem(
+            document,
+            path,
+            f"{subject} must be {words}, not {_describe_value(value)}",
+            _type_hint(value, expected, path),
+        )
         return
     if kind == "enum":
         options = [str(o) for o in error.validator_value]
@@ -179,6 +188,7 @@ def _explain(document: Document, error: ValidationError) -> Iterator[Problem]:
         return
     if kind == "pattern":
         what = "step name" if len(path) == 3 and path[0] == "steps" and path[2] == "name" else name
+        what = "mapping name" if path == ("name",) else what
         yield _problem(document, path, f"`{value}` is not a valid {what}", _pattern_hint(error.validator_value, value))
         return
     if kind in ("minItems", "minProperties"):
@@ -214,10 +224,14 @@ def _explain_alternatives(document: Document, error: ValidationError, path: Path
             for key in sorted(value):
                 if key not in AUTH_KINDS:
                     close = difflib.get_close_matches(key, AUTH_KINDS, n=1, cutoff=0.5)
-                    hint: str | None = f"did you mean `{close[0]}`?" if close else f"use one of: none, {', '.join(AUTH_KINDS)}"
+                    hint: str | None = (
+                        f"did you mean `{close[0]}`?" if close else f"use one of: none, {', '.join(AUTH_KINDS)}"
+                    )
                     yield _problem(document, (*path, key), f"unknown kind of auth `{key}`", hint, key=True)
             if len(value) > 1 and all(k in AUTH_KINDS for k in value):
-                yield _problem(document, path, "`auth` takes one kind of sign-in", f"keep one of: {', '.join(sorted(value))}")
+                yield _problem(
+                    document, path, "`auth` takes one kind of sign-in", f"keep one of: {', '.join(sorted(value))}"
+                )
             if not value:
                 yield _problem(document, path, "`auth` is empty", f"use one of: none, {', '.join(AUTH_KINDS)}")
             return
@@ -255,8 +269,9 @@ def _duration_hint(value: Any) -> str | None:
             f"`{value}` was kept as text because its trailing zero would be lost as a number; "
             f"write {float(value):g} or {float(value):g}s"
         )
-    match = re.fullmatch(r"\s*([0-9.]+)\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?)\s*",
-                         value, re.IGNORECASE)
+    match = re.fullmatch(
+        r"\s*([0-9.]+)\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?)\s*", value, re.IGNORECASE
+    )
     if match:
         unit = match.group(2).lower()
         short = "ms" if unit.startswith("mil") or unit == "ms" else unit[0]
@@ -273,6 +288,13 @@ _REQUIRED_HINTS = {
     "name": "give it a short name, e.g. `name: update-order`",
     "method": "add e.g. `method: POST`",
     "connection": "name one of the systems under `connections:`",
+    "token_url": 'the address tokens are issued at, e.g. `token_url: "{{ env.OAUTH_TOKEN_URL }}"`',
+    "client_id": 'e.g. `client_id: "{{ env.OAUTH_CLIENT_ID }}"`',
+    "client_secret": 'take it from the environment, e.g. `client_secret: "{{ env.OAUTH_CLIENT_SECRET }}"`',
+    "username": 'e.g. `username: "{{ env.TARGET_USER }}"`',
+    "password": 'take it from the environment, e.g. `password: "{{ env.TARGET_PASSWORD }}"`',
+    "token": 'take it from the environment, e.g. `token: "{{ env.TARGET_TOKEN }}"`',
+    "value": 'take it from the environment, e.g. `value: "{{ env.TARGET_API_KEY }}"`',
 }
 
 

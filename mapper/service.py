@@ -28,7 +28,8 @@ from typing import Any, Final, Protocol, cast
 
 from mapper import loader, report
 from mapper.errors import MappingError
-from mapper.events import Event, event_key, type_key
+from mapper.events import Event
+from mapper.matching import match, truthy  # noqa: F401 (truthy: re-exported)
 from mapper.plan import Plan
 from mapper.store import NewJob, Store, StoreError
 from mapper.worker import RunFunction, run_blocking
@@ -49,35 +50,12 @@ class ServiceError(Exception):
 # ------------------------------------------------------------------------------------------ matching
 
 
-def truthy(value: Any) -> bool:
-    """JMESPath truthiness: false, null, "", [] and {} are false; everything else (0 too) is true."""
-    if value is None or value is False:
-        return False
-    if isinstance(value, str | list | dict):
-        return len(value) > 0
-    return True
-
-
 def matches(plan: Plan, event: Event) -> bool:
-    """Whether the plan's trigger wants the event: every condition it gives must hold."""
-    trigger = plan.trigger
-    if trigger.events and (event.name is None or event_key(event.name) not in trigger.events):
-        return False
-    if trigger.resource_types and (
-        event.resource_type is None or type_key(event.resource_type) not in trigger.resource_types
-    ):
-        return False
-    if trigger.topics and event.topic not in trigger.topics:
-        return False
-    if trigger.when is None:
-        return True
-    scope = {"event": event.as_dict(), "headers": dict(event.headers), "payload": event.payload}
-    try:
-        return truthy(trigger.when.search(scope))
-    except Exception as exc:  # EvaluationError and anything else an expression can raise: not matched
-        log.warning("%s: trigger `when` could not be evaluated, so the event does not match: %s",
-                    trigger.when.location, exc, extra={"event_id": event.delivery_id, "mapping": plan.name})
-        return False
+    """Whether the plan's trigger wants the event (see `matching.match`); a `when` that fails is logged."""
+    matched, why = match(plan, event)
+    if not matched and why.startswith("trigger `when` could not"):
+        log.warning("%s", why, extra={"event_id": event.delivery_id, "mapping": plan.name})
+    return matched
 
 
 class Mappings:
@@ -271,6 +249,14 @@ def serve(paths: Sequence[Path], host: str = "127.0.0.1", port: int = 8000, stor
     return 1
 
 
+def run_from_cli(paths: Sequence[Path], *, host: str = "127.0.0.1", port: int = 8000,
+                 store: str | Path = "wlmap.db", workers: int = 4, allow_unsigned: bool = False,
+                 log_format: str = "text") -> int:
+    """`wlmap run --serve`: serve() with the options that command takes."""
+    return serve(paths, host, port, store, workers, ServiceOptions(allow_unsigned=allow_unsigned,
+                                                                   log_format=log_format))
+
+
 async def _serve(paths: list[Path], host: str, port: int, store_path: str, workers: int,
                  options: ServiceOptions) -> int:
     import uvicorn
@@ -295,65 +281,76 @@ async def _serve(paths: list[Path], host: str, port: int, store_path: str, worke
                     "wrong signature is still refused", scheme.header)
     mappings = Mappings(paths, env)
     mappings.load()
-    runner = load_runner(options.runner, env)
-    sock = _bind(host, port)
-    store = open_store(store_path, max_bytes=options.store_max_bytes)
-    executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="wlmap-io")
-    metrics = Metrics()
-    metrics.mappings.set(len(mappings.current()))
-    worker = Worker(store, mappings.current, runner.run, WorkerOptions(
-        concurrency=workers, lease=options.lease, poll=options.poll, run_timeout=options.run_timeout,
-        grace=options.grace, time_scale=options.time_scale), metrics=metrics, executor=executor)
+    async with contextlib.AsyncExitStack() as resources:  # closed in reverse, whatever happens
+        runner = load_runner(options.runner, env)
+        resources.push_async_callback(_quietly, runner.aclose)
+        sock = _bind(host, port)
+        resources.callback(sock.close)
+        store = open_store(store_path, max_bytes=options.store_max_bytes)
+        resources.push_async_callback(asyncio.to_thread, store.close)
+        executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="wlmap-io")
+        resources.callback(executor.shutdown, wait=False)
+        metrics = Metrics()
+        metrics.mappings.set(len(mappings.current()))
+        worker = Worker(store, mappings.current, runner.run, WorkerOptions(
+            concurrency=workers, lease=options.lease, poll=options.poll, run_timeout=options.run_timeout,
+            grace=options.grace, time_scale=options.time_scale), metrics=metrics, executor=executor)
 
-    def readiness() -> str | None:
-        if not mappings.current():
-            return "no mappings loaded"
-        try:
-            store.ping()
-        except StoreError as exc:
-            return f"store not writable: {exc}"
-        return None
+        def readiness() -> str | None:
+            if not mappings.current():
+                return "no mappings loaded"
+            try:
+                store.ping()
+            except StoreError as exc:
+                return f"store not writable: {exc}"
+            return None
 
-    app = create_app(store, mappings.route, ListenerOptions(
-        path=options.path, secrets=secrets, scheme=scheme, allow_unsigned=options.allow_unsigned,
-        max_body=options.max_body, dedupe_window=options.dedupe_window), metrics=metrics, executor=executor,
-        on_stored=worker.wake, readiness=readiness)
-    server = _Server(uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="off", http="h11", server_header=False,
-        timeout_graceful_shutdown=max(1, int(options.grace))))
-    work = asyncio.create_task(worker.serve(), name="wlmap-workers")
-    failed: list[BaseException] = []
+        listening = ListenerOptions(
+            path=options.path, secrets=secrets, scheme=scheme, allow_unsigned=options.allow_unsigned,
+            max_body=options.max_body, dedupe_window=options.dedupe_window)
+        app = create_app(store, mappings.route, listening, metrics=metrics, executor=executor,
+                         on_stored=worker.wake, readiness=readiness)
+        server = _Server(uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="off", http="h11", server_header=False,
+            timeout_graceful_shutdown=max(1, int(options.grace))))
+        failed: list[BaseException] = []
 
-    def on_worker_end(task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            failed.append(cast(BaseException, task.exception()))
-            log.critical("the worker pool stopped unexpectedly", exc_info=task.exception())
-            server.stop()
+        def on_worker_end(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                failed.append(cast(BaseException, task.exception()))
+                log.critical("the worker pool stopped unexpectedly", exc_info=task.exception())
+                server.stop()
 
-    work.add_done_callback(on_worker_end)
-    upkeep = asyncio.create_task(_upkeep(mappings, store, options, executor,
-                                         lambda: metrics.mappings.set(len(mappings.current()))))
-    log.info("listening on http://%s:%d%s with %d worker(s); mappings: %s; store: %s", host,
-             sock.getsockname()[1], options.path, workers, ", ".join(sorted(mappings.current())) or "none",
-             store_path)
-    try:
+        work = asyncio.create_task(worker.serve(), name="wlmap-workers")
+        work.add_done_callback(on_worker_end)
+        upkeep = asyncio.create_task(_upkeep(mappings, store, options, executor,
+                                             lambda: metrics.mappings.set(len(mappings.current()))))
+        resources.push_async_callback(_cancel, upkeep)
+        names = ", ".join(sorted(mappings.current())) or "none"
+        log.info("listening on http://%s:%d%s with %d worker(s); mappings: %s; store: %s", host,
+                 sock.getsockname()[1], options.path, workers, names, store_path)
         await server.serve(sock)
         log.info("stopped taking webhooks; finishing or releasing running jobs")
         worker.stop()
-        with contextlib.suppress(Exception):
-            await work
-    finally:
-        upkeep.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await upkeep
-        with contextlib.suppress(Exception):
-            await runner.aclose()
-        await asyncio.get_running_loop().run_in_executor(None, store.close)
-        executor.shutdown(wait=False)
-        log.info("stopped")
+        await _quietly(lambda: work)
+    log.info("stopped")
     if failed:
         return 3
     return 130 if server.signal == signal.SIGINT else 0
+
+
+async def _quietly(step: Callable[[], Awaitable[Any]]) -> None:
+    """Await a clean-up step; a failure in it is logged, not raised (the others must still run)."""
+    try:
+        await step()
+    except Exception:
+        log.exception("clean-up step failed")
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 # -------------------------------------------------------------------------------------------- logging

@@ -120,8 +120,9 @@ class Document:
 
     def problem(self, path: Path, message: str, hint: str | None = None, key: bool = False) -> Problem:
         location = self.location(path, key)
-        return Problem(location, message, path=self.describe(path), hint=hint,
-                       source_line=self.line_text(location.line))
+        return Problem(
+            location, message, path=self.describe(path), hint=hint, source_line=self.line_text(location.line)
+        )
 
     def describe(self, path: Path) -> tuple[str, ...]:
         """The breadcrumb of a path in words: ('steps', 0, 'json') → ('step "update-incident"', 'json')."""
@@ -131,7 +132,12 @@ class Document:
         while index < len(path):
             part = path[index]
             child = data.get(part) if isinstance(data, dict) and isinstance(part, str) else None
-            if part == "steps" and index + 1 < len(path) and isinstance(path[index + 1], int) and isinstance(child, list):
+            if (
+                part == "steps"
+                and index + 1 < len(path)
+                and isinstance(path[index + 1], int)
+                and isinstance(child, list)
+            ):
                 position = path[index + 1]
                 assert isinstance(position, int)
                 item = child[position] if position < len(child) else None
@@ -164,7 +170,7 @@ def _block_indent(raw: list[str]) -> int:
     header = raw[0] if raw else ""
     digit = re.search(r"[|>][-+]?([1-9])|[|>]([1-9])[-+]?", header)
     body = raw[1:]
-    first = next((x for x in body if x.strip()), "")
+    first = next((x for x in body if x.strip(" \t")), "")
     detected = len(first) - len(first.lstrip(" "))
     if digit:
         parent = len(header) - len(header.lstrip(" "))
@@ -187,8 +193,8 @@ def _scalar_offset(raw: list[str], span: Span, offset: int) -> tuple[int, int]:
             remaining -= length
             # A folded scalar turns the break before a run of blank lines into nothing (the blank lines are the
             # newlines); every other break is one character (a newline, or a space when folded).
-            following_blank = index + 1 < len(body) and not body[index + 1].strip()
-            if not (folded and line.strip() and following_blank):
+            following_blank = index + 1 < len(body) and not body[index + 1].strip(" \t")
+            if not (folded and line.strip(" \t") and following_blank):
                 remaining -= 1
             if remaining < 0:
                 return index + 1, indent + length + 1
@@ -210,6 +216,12 @@ def _scalar_offset(raw: list[str], span: Span, offset: int) -> tuple[int, int]:
         if col >= len(line):
             break
         char = line[col]
+        if quote == '"' and char == "\\" and col == len(line) - 1 and line_index + 1 < len(raw):
+            # An escaped line break: the value goes on at the next line's first non-blank, with nothing between.
+            line_index += 1
+            following = raw[line_index]
+            col = len(following) - len(following.lstrip(" \t"))
+            continue
         if quote == '"' and char == "\\":
             col += _escape_length(line, col)
         elif quote == "'" and char == "'" and line[col + 1 : col + 2] == "'":
@@ -255,11 +267,14 @@ def read(text: str | bytes, file: str) -> tuple[Document | None, list[Problem]]:
     """Parse one YAML mapping file. Returns the document (None when the text cannot be read) and problems."""
     problems = Problems()
     whole = Location(file)
-    if len(text) > MAX_BYTES:
+    if len(text) > MAX_BYTES // 4:  # a character is at most 4 bytes in UTF-8
         size = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else len(text)
         if size > MAX_BYTES:
-            problems.error(whole, f"the file is {size / MAX_BYTES:.1f} MiB; a mapping may be at most 1 MiB",
-                           "split it into several mappings, or move long texts out of it")
+            problems.error(
+                whole,
+                f"the file is {size / MAX_BYTES:.1f} MiB; a mapping may be at most 1 MiB",
+                "split it into several mappings, or move long texts out of it",
+            )
             return None, problems.sorted()
     if isinstance(text, bytes):
         raw = text
@@ -318,17 +333,36 @@ def read(text: str | bytes, file: str) -> tuple[Document | None, list[Problem]]:
         values[path] = span_of(node)
         if id(node) in loader.anchored:
             anchor = loader.anchored[id(node)]
-            found.append((at(node.start_mark, f"anchors (`&{anchor}`) are not allowed",
-                             "write the value out in full where it is needed", len(anchor) + 1), path))
+            found.append(
+                (
+                    at(
+                        node.start_mark,
+                        f"anchors (`&{anchor}`) are not allowed",
+                        "write the value out in full where it is needed",
+                        len(anchor) + 1,
+                    ),
+                    path,
+                )
+            )
         if id(node) in loader.aliases:
             alias = loader.aliases[id(node)]
-            found.append((at(node.start_mark, f"aliases (`*{alias}`) are not allowed",
-                             "write the value out in full", len(alias) + 1), path))
+            found.append(
+                (
+                    at(
+                        node.start_mark,
+                        f"aliases (`*{alias}`) are not allowed",
+                        "write the value out in full",
+                        len(alias) + 1,
+                    ),
+                    path,
+                )
+            )
             refused.add(path)
             return None
         if depth > MAX_DEPTH:
-            found.append((at(node.start_mark, f"the YAML is nested too deeply (more than {MAX_DEPTH} levels)",
-                             _DEEP_HINT), None))
+            found.append(
+                (at(node.start_mark, f"the YAML is nested too deeply (more than {MAX_DEPTH} levels)", _DEEP_HINT), None)
+            )
             refused.add(path)
             return None
         if node.tag != _IMPLICIT:
@@ -341,28 +375,51 @@ def read(text: str | bytes, file: str) -> tuple[Document | None, list[Problem]]:
         assert isinstance(node, MappingNode)
         if node.flow_style and text[node.start_mark.index : node.start_mark.index + 2] == "{{":
             raw = text[node.start_mark.index : node.end_mark.index]
-            found.append((at(node.start_mark, "a value that starts with `{{` must be quoted", _quote_hint(raw), 2), path))
+            found.append(
+                (at(node.start_mark, "a value that starts with `{{` must be quoted", _quote_hint(raw), 2), path)
+            )
             refused.add(path)
             return raw
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode):
-                found.append((at(key_node.start_mark, "a key must be a plain name, not a list or a mapping",
-                                 "quote the key if it must contain `[` or `{`"), path))
+                found.append(
+                    (
+                        at(
+                            key_node.start_mark,
+                            "a key must be a plain name, not a list or a mapping",
+                            "quote the key if it must contain `[` or `{`",
+                        ),
+                        path,
+                    )
+                )
                 incomplete.add(path)
                 continue
             key = str(key_node.value)
             if key_node.tag != _IMPLICIT:
                 found.append((_tag_problem(key_node, at), (*path, key)))
             if key == "<<" and key_node.style is None:
-                found.append((at(key_node.start_mark, "merge keys (`<<`) are not allowed",
-                                 "write the keys out in full", 2), path))
+                found.append(
+                    (
+                        at(key_node.start_mark, "merge keys (`<<`) are not allowed", "write the keys out in full", 2),
+                        path,
+                    )
+                )
                 incomplete.add(path)
                 continue
             if key in result:
                 first = keys[(*path, key)]
-                found.append((at(key_node.start_mark, f"duplicate key `{key}` (first set on line {first.line})",
-                                 "remove one of them; YAML would silently keep only the last", len(key)), (*path, key)))
+                found.append(
+                    (
+                        at(
+                            key_node.start_mark,
+                            f"duplicate key `{key}` (first set on line {first.line})",
+                            "remove one of them; YAML would silently keep only the last",
+                            len(key),
+                        ),
+                        (*path, key),
+                    )
+                )
                 continue
             keys[(*path, key)] = span_of(key_node)
             result[key] = build(value_node, (*path, key), depth + 1)
@@ -394,8 +451,12 @@ def _scalar(node: ScalarNode) -> Any:
 
 def _tag_problem(node: Node, at: _At) -> Problem:
     tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-    return at(node.start_mark, f"tags such as `{tag}` are not allowed",
-              "remove the tag; quote the value if it must stay text", width=len(tag))
+    return at(
+        node.start_mark,
+        f"tags such as `{tag}` are not allowed",
+        "remove the tag; quote the value if it must stay text",
+        width=len(tag),
+    )
 
 
 def _quote_hint(raw: str) -> str:
@@ -412,8 +473,12 @@ def _not_utf8(raw: bytes, exc: UnicodeDecodeError, file: str) -> Problem:
     line_end = raw.find(b"\n", exc.start)
     shown = raw[line_start : line_end if line_end >= 0 else len(raw)].decode("utf-8", "replace").rstrip("\r")
     byte = raw[exc.start]
-    return Problem(Location(file, line, column), f"the file is not UTF-8 text: byte 0x{byte:02X} cannot be read",
-                   hint="save the file as UTF-8 (it was probably saved as Latin-1 or Windows-1252)", source_line=shown)
+    return Problem(
+        Location(file, line, column),
+        f"the file is not UTF-8 text: byte 0x{byte:02X} cannot be read",
+        hint="save the file as UTF-8 (it was probably saved as Latin-1 or Windows-1252)",
+        source_line=shown,
+    )
 
 
 def _reader_problem(exc: yaml.reader.ReaderError, text: str, at: _At) -> Problem:
@@ -422,34 +487,64 @@ def _reader_problem(exc: yaml.reader.ReaderError, text: str, at: _At) -> Problem
     lines = split_lines(before + "x")
     mark = _Mark(len(lines) - 1, len(lines[-1]) - 1)
     code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
-    return at(mark, f"the file contains the control character U+{code:04X}, which YAML does not allow",
-              "delete it (it is often invisible: retype the line)")
+    return at(
+        mark,
+        f"the file contains the control character U+{code:04X}, which YAML does not allow",
+        "delete it (it is often invisible: retype the line)",
+    )
 
 
 _PLAIN_YAML_ERRORS = (
     ("found character '\\t' that cannot start any token", "a tab character cannot indent YAML", "indent with spaces"),
-    ("mapping values are not allowed here", "a `key: value` cannot start here",
-     "check the indentation, or quote the value if it contains ': '"),
+    (
+        "mapping values are not allowed here",
+        "a `key: value` cannot start here",
+        "check the indentation, or quote the value if it contains ': '",
+    ),
     ("found duplicate anchor", "anchors are not allowed", "write the value out in full"),
     ("found undefined alias", "aliases are not allowed", "write the value out in full"),
-    ("expected <block end>, but found '-'", "a list item `-` cannot start here",
-     "indent list items under their key, or check the indentation of the line above"),
-    ("expected <block end>, but found ']'", "a `]` that closes nothing", "remove it, or check the `[` that goes with it"),
-    ("expected <block end>, but found '}'", "a `}` that closes nothing", "remove it, or check the `{` that goes with it"),
+    (
+        "expected <block end>, but found '-'",
+        "a list item `-` cannot start here",
+        "indent list items under their key, or check the indentation of the line above",
+    ),
+    (
+        "expected <block end>, but found ']'",
+        "a `]` that closes nothing",
+        "remove it, or check the `[` that goes with it",
+    ),
+    (
+        "expected <block end>, but found '}'",
+        "a `}` that closes nothing",
+        "remove it, or check the `{` that goes with it",
+    ),
     ("expected <block end>, but found", "the indentation is off here", "align this line with the keys around it"),
     ("expected <block mapping start>", "the indentation is off here", "align this line with the keys around it"),
-    ("expected '<document start>'", "unexpected text after the end of the mapping",
-     "check for an extra `]` or `}`, or for a line that is not indented like the others"),
+    (
+        "expected '<document start>'",
+        "unexpected text after the end of the mapping",
+        "check for an extra `]` or `}`, or for a line that is not indented like the others",
+    ),
     ("while scanning a quoted scalar", "a quoted value is never closed", "add the closing quote"),
     ("found unexpected end of stream", "the file ends in the middle of a value", "close the open quote or bracket"),
-    ("expected a single document", "a mapping file holds one YAML document",
-     "remove the `---` separator and what follows, or split the file"),
-    ("found unknown escape character", "unknown escape sequence in a double-quoted value",
-     "use single quotes, or write \\\\ for a backslash"),
+    (
+        "expected a single document",
+        "a mapping file holds one YAML document",
+        "remove the `---` separator and what follows, or split the file",
+    ),
+    (
+        "found unknown escape character",
+        "unknown escape sequence in a double-quoted value",
+        "use single quotes, or write \\\\ for a backslash",
+    ),
     ("found character '%' that cannot start any token", "a value cannot start with `%`", "quote the value"),
     ("found character '@' that cannot start any token", "a value cannot start with `@`", "quote the value"),
     ("found character '`' that cannot start any token", "a value cannot start with a backtick", "quote the value"),
-    ("could not find expected ':'", "expected `key: value` here", "add the missing `:`, or check for an unclosed quote"),
+    (
+        "could not find expected ':'",
+        "expected `key: value` here",
+        "add the missing `:`, or check for an unclosed quote",
+    ),
 )
 
 _UNQUOTED_TEMPLATE = re.compile(r"(?:^|:|-)[ \t]+(\{\{)")
@@ -471,9 +566,13 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, lines: list[str], at: _At) -> Pro
     if context.startswith("while parsing a flow") and exc.context_mark is not None:
         bracket = "[" if "sequence" in context else "{"
         closing = "]" if bracket == "[" else "}"
-        return at(exc.context_mark, f"the `{bracket}` opened here is never closed",
-                  f"add the closing `{closing}` (or put commas between the items); to use `{bracket}` as text, quote the value")
-    if "quoted scalar" in context and exc.context_mark is not None:
+        return at(
+            exc.context_mark,
+            f"the `{bracket}` opened here is never closed",
+            f"add the closing `{closing}` (or put commas between the items); "
+            f"to use `{bracket}` as text, quote the value",
+        )
+    if "quoted scalar" in context and "end of stream" in problem and exc.context_mark is not None:
         # An unclosed quote is found at the end of the file; the place to fix is where it opened.
         return at(exc.context_mark, "a quoted value is never closed", "add the closing quote")
     if "while scanning a simple key" in context and exc.context_mark is not None:
@@ -486,7 +585,8 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, lines: list[str], at: _At) -> Pro
     text = f"{context} {problem}"
     for needle, message, hint in _PLAIN_YAML_ERRORS:
         if needle in text:
-            return at(mark, message, hint)
+            width = 3 if needle == "expected a single document" else 1  # underline the whole `---`
+            return at(mark, message, hint, width)
     plain = (problem or context or "the YAML cannot be read").strip()
     return at(mark, f"the YAML cannot be read: {plain}")
 
@@ -521,14 +621,23 @@ def _colon_problem(lines: list[str], line_no: int, column: int, at: _At) -> Prob
     if own_key and column > own_key.end(1):
         value = line[own_key.end() :].split(" #")[0].strip()
         quote = "'" if '"' in value else '"'
-        return at(_Mark(line_no, column), "a value that contains `: ` must be quoted",
-                  f"write {own_key.group(1)}: {quote}{value}{quote}")
+        return at(
+            _Mark(line_no, column),
+            "a value that contains `: ` must be quoted",
+            f"write {own_key.group(1)}: {quote}{value}{quote}",
+        )
     above = next((x for x in reversed(lines[:line_no]) if x.strip() and not x.lstrip().startswith("#")), "")
     above_indent = len(above) - len(above.lstrip(" "))
     key = line.strip().split(":")[0]
     if indent > above_indent:
         above_key = above.strip().lstrip("- ").split(":")[0]
-        return at(_Mark(line_no, indent), "this line is indented further than the line above it",
-                  f"align `{key}:` with `{above_key}:` (YAML reads it as the rest of the value above)")
-    return at(_Mark(line_no, column), "a `key: value` cannot start here",
-              "check the indentation, or quote the value if it contains `: `")
+        return at(
+            _Mark(line_no, indent),
+            "this line is indented further than the line above it",
+            f"align `{key}:` with `{above_key}:` (YAML reads it as the rest of the value above)",
+        )
+    return at(
+        _Mark(line_no, column),
+        "a `key: value` cannot start here",
+        "check the indentation, or quote the value if it contains `: `",
+    )

@@ -95,7 +95,8 @@ def load_cases(path: Path) -> tuple[list[Case], dict[str, str]]:
                 found.add(document.problem((*path_in, key), f"unknown key `{key}` in a test case",
                                            f"did you mean `{hint[0]}`?" if hint else f"allowed: {', '.join(sorted(CASE_KEYS))}",
                                            key=True))
-        expect = spec.get("expect") if isinstance(spec.get("expect"), dict) else {}
+        given_expect = spec.get("expect")
+        expect: dict[str, Any] = given_expect if isinstance(given_expect, dict) else {}
         for key in expect:
             if key not in EXPECT_KEYS:
                 found.add(document.problem((*path_in, "expect", key), f"unknown expectation `{key}`",
@@ -105,7 +106,8 @@ def load_cases(path: Path) -> tuple[list[Case], dict[str, str]]:
                 if key not in REQUEST_KEYS:
                     found.add(document.problem((*path_in, "expect", "requests", n, key), f"unknown request check `{key}`",
                                                f"allowed: {', '.join(sorted(REQUEST_KEYS))}", key=True))
-        name = spec.get("name") if isinstance(spec.get("name"), str) else f"case {index + 1}"
+        given_name = spec.get("name")
+        name = given_name if isinstance(given_name, str) else f"case {index + 1}"
         try:
             event = _file_or_inline(path, spec.get("event"))
             headers = _file_or_inline(path, spec.get("headers")) or {}
@@ -117,6 +119,9 @@ def load_cases(path: Path) -> tuple[list[Case], dict[str, str]]:
             continue
         if event is None:
             found.add(document.problem(path_in, f"test case `{name}` needs an `event` (a file under samples/ or inline)"))
+            continue
+        if not isinstance(headers, dict):
+            found.add(document.problem((*path_in, "headers"), f"test case `{name}`: `headers` must be key: value pairs"))
             continue
         case_env = {str(k): str(v) for k, v in (spec.get("env") or {}).items()} if isinstance(spec.get("env"), dict) else {}
         cases.append(Case(name, document.location(path_in), event, {str(k).lower(): str(v) for k, v in headers.items()},

@@ -151,6 +151,9 @@ class Worker:
         except StoreError as exc:  # the lease runs out and the job runs again, with the same idempotency key
             log.error("job %s: result not recorded: %s", job.job, exc, extra=_extra(job))
             return None
+        except Exception:  # a bug: the same as above, with the traceback for the report
+            log.exception("job %s: result not recorded", job.job, extra=_extra(job))
+            return None
         finally:
             heartbeat.cancel()
             self.wake()

@@ -208,3 +208,22 @@ def test_a_redirect_is_not_followed():
             == f"the GraphQL endpoint answered 302: a redirect to {elsewhere.url}/login, not followed"
         )
         assert elsewhere.requests == []
+
+
+def test_the_endpoint_url_may_carry_a_permalink_query():
+    with FakeServer() as server:
+        scope = FakeScope(server, token=TOKEN)
+        scope.answer(FakeScope.data(SESSION))
+
+        async def main():
+            conn = connection(
+                "scope",
+                url=server.url + "/api/v3/graphql?permalink=acme",
+                headers={"Authorization": f"Token token={TOKEN}"},
+                params={"x": "1"},
+            )
+            async with GraphQLClient(conn, {}) as client:
+                return await client.execute(QUERY, {"id": "1"}, exchanges=[])
+
+        assert asyncio.run(main()) == SESSION
+        assert server.requests[0].query == "permalink=acme&x=1"

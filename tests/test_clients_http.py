@@ -537,3 +537,12 @@ def test_a_mock_transport_can_stand_in_for_the_network():
     assert response.json() == {"mocked": True}
     assert seen == ["https://sap.example.com/sap/x"]
     assert exchanges[0].url == "https://sap.example.com/sap/x"
+
+
+def test_query_parameters_are_encoded_the_way_odata_reads_them():
+    with FakeServer() as server:
+        server.route("GET", "*", Reply.json({}))
+        params = {"$filter": "Name eq 'a b&c'", "$select": "A,B", "q": "x=1+2/3"}
+        send(connection(base_url=server.url), {}, {"path": "/Set?$top=1", "params": params})
+        assert server.requests[0].query == "$top=1&$filter=Name%20eq%20'a%20b%26c'&$select=A,B&q=x%3D1%2B2/3"
+        assert server.requests[0].params["$filter"] == ["Name eq 'a b&c'"]

@@ -1,13 +1,26 @@
-"""Not tests: the stand-in runner the service subprocess loads with `--runner test_service_support:EffectRunner`.
+"""Not tests: the stand-in runner the service subprocess loads, and the harness the service tests drive.
 
-It makes one POST per run to $WLMAP_TEST_TARGET/effect carrying the idempotency key (header and body), the
-delivery id and the resource id, and turns the answer into a RunResult the way the real runner would:
-2xx done; 408/429/5xx and timeouts retry (honouring Retry-After); any other status dead.
+The runner (`--runner test_service_support:EffectRunner`) makes one POST per run to
+$WLMAP_TEST_TARGET/effect carrying the idempotency key (header and body), the delivery id and the resource
+id, and turns the answer into a RunResult the way the real runner would: 2xx done; 408/429/5xx and timeouts
+retry (honouring Retry-After); any other status dead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +28,7 @@ import httpx
 from mapper.events import Event
 from mapper.outcome import RunResult
 from mapper.plan import Plan
+from mapper.signature import sign
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -31,7 +45,9 @@ class EffectRunner:
                 "mapping": plan.name, "attempt": attempt, "payload": event.payload}
         trace: dict[str, Any] = {"request": {"method": "POST", "url": "<target>/effect", "json": body}}
         try:
-            response = await self.client.post(self.url, json=body, headers={"Idempotency-Key": idempotency_key})
+            response = await self.client.post(self.url, content=json.dumps(body).encode(),  # ASCII: any payload
+                                              headers={"Idempotency-Key": idempotency_key,
+                                                       "Content-Type": "application/json"})
         except httpx.TimeoutException:
             return RunResult(plan.name, "retry", "step `post`: the target did not answer in time", "post",
                              trace=trace)
@@ -49,3 +65,194 @@ class EffectRunner:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The harness: a fake target system, and the service as a real subprocess.
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "e2e-secret"
+TOPIC = "scenario_session/completed"
+
+MAPPING = """\
+version: 1
+name: effect
+trigger:
+  topics: [scenario_session/completed]
+connections:
+  target:
+    base_url: "{{{{ env.WLMAP_TEST_TARGET }}}}"
+    retry:
+      schedule: {schedule}
+      jitter: 0
+steps:
+  - name: post
+    connection: target
+    method: POST
+    path: /effect
+    json:
+      id: "{{{{ event.resource_id }}}}"
+"""
+
+
+@dataclass
+class Hit:
+    """One request the target received."""
+
+    key: str
+    delivery_id: str
+    resource_id: str
+    attempt: int
+    n: int | None
+    started: float
+    finished: float = 0.0
+    status: int = 0
+
+
+@dataclass
+class Target:
+    """The target system: records every request; an effect happens once per idempotency key (2xx only).
+
+    `behave(hit) -> (status, delay, headers)` decides each answer; by default 200 at once.
+    """
+
+    behave: Callable[[Hit], tuple[int, float, list[tuple[str, str]]]] = lambda hit: (200, 0.0, [])
+    hits: list[Hit] = field(default_factory=list)
+    effects: dict[str, Hit] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    url: str = ""
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Target]:
+        from fakes import FakeServer, Recorded, Reply
+
+        async def handle(request: Recorded) -> Reply:
+            import asyncio
+
+            body = request.json()
+            payload = body.get("payload") or {}
+            hit = Hit(body["key"], body["delivery_id"] or "", body["resource_id"] or "", body["attempt"],
+                      payload.get("n") if isinstance(payload, dict) else None, time.monotonic())
+            assert request.header("idempotency-key") == hit.key
+            with self.lock:
+                self.hits.append(hit)
+            status, delay, headers = self.behave(hit)
+            if delay:
+                await asyncio.sleep(delay)
+            hit.finished, hit.status = time.monotonic(), status
+            if status < 300:
+                with self.lock:
+                    self.effects.setdefault(hit.key, hit)  # a repeated key is answered, not applied again
+            return Reply(status, b"{}", [("content-type", "application/json"), *headers])
+
+        with FakeServer() as server:
+            server.route("POST", "/effect", handle)
+            self.url = server.url
+            yield self
+
+    def keys_by_delivery(self) -> dict[str, set[str]]:
+        with self.lock:
+            out: dict[str, set[str]] = {}
+            for hit in self.hits:
+                out.setdefault(hit.delivery_id, set()).add(hit.key)
+            return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def body_for(resource: str, n: int = 0) -> bytes:
+    return json.dumps({"data": {"id": resource}, "n": n}).encode()
+
+
+def signed_headers(body: bytes, delivery_id: str | None, topic: str = TOPIC) -> dict[str, str]:
+    headers = {"content-type": "application/json", "x-scope-topic": topic, "x-scope-topic-version": "1.1",
+               "x-scope-hmac-sha256": sign(body, SECRET)}
+    if delivery_id is not None:
+        headers["x-scope-webhook-id"] = delivery_id
+    return headers
+
+
+class Service:
+    """`python -m mapper.service` in a subprocess on a fixed port, with the EffectRunner."""
+
+    def __init__(self, tmp_path: Path, target: Target, *, schedule: str = "[0, 1s, 2s, 4s, 8s]",
+                 args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+        self.dir = tmp_path
+        self.mappings = tmp_path / "mappings"
+        self.mappings.mkdir(exist_ok=True)
+        (self.mappings / "effect.yaml").write_text(MAPPING.format(schedule=schedule))
+        self.store = tmp_path / "wlmap.db"
+        self.log = tmp_path / "service.log"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = args
+        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+                    "WLMAP_WEBHOOK_SECRETS": f"old-secret,{SECRET}", "WLMAP_TEST_TARGET": target.url,
+                    **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "mapper.service", "--mappings", str(self.mappings), "--store", str(self.store),
+                "--port", str(self.port), "--workers", "4", "--runner", "test_service_support:EffectRunner",
+                "--lease", "2", "--poll", "0.05", "--grace", "2", *self.args]
+
+    def start(self, wait: bool = True) -> Service:
+        self.starts += 1
+        with self.log.open("ab") as log:
+            log.write(f"\n----- start {self.starts} -----\n".encode())
+            self.proc = subprocess.Popen(self.command(), env=self.env, stdout=log, stderr=log, cwd=self.dir)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the service exited with {self.proc.returncode}:\n{self.tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"the service did not start:\n{self.tail()}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()  # SIGKILL: no clean-up of any kind
+        self.proc.wait()
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+
+    def post(self, body: bytes, delivery_id: str | None, topic: str = TOPIC, timeout: float = 10.0) -> Any:
+        return httpx.post(f"{self.url}/webhooks", content=body, headers=signed_headers(body, delivery_id, topic),
+                          timeout=timeout)
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with contextlib.closing(sqlite3.connect(self.store, timeout=10)) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def active_jobs(self) -> int:
+        return int(self.query("SELECT COUNT(*) FROM jobs WHERE status IN ('pending', 'running', 'retry')")[0][0])
+
+    def drain(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.active_jobs():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.active_jobs()} jobs still active:\n{self.tail()}")
+            time.sleep(0.05)

@@ -144,12 +144,13 @@ class Wire:
             if not self.keep_cookies:
                 self.client.cookies.clear()
         headers = _header_dict(answer.headers)
-        response = Response(answer.status_code, headers, content, _ms(started),
-                            self.masker.url(str(request.url)), masker=self.masker)
+        shown_url = self.masker.url(str(request.url))
+        response = Response(answer.status_code, headers, content, _ms(started), shown_url, masker=self.masker)
         for secret in reveals(response) if reveals else ():
             if secret:
                 self.masker.add(secret)
-        exchanges.append(self._record(kind, request, attempt, started, response=response))
+                shown_url = self.masker.url(str(request.url))
+        exchanges.append(self._record(kind, request, attempt, started, response=response, url=shown_url))
         log.debug("%s %s → %d in %.0f ms", request.method, response.url, response.status, response.elapsed_ms)
         return response
 
@@ -164,13 +165,13 @@ class Wire:
         return b"".join(chunks)
 
     def _record(self, kind: ExchangeKind, request: httpx.Request, attempt: int, started: float, *,
-                response: Response | None = None, error: str | None = None) -> Exchange:
+                response: Response | None = None, error: str | None = None, url: str | None = None) -> Exchange:
         mask = self.masker
         body = request.content.decode(_charset(request.headers.get("content-type", "")), errors="replace")
         return Exchange(
             kind=kind,
             method=request.method,
-            url=mask.url(str(request.url)),
+            url=url if url is not None else mask.url(str(request.url)),
             request_headers=mask.headers(request.headers.multi_items()),
             request_body=mask.excerpt(body, EXCERPT_LIMIT),
             status=response.status if response else None,

@@ -28,7 +28,7 @@ from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
 
 from mapper import plan
 from mapper.clients.auth import TokenCache
-from mapper.clients.errors import GraphQLFailure, TransportFailure
+from mapper.clients.errors import AuthFailure, GraphQLFailure, TransportFailure
 from mapper.clients.exchange import MAX_ANSWER_BYTES, Exchange, Response
 from mapper.clients.http import ConnectionClient, Sleep
 
@@ -64,6 +64,9 @@ class GraphQLClient:
         try:
             response = await self.http.send("POST", json=payload, idempotent=repeatable, kind="graphql",
                                             exchanges=exchanges)
+        except AuthFailure as failure:
+            raise GraphQLFailure(f"the GraphQL query could not be sent: {failure.reason}", failure.retryable,
+                                 failure.retry_after, denied=not failure.retryable) from None
         except TransportFailure as failure:
             raise GraphQLFailure(f"the GraphQL query got no answer: {failure.reason}", failure.retryable,
                                  failure.retry_after, outcome_unknown=failure.outcome_unknown) from None

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
-import re
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import quote, quote_plus, urlencode
+from urllib.parse import quote_plus, urlencode
 
 import httpx
 
@@ -38,6 +37,16 @@ from mapper.clients.exchange import (
     Wire,
     quiet_library_logs,
 )
+from mapper.clients.target import (
+    FORBIDDEN_IN_VALUE,
+    TOKEN,
+    base_url,
+    checked_headers,
+    full_url,
+    join,
+    text,
+    with_params,
+)
 from mapper.masking import Masker
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})  # RFC 9110 §9.2.2
@@ -47,13 +56,6 @@ NO_JSON: Any = object()  # `json=None` sends JSON null, so "no JSON body" needs 
 
 Sleep = Callable[[float], Awaitable[None]]
 Pairs = Mapping[str, Any] | Sequence[tuple[str, Any]]
-
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2: a header name
-_FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\x00]")
-_FORBIDDEN_IN_PATH = re.compile(r"[\x00-\x20\x7f\\#]")
-# Left as they are in query values: OData wants `$filter`, `'` and `(...)` readable; a space becomes %20.
-_QUERY_SAFE = "$'()*,:/@!"
-_DOT_SEGMENT = re.compile(r"(?:^|/)(?:\.|%2e){1,2}(?:/|$)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,13 @@ class ConnectionClient:
         if auth.kind == "oauth2":
             self.masker.add_basic(quote_plus(auth_values.get("client_id", "")),
                                   quote_plus(auth_values.get("client_secret", "")))
-        self.base_url = _base_url(_render(base_value, env, name), name)
+        # A GraphQL `url` may carry a query (Scope AR super admins add `?permalink=<company>`); a base URL
+        # that paths are joined to may not.
+        self.base_url = base_url(_render(base_value, env, name), name, query=connection.base_url is None)
         self._headers = _connection_headers(connection.headers, env, name)
         self._params = [(key, _render(value, env, name)) for key, value in connection.params]
         for key, value in auth_values.items():
-            if _FORBIDDEN_IN_VALUE.search(value):
+            if FORBIDDEN_IN_VALUE.search(value):
                 raise ConnectionUnusable(f"connection `{name}`: auth `{key}` contains a line break or NUL")
         verify = _verify(connection.tls, name)
         self._sleep = sleep
@@ -106,10 +110,16 @@ class ConnectionClient:
         # session could act as another user after the credentials change.
         self._wire = Wire(client, self.masker, keep_cookies=connection.csrf is not None,
                           max_answer_bytes=max_answer_bytes)
-        self._credentials = Credentials(auth, auth_values, wire=self._wire, cache=token_cache or TokenCache(),
+        cache = token_cache if token_cache is not None else TokenCache()
+        self._credentials = Credentials(auth, auth_values, wire=self._wire, cache=cache,
                                         timeout=connection.timeout, connection=name)
         self._csrf = CsrfTokens(connection.csrf) if connection.csrf else None
-        self._csrf_url = self._join(connection.csrf.fetch_path) if connection.csrf else None
+        self._csrf_url = None
+        if connection.csrf:
+            try:
+                self._csrf_url = join(self.base_url, connection.csrf.fetch_path)
+            except RequestRejected as exc:
+                raise ConnectionUnusable(f"connection `{name}`: csrf fetch_path: {exc.reason}") from None
 
     async def aclose(self) -> None:
         await self._wire.client.aclose()
@@ -133,17 +143,17 @@ class ConnectionClient:
         (a GraphQL query is safe to repeat although it is a POST).
         """
         method = method.upper()
-        if not _TOKEN.fullmatch(method):
+        if not TOKEN.fullmatch(method):
             raise RequestRejected(f"`{method}` is not an HTTP method")
-        call_headers = {**self._headers, **_checked_headers(_pairs(headers))}
+        call_headers = {**self._headers, **checked_headers(_pairs(headers))}
         call_headers.setdefault("accept", "application/json")
         body, body_type = _body(json, form, content, content_type)
         if body_type and "content-type" not in call_headers:
             call_headers["content-type"] = body_type
         header_name = self.connection.idempotency_header
         if idempotency_key is not None and header_name:
-            call_headers.update(_checked_headers([(header_name, idempotency_key)]))
-        step_params = [(key, _text(value)) for key, value in _pairs(params)]
+            call_headers.update(checked_headers([(header_name, idempotency_key)]))
+        step_params = [(key, text(value)) for key, value in _pairs(params)]
         names = {key for key, _ in step_params}
         call_params = [(key, value) for key, value in self._params if key not in names] + step_params
         repeatable = idempotent if idempotent is not None else (
@@ -157,18 +167,17 @@ class ConnectionClient:
             try:
                 response = await self._attempt(call, attempt)
             except Unanswered as failure:
-                if failure.sent and not repeatable:
-                    raise TransportFailure(
-                        f"{failure.reason}; the request was sent, so it may have been applied (outcome "
-                        f"unknown); it was not repeated because {method} is not idempotent and no "
-                        "idempotency key was sent", retryable=True, outcome_unknown=True) from None
-                if failure.retryable and retry.network_errors and attempt < attempts:
+                unknown = failure.sent and failure.retryable  # sent, and no answer came back
+                if failure.retryable and retry.network_errors and attempt < attempts and (
+                        repeatable or not unknown):
                     await self._sleep(0.2 * 2 ** (attempt - 1))
                     continue
+                reason = failure.reason + (f" (tried {attempt} times)" if attempt > 1 else "")
+                if unknown and not repeatable:
+                    reason += (f"; the request was sent, so it may have been applied (outcome unknown); it was "
+                               f"not repeated because {method} is not idempotent and no idempotency key was sent")
                 error = AuthFailure if failure.auth else TransportFailure
-                tried = f" (tried {attempt} times)" if attempt > 1 else ""
-                raise error(failure.reason + tried, retryable=failure.retryable,
-                            outcome_unknown=failure.sent) from None
+                raise error(reason, retryable=failure.retryable, outcome_unknown=unknown) from None
             wait = response.retry_after
             if (response.status in QUICK_RETRY_STATUSES and response.status in retry.statuses
                     and wait is not None and wait <= QUICK_RETRY_MAX_WAIT and attempt < attempts):
@@ -206,7 +215,7 @@ class ConnectionClient:
 
     async def _exchange(self, call: _Call, headers: dict[str, str], params: list[tuple[str, str]],
                         attempt: int) -> Response:
-        request = self._wire.client.build_request(call.method, _with_params(call.url, params),
+        request = self._wire.client.build_request(call.method, with_params(call.url, params),
                                                   headers=headers, content=call.body, timeout=call.timeout)
         return await self._wire.exchange(request, kind=call.kind, exchanges=call.exchanges, attempt=attempt)
 
@@ -218,7 +227,7 @@ class ConnectionClient:
             headers = {**self._headers, "accept": "application/json"}
             params = list(self._params)
             await self._credentials.apply(headers, params, exchanges=call.exchanges, attempt=attempt)
-            request = self._wire.client.build_request("GET", _with_params(url, params), headers=headers,
+            request = self._wire.client.build_request("GET", with_params(url, params), headers=headers,
                                                       timeout=call.timeout)
             return await fetch_csrf_token(self._wire, request, csrf.csrf.header, exchanges=call.exchanges,
                                           attempt=attempt)
@@ -229,38 +238,10 @@ class ConnectionClient:
         if path is not None and url is not None:
             raise RequestRejected("a request takes a `path` or a `url`, not both")
         if url is not None:
-            return _full_url(url)
+            return full_url(url)
         if path is None:
             return self.base_url
-        return self._join(path)
-
-    def _join(self, path: str) -> httpx.URL:
-        """base URL path + path with exactly one `/` between, then proof that the origin did not change."""
-        if _FORBIDDEN_IN_PATH.search(path):
-            raise RequestRejected("the path contains a space, control character, backslash or `#`; "
-                                  "values in a path must be percent-encoded")
-        path_part, question, query = path.partition("?")
-        relative = path_part[1:] if path_part.startswith("/") else path_part
-        if "//" in path_part:
-            raise RequestRejected("the path contains `//` (an empty segment, or an attempt to name another "
-                                  "host)")
-        if "@" in path_part:
-            raise RequestRejected("the path contains `@`, which some parsers read as a user name before a "
-                                  "host; percent-encode it (%40)")
-        if _DOT_SEGMENT.search(path_part):
-            raise RequestRejected("the path contains a `.` or `..` segment")
-        base = self.base_url
-        base_path = base.raw_path.decode("ascii")
-        joined = base_path if not path_part else base_path.rstrip("/") + "/" + relative
-        text = f"{base.scheme}://{base.netloc.decode('ascii')}{joined}" + (f"?{query}" if question else "")
-        try:
-            final = httpx.URL(text)
-        except httpx.InvalidURL as exc:
-            raise RequestRejected(f"the path does not make a valid URL ({exc})") from None
-        if (final.scheme, final.host, final.port) != (base.scheme, base.host, base.port) or final.userinfo:
-            raise RequestRejected("the path would send the request to another host than the connection's "
-                                  "base URL")
-        return final
+        return join(self.base_url, path)
 
 
 def _render(value: plan.Value, env: Mapping[str, str], connection: str) -> str:
@@ -269,15 +250,7 @@ def _render(value: plan.Value, env: Mapping[str, str], connection: str) -> str:
     except Exception as exc:
         raise ConnectionUnusable(f"connection `{connection}` ({value.location}): {value.where}: {exc}") \
             from None
-    return _text(rendered)
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else str(value)
+    return text(rendered)
 
 
 def _secrets(connection: plan.Connection, env: Mapping[str, str],
@@ -293,56 +266,10 @@ def _secrets(connection: plan.Connection, env: Mapping[str, str],
                     continue
                 if len(chain) > 1:
                     if chain[1] in env:
-                        secrets.append(_text(env[chain[1]]))
+                        secrets.append(text(env[chain[1]]))
                 else:  # env read with a computed name: every value may be the one
-                    secrets += [_text(item) for item in env.values()]
+                    secrets += [text(item) for item in env.values()]
     return secrets
-
-
-def _base_url(text: str, connection: str) -> httpx.URL:
-    problem = None
-    try:
-        url = httpx.URL(text)
-    except httpx.InvalidURL:
-        raise ConnectionUnusable(f"connection `{connection}`: the base URL is not a valid URL") from None
-    if url.scheme not in ("http", "https"):
-        problem = "must start with http:// or https://"
-    elif not url.host:
-        problem = "has no host"
-    elif url.userinfo:
-        problem = "must not contain a user name or password (use `auth`)"
-    elif url.query or url.fragment:
-        problem = "must not contain a query string or fragment (use `params`)"
-    if problem:
-        raise ConnectionUnusable(f"connection `{connection}`: the base URL {problem}")
-    return url
-
-
-def _full_url(text: str) -> httpx.URL:
-    if _FORBIDDEN_IN_PATH.search(text.replace("#", "")):
-        raise RequestRejected("the URL contains a space, control character or backslash")
-    try:
-        url = httpx.URL(text)
-    except httpx.InvalidURL as exc:
-        raise RequestRejected(f"the URL is not valid ({exc})") from None
-    if url.scheme not in ("http", "https"):
-        raise RequestRejected("the URL must start with http:// or https://")
-    if not url.host:
-        raise RequestRejected("the URL has no host")
-    if url.userinfo:
-        raise RequestRejected("the URL must not contain a user name or password (use the connection's "
-                              "`auth`)")
-    return url
-
-
-def _with_params(url: httpx.URL, params: Sequence[tuple[str, str]]) -> httpx.URL:
-    """Append params to the URL's query as it is (httpx's `params=` replaces it and re-encodes `$filter`)."""
-    if not params:
-        return url
-    added = "&".join(f"{quote(key, safe=_QUERY_SAFE)}={quote(value, safe=_QUERY_SAFE)}"
-                     for key, value in params)
-    query = url.query.decode("ascii")
-    return url.copy_with(query=(f"{query}&{added}" if query else added).encode("ascii"))
 
 
 def _pairs(values: Pairs | None) -> Iterable[tuple[str, Any]]:
@@ -351,25 +278,10 @@ def _pairs(values: Pairs | None) -> Iterable[tuple[str, Any]]:
     return values.items() if isinstance(values, Mapping) else values
 
 
-def _checked_headers(pairs: Iterable[tuple[str, Any]]) -> dict[str, str]:
-    checked: dict[str, str] = {}
-    for name, raw in pairs:
-        value = _text(raw)
-        if not _TOKEN.fullmatch(name):
-            raise RequestRejected(f"`{name!r}` is not a valid header name")
-        if _FORBIDDEN_IN_VALUE.search(value):
-            raise RequestRejected(f"header `{name}` contains a line break or NUL; it was not sent")
-        if not value.isascii():
-            raise RequestRejected(f"header `{name}` contains characters outside ASCII; encode the value "
-                                  "first")
-        checked[name.lower()] = value
-    return checked
-
-
 def _connection_headers(pairs: tuple[tuple[str, plan.Value], ...], env: Mapping[str, str],
                         connection: str) -> dict[str, str]:
     try:
-        return _checked_headers((name, _render(value, env, connection)) for name, value in pairs)
+        return checked_headers((name, _render(value, env, connection)) for name, value in pairs)
     except RequestRejected as exc:
         raise ConnectionUnusable(f"connection `{connection}`: {exc.reason}") from None
 
@@ -386,7 +298,7 @@ def _body(json: Any, form: Pairs | None, content: str | bytes | None,
     if form is not None:
         fields = [(key, item) for key, value in _pairs(form)
                   for item in (value if isinstance(value, list | tuple) else [value])]
-        return urlencode([(key, _text(item)) for key, item in fields]).encode(), (
+        return urlencode([(key, text(item)) for key, item in fields]).encode(), (
             content_type or "application/x-www-form-urlencoded")
     if content is not None:
         if isinstance(content, str):

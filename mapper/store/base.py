@@ -105,7 +105,7 @@ class Store(ABC):
 
     @abstractmethod
     def jobs(self, *, statuses: Sequence[str] = (), mapping: str | None = None, since: float | None = None,
-             limit: int = 100) -> list[JobRow]:
+             delivery: int | None = None, limit: int = 100) -> list[JobRow]:
         """Jobs, newest first."""
 
     @abstractmethod
@@ -184,17 +184,19 @@ class SqlStore(Store):
     def _insert_delivery(self, tx: Tx, d: NewDelivery, now: float, status: str, body: bytes,
                          duplicate_of: int | None) -> int:
         row = self._one(tx, sql.INSERT_DELIVERY, (
-            now, d.delivery_id, d.dedupe_key, d.body_sha256, d.signature, d.summary,
-            rows.headers_text(d.headers), body, status, duplicate_of))
+            now, rows.storable(d.delivery_id), rows.storable(d.dedupe_key), d.body_sha256, d.signature,
+            rows.storable(d.summary), rows.headers_text(d.headers), body, status, duplicate_of))
         return int(row[0])
 
     def _insert_job(self, tx: Tx, delivery: int, job: NewJob, now: float, *, lease_until: float | None = None,
                     replay_of: int | None = None) -> int:
         """A pending job; with lease_until, a job already running its first attempt for the caller."""
         running = lease_until is not None
+        status = "running" if running else "pending"
+        resource = rows.storable(job.resource_key)
         row = self._one(tx, sql.INSERT_JOB, (
-            delivery, job.mapping, job.mapping_file, job.resource_key, "running" if running else "pending",
-            int(running), now, lease_until, int(running), replay_of, now, now))
+            delivery, job.mapping, job.mapping_file, resource, status, int(running), now, lease_until,
+            int(running), replay_of, now, now))
         job_id = int(row[0])
         if running:
             self._run(tx, sql.INSERT_ATTEMPT, (job_id, 1, 1, now))
@@ -206,7 +208,7 @@ class SqlStore(Store):
             return []
         found = self._all(tx, sql.COALESCE_OLDER, (
             job_id, f"superseded by job {job_id}, a newer event for the same resource", now, job.mapping,
-            job.resource_key, job_id))
+            rows.storable(job.resource_key), job_id))
         return sorted(int(row[0]) for row in found)
 
     # ----------------------------------------------------------------------------------- working
@@ -247,8 +249,8 @@ class SqlStore(Store):
             outcome.status, reason, outcome.next_attempt_at, now, job, token)).rowcount == 1
         if not won:
             reason = f"{reason} (too late: another worker had taken the job over; this result was not used)"
-        self._run(tx, sql.FINISH_ATTEMPT, (
-            now, outcome.status, reason, outcome.step, rows.trace_text(outcome.trace), job, token))
+        step, trace = rows.storable(outcome.step), rows.trace_text(outcome.trace)
+        self._run(tx, sql.FINISH_ATTEMPT, (now, outcome.status, reason, step, trace, job, token))
         return won
 
     def release(self, job: int, token: int) -> bool:
@@ -325,7 +327,7 @@ class SqlStore(Store):
         return counts
 
     def jobs(self, *, statuses: Sequence[str] = (), mapping: str | None = None, since: float | None = None,
-             limit: int = 100) -> list[JobRow]:
+             delivery: int | None = None, limit: int = 100) -> list[JobRow]:
         where: list[str] = ["1 = 1"]
         params: list[Any] = []
         if statuses:
@@ -337,6 +339,9 @@ class SqlStore(Store):
         if since is not None:
             where.append("d.received_at >= ?")
             params.append(since)
+        if delivery is not None:
+            where.append("j.delivery = ?")
+            params.append(delivery)
         text = f"{sql.JOBS} WHERE {' AND '.join(where)} ORDER BY j.id DESC LIMIT ?"
         return [rows.job(row) for row in self._read(lambda tx: self._all(tx, text, (*params, limit)))]
 

@@ -21,14 +21,26 @@ def headers(text: str) -> Headers:
     return tuple((str(name), str(value)) for name, value in json.loads(text))
 
 
+def storable(text: str | None) -> str | None:
+    """Text a database can hold: JSON allows lone UTF-16 surrogates ("\\ud800"), UTF-8 does not."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def reason(text: str | None) -> str | None:
     """A reason cut to the length a row keeps."""
+    text = storable(text)
     return text if text is None or len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
 
 
 def trace_text(trace: Mapping[str, Any]) -> str:
     """The runner's trace as stored JSON; an oversized trace is replaced by a note saying so."""
-    text = json.dumps(dict(trace), ensure_ascii=False, default=str)
+    text = json.dumps(dict(trace), default=str)  # ASCII-escaped: lone surrogates survive the round trip
     if len(text) > MAX_TRACE:
         return json.dumps({"truncated": f"the trace had {len(text)} characters; only {MAX_TRACE} are kept"})
     return text

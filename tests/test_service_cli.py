@@ -1,0 +1,273 @@
+"""Operator commands (mapper.cli_ops): events list/show, replay with the current mapping, send a signed test.
+
+Driven through typer's CliRunner on an app that `register` filled; the store is a real SQLite file, replays
+run the stand-in runner against a fake target, `send` posts to a real listener on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from fakes import serve
+from test_service_support import MAPPING, SECRET, Target, body_for, signed_headers
+from typer.testing import CliRunner
+
+from mapper import cli_ops
+from mapper.events import normalise
+from mapper.listener import ListenerOptions, create_app
+from mapper.metrics import Metrics
+from mapper.outcome import RunResult
+from mapper.plan import Plan
+from mapper.signature import verify
+from mapper.store import NewDelivery, NewJob, Store
+from mapper.store.sqlite import SqliteStore
+from mapper.worker import Worker
+
+RUNNER = "test_service_support:EffectRunner"
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    made = typer.Typer(add_completion=False)
+    cli_ops.register(made)
+    return made
+
+
+@pytest.fixture
+def target() -> Iterator[Target]:
+    with Target().running() as running:
+        yield running
+
+
+@pytest.fixture
+def mapping(tmp_path: Path) -> Path:
+    folder = tmp_path / "mappings"
+    folder.mkdir()
+    file = folder / "effect.yaml"
+    file.write_text(MAPPING.format(schedule="[0]"))
+    return file
+
+
+def store_webhook(store: Store, delivery_id: str, resource: str, mapping: Path | None,
+                  topic: str = "scenario_session/completed", extra: tuple[tuple[str, str], ...] = ()) -> Any:
+    body = body_for(resource)
+    headers = tuple(signed_headers(body, delivery_id, topic).items()) + extra
+    jobs = [NewJob("effect", resource, str(mapping))] if mapping is not None else []
+    return store.ingest(NewDelivery(headers, body, "sha", delivery_id, f"id:{delivery_id}",
+                                    summary=f"{topic} - {resource}"), jobs, dedupe_window=300)
+
+
+def run_all(store: Store, mapping: Path, result: RunResult) -> None:
+    from mapper import loader
+
+    [plan] = loader.load_plans([mapping], {"WLMAP_TEST_TARGET": "http://unused"})
+
+    async def run(plan: Plan, event: Any, *, idempotency_key: str, attempt: int) -> RunResult:
+        return result
+
+    worker = Worker(store, lambda: {plan.name: plan}, run)
+    for claimed in store.claim(100, 60.0):
+        asyncio.run(worker.process(claimed))
+
+
+@pytest.fixture
+def populated(tmp_path: Path, mapping: Path) -> Iterator[Path]:
+    path = tmp_path / "wlmap.db"
+    store = SqliteStore(path)
+    store_webhook(store, "dead-1", "R1", mapping)
+    run_all(store, mapping, RunResult("effect", "dead", "step `post`: the target answered 404", "post",
+                                      trace={"request": {"url": "https://target/***"}, "status": 404}))
+    store_webhook(store, "done-1", "R2", mapping)
+    run_all(store, mapping, RunResult("effect", "done", "every step succeeded", trace={"ok": True}))
+    store_webhook(store, "pending-1", "R3", mapping)
+    store_webhook(store, "ignored-1", "R4", None, topic="user/created",
+                  extra=(("authorization", "Bearer very-secret"),))
+    store.close()
+    yield path
+
+
+def invoke(app: typer.Typer, *args: str, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+# ---------------------------------------------------------------------------------------- list and show
+
+
+def test_events_list_shows_jobs_and_ignored_deliveries_newest_first(app: typer.Typer, populated: Path) -> None:
+    result = invoke(app, "events", "list", "--store", str(populated))
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["ID", "RECEIVED", "MAPPING", "STATUS", "ATTEMPTS", "RESOURCE", "REASON"]
+    assert [line.split()[0] for line in lines[1:]] == ["d4", "3", "2", "1"]
+    assert "dead" in lines[4] and "the target answered 404" in lines[4] and "R1" in lines[4]
+    assert "ignored" in lines[1] and "user/created" in lines[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "ids"),
+    [(("--status", "dead"), ["1"]), (("--status", "pending"), ["3"]), (("--status", "ignored"), ["d4"]),
+     (("--mapping", "effect"), ["3", "2", "1"]), (("--mapping", "other"), [])],
+)
+def test_events_list_filters(app: typer.Typer, populated: Path, args: tuple[str, ...], ids: list[str]) -> None:
+    result = invoke(app, "events", "list", "--store", str(populated), *args)
+    assert result.exit_code == 0
+    shown = [line.split()[0] for line in result.output.splitlines()[1:]] if ids else []
+    assert shown == ids
+    if not ids:
+        assert result.output.strip() == "no events"
+
+
+def test_events_list_reads_the_store_from_the_environment(app: typer.Typer, populated: Path) -> None:
+    result = invoke(app, "events", "list", env={"WLMAP_STORE": str(populated)})
+    assert result.exit_code == 0 and "d4" in result.output
+
+
+def test_events_commands_explain_mistakes(app: typer.Typer, populated: Path, tmp_path: Path) -> None:
+    wrong = invoke(app, "events", "list", "--store", str(populated), "--status", "lost")
+    assert wrong.exit_code == 1 and "--status 'lost' is not one of: pending" in wrong.output
+    missing = invoke(app, "events", "list", "--store", str(tmp_path / "none.db"))
+    assert missing.exit_code == 1 and "there is no store at" in missing.output
+    assert not (tmp_path / "none.db").exists()
+    unknown = invoke(app, "events", "show", "99", "--store", str(populated))
+    assert unknown.exit_code == 1 and "there is no job 99" in unknown.output
+    garbage = invoke(app, "events", "show", "x1", "--store", str(populated))
+    assert garbage.exit_code == 1 and "is not an event id" in garbage.output
+
+
+def test_events_show_prints_every_attempt_with_its_trace(app: typer.Typer, populated: Path) -> None:
+    result = invoke(app, "events", "show", "1", "--store", str(populated))
+    assert result.exit_code == 0
+    out = result.output
+    assert out.startswith("job 1 · mapping effect (") and "· dead · 1 attempt\n" in out
+    assert "delivery id dead-1" in out and "signature verified" in out
+    assert "attempt 1 · " in out and "· dead · step post" in out
+    assert '      "url": "https://target/***"' in out  # the trace, pretty
+
+
+def test_events_show_a_delivery_masks_credentials(app: typer.Typer, populated: Path) -> None:
+    result = invoke(app, "events", "show", "d4", "--store", str(populated))
+    assert result.exit_code == 0
+    assert "webhook d4 · ignored" in result.output
+    assert "authorization: ***" in result.output and "very-secret" not in result.output
+    assert '"id": "R4"' in result.output
+
+
+# -------------------------------------------------------------------------------------------- replays
+
+
+def test_replay_runs_a_dead_job_with_the_current_mapping_and_shows_the_change(
+    app: typer.Typer, populated: Path, target: Target
+) -> None:
+    result = invoke(app, "replay", "1", "--store", str(populated), "--runner", RUNNER,
+                    env={"WLMAP_TEST_TARGET": target.url})
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == (
+        "job 1 → job 4 (effect): dead (step `post`: the target answered 404) → done (every step succeeded)")
+    [hit] = target.hits
+    assert hit.key == "wlmap-job-4" and hit.delivery_id == "dead-1"
+    listed = invoke(app, "events", "list", "--store", str(populated), "--status", "dead")
+    assert listed.output.strip() == "no events"  # parked no more
+    shown = invoke(app, "events", "show", "1", "--store", str(populated))
+    assert "replayed as job 4" in shown.output
+
+
+def test_replay_by_status_and_what_cannot_be_replayed(populated: Path, target: Target) -> None:
+    store = SqliteStore(populated)
+    try:
+        env = {"WLMAP_TEST_TARGET": target.url}
+        done = asyncio.run(cli_ops.replay(store, ["3", "77"], status="dead", since="2000-01-01", runner=RUNNER,
+                                          env=env))
+        lines = [str(line) for line in done]
+        assert lines[0] == "job 3: not replayed: job 3 is pending: it still has work to do"
+        assert lines[1] == "job 77: not replayed: there is no job 77"
+        assert lines[2].startswith("job 1 → job 4 (effect): dead (")
+        assert asyncio.run(cli_ops.replay(store, status="dead", runner=RUNNER, env=env)) == []
+        later = asyncio.run(cli_ops.replay(store, status="dead", since="2999-01-01", runner=RUNNER, env=env))
+        assert later == []
+        with pytest.raises(cli_ops.OpsError, match="not an ISO 8601 time"):
+            asyncio.run(cli_ops.replay(store, status="dead", since="yesterday", runner=RUNNER, env=env))
+    finally:
+        store.close()
+
+
+def test_replaying_an_ignored_webhook_matches_it_against_todays_mappings(populated: Path, target: Target,
+                                                                        mapping: Path) -> None:
+    store = SqliteStore(populated)
+    try:
+        env = {"WLMAP_TEST_TARGET": target.url}
+        [still] = asyncio.run(cli_ops.replay(store, ["d4"], runner=RUNNER, env=env, mappings=[mapping.parent]))
+        assert str(still) == "d4: not replayed: still no mapping wants this event"
+        mapping.write_text(mapping.read_text().replace("[scenario_session/completed]", "[user/created]"))
+        [now] = asyncio.run(cli_ops.replay(store, ["d4"], runner=RUNNER, env=env, mappings=[mapping.parent]))
+        assert str(now) == "d4 → job 4 (effect): ignored → done (every step succeeded)"
+        assert store.delivery(4).status == "accepted"
+    finally:
+        store.close()
+
+
+def test_replay_reports_an_invalid_current_mapping(populated: Path, mapping: Path) -> None:
+    mapping.write_text(mapping.read_text().replace("method: POST", "method: POTS"))
+    store = SqliteStore(populated)
+    try:
+        [result] = asyncio.run(cli_ops.replay(store, ["1"], runner=RUNNER, env={"WLMAP_TEST_TARGET": "x"}))
+        assert result.problem is not None and "effect.yaml:" in result.problem and "POTS" in result.problem
+        assert store.job(1).job.status == "dead"
+    finally:
+        store.close()
+
+
+def test_replay_without_ids_or_status_is_a_usage_error(app: typer.Typer, populated: Path) -> None:
+    result = invoke(app, "replay", "--store", str(populated))
+    assert result.exit_code == 2 and "usage: wlmap replay" in result.output
+
+
+# ----------------------------------------------------------------------------------------------- send
+
+
+def test_send_posts_a_correctly_signed_webhook_with_a_fresh_id(app: typer.Typer, tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "listener.db")
+    listener = create_app(store, lambda event: [NewJob("m", event.resource_id)],
+                          ListenerOptions(secrets=(SECRET,)), metrics=Metrics())
+    body_file = tmp_path / "event.json"
+    body_file.write_bytes(body_for("R-send"))
+    headers_file = tmp_path / "headers.json"
+    headers_file.write_text(json.dumps({"X-Scope-Topic": "scenario_session/completed",
+                                        "X-Scope-Webhook-Id": "from-the-file", "X-Scope-Hmac-Sha256": "stale"}))
+    try:
+        with serve(listener) as url:
+            args = ["send", str(body_file), "--url", f"{url}/webhooks", "--headers", str(headers_file)]
+            first = invoke(app, *args, "--secret", SECRET)
+            second = invoke(app, *args, env={"WLMAP_WEBHOOK_SECRETS": f"old,{SECRET}"})
+            again = invoke(app, *args, "--secret", SECRET, "--delivery-id", "fixed")
+            duplicate = invoke(app, *args, "--secret", SECRET, "--delivery-id", "fixed")
+            refused = invoke(app, *args, "--secret", "wrong")
+            unsigned = invoke(app, *args, "--unsigned")
+        assert [r.exit_code for r in (first, second, again, duplicate, refused, unsigned)] == [0, 0, 0, 0, 1, 1]
+        assert '200 {"status":"accepted"' in first.output
+        assert '"duplicate":true' in duplicate.output
+        assert '401 {"error":"signature does not match"}' in refused.output
+        ids = [row.delivery_id for row in store.deliveries()]
+        assert "from-the-file" not in ids and ids.count("fixed") == 2 and len(set(ids)) == 3
+        row = store.deliveries(statuses=["accepted"])[0]
+        verify(row.body, dict(row.headers), [SECRET])
+        assert normalise(row.body, dict(row.headers)).topic == "scenario_session/completed"
+    finally:
+        store.close()
+
+
+def test_send_needs_a_secret_or_says_unsigned(app: typer.Typer, tmp_path: Path) -> None:
+    body_file = tmp_path / "event.json"
+    body_file.write_bytes(b"{}")
+    result = invoke(app, "send", str(body_file), "--url", "http://127.0.0.1:9/webhooks",
+                    env={"WLMAP_WEBHOOK_SECRETS": ""})
+    assert result.exit_code == 1 and "no secret: pass --secret" in result.output
+    unreachable = invoke(app, "send", str(body_file), "--url", "http://127.0.0.1:9/webhooks", "--secret", "s")
+    assert unreachable.exit_code == 1 and "cannot send to http://127.0.0.1:9/webhooks" in unreachable.output
+    missing = invoke(app, "send", str(tmp_path / "nope.json"), "--url", "http://x", "--secret", "s")
+    assert missing.exit_code == 1 and "cannot read" in missing.output

@@ -1,0 +1,466 @@
+"""The store's state machine, run against every implementation (a real database file, a fake clock).
+
+To add an implementation, add its name to IMPLEMENTATIONS and a branch to the `store` fixture: every test
+here then runs against it too (PostgreSQL: skip unless WLMAP_TEST_POSTGRES is set).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mapper.store import (
+    Claimed,
+    Finish,
+    NewDelivery,
+    NewJob,
+    NotFound,
+    NotReplayable,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    open_store,
+)
+from mapper.store.sqlite import SqliteStore
+
+IMPLEMENTATIONS = ["sqlite"]
+WINDOW = 300.0
+DAY = 86400.0
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
+    if request.param == "sqlite":
+        opened: Store = SqliteStore(tmp_path / "wlmap.db", clock=clock)
+    else:  # pragma: no cover - a future implementation
+        raise AssertionError(request.param)
+    yield opened
+    opened.close()
+
+
+def delivery(delivery_id: str | None = "id-1", body: bytes = b'{"data": {"id": "R1"}}',
+             topic: str = "scenario_session/completed") -> NewDelivery:
+    digest = hashlib.sha256(body).hexdigest()
+    body_key = hashlib.sha256(topic.encode() + b"\n" + body).hexdigest()
+    key = f"id:{delivery_id}" if delivery_id else f"sha256:{body_key}"
+    headers = (("x-scope-topic", topic), ("x-scope-webhook-id", delivery_id or ""))
+    return NewDelivery(headers, body, digest, delivery_id, key, summary=f"{topic} R1")
+
+
+def ingest(store: Store, delivery_id: str | None, *jobs: tuple[str, str | None]) -> list[int]:
+    """Ingest a delivery with a unique body; returns the job ids."""
+    body = f'{{"n": "{delivery_id}"}}'.encode()
+    result = store.ingest(delivery(delivery_id, body), [NewJob(m, r, f"{m}.yaml") for m, r in jobs],
+                          dedupe_window=WINDOW)
+    assert result.status == ("accepted" if jobs else "ignored")
+    return list(result.jobs)
+
+
+def claim_ids(store: Store, limit: int = 10, lease: float = 30.0) -> list[int]:
+    return [c.job for c in store.claim(limit, lease)]
+
+
+def done(store: Store, claimed: Claimed) -> bool:
+    return store.finish(claimed.job, claimed.token, Finish("done", "every step succeeded"))
+
+
+# ------------------------------------------------------------------------------------------------ ingest
+
+
+def test_ingest_stores_delivery_and_jobs_that_claim_returns_with_the_raw_webhook(store: Store) -> None:
+    result = store.ingest(delivery("abc"), [NewJob("m1", "R1", "m1.yaml"), NewJob("m2", "R1", "m2.yaml")],
+                          dedupe_window=WINDOW)
+    assert result.status == "accepted" and len(result.jobs) == 2 and result.coalesced == ()
+    assert store.counts() == {"pending": 2, "running": 0, "retry": 0, "dead": 0}
+    claimed = store.claim(10, 30.0)
+    assert [c.mapping for c in claimed] == ["m1", "m2"]
+    first = claimed[0]
+    assert first.body == b'{"data": {"id": "R1"}}'
+    assert ("x-scope-webhook-id", "abc") in first.headers
+    assert first.attempt == 1 and first.token == 1 and first.delivery_id == "abc"
+    assert first.idempotency_key == f"wlmap-job-{first.job}"
+    assert store.counts()["running"] == 2
+
+
+def test_an_event_no_mapping_wants_is_stored_as_ignored(store: Store) -> None:
+    result = store.ingest(delivery("nobody"), [], dedupe_window=WINDOW)
+    assert result.status == "ignored" and result.jobs == ()
+    [row] = store.deliveries(statuses=["ignored"])
+    assert row.id == result.delivery and row.delivery_id == "nobody" and row.body.startswith(b"{")
+    assert store.claim(10, 30.0) == []
+
+
+def test_same_delivery_id_is_a_duplicate_long_after_the_window(store: Store, clock: FakeClock) -> None:
+    first = store.ingest(delivery("dup"), [NewJob("m", "R1")], dedupe_window=WINDOW)
+    clock.advance(6 * DAY)
+    again = store.ingest(delivery("dup"), [NewJob("m", "R1")], dedupe_window=WINDOW)
+    assert again.status == "duplicate" and again.duplicate_of == first.delivery and again.jobs == ()
+    assert len(store.jobs()) == 1
+    duplicate = store.delivery(again.delivery)
+    assert duplicate.status == "duplicate" and duplicate.body == b""
+
+
+def test_without_an_id_the_same_body_is_a_duplicate_only_within_the_window(store: Store, clock: FakeClock) -> None:
+    assert store.ingest(delivery(None), [NewJob("m", "R1")], dedupe_window=WINDOW).status == "accepted"
+    clock.advance(WINDOW - 1)
+    assert store.ingest(delivery(None), [NewJob("m", "R1")], dedupe_window=WINDOW).status == "duplicate"
+    clock.advance(2)  # the window counts from the first copy: a later identical payload is a new change
+    assert store.ingest(delivery(None), [NewJob("m", "R1")], dedupe_window=WINDOW).status == "accepted"
+
+
+def test_same_body_under_another_topic_is_not_a_duplicate(store: Store) -> None:
+    store.ingest(delivery(None, topic="scenario_session/created"), [NewJob("m", "R1")], dedupe_window=WINDOW)
+    other = store.ingest(delivery(None, topic="scenario_session/completed"), [NewJob("m", "R1")],
+                         dedupe_window=WINDOW)
+    assert other.status == "accepted"
+
+
+def test_concurrent_copies_of_one_delivery_make_exactly_one_job(store: Store) -> None:
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def post() -> None:
+        outcome = store.ingest(delivery("same"), [NewJob("m", "R1")], dedupe_window=WINDOW)
+        with lock:
+            results.append(outcome.status)
+
+    threads = [threading.Thread(target=post) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == ["accepted"] + ["duplicate"] * 39
+    assert len(store.jobs()) == 1
+
+
+# -------------------------------------------------------------------------------------------- coalescing
+
+
+def test_a_newer_event_supersedes_a_pending_job_for_the_same_mapping_and_resource(store: Store) -> None:
+    [old] = ingest(store, "e1", ("m", "R1"))
+    [other_mapping] = ingest(store, "e2", ("other", "R1"))
+    [other_resource] = ingest(store, "e3", ("m", "R2"))
+    result = store.ingest(delivery("e4", b"{}"), [NewJob("m", "R1")], dedupe_window=WINDOW)
+    assert result.coalesced == (old,)
+    job = store.job(old).job
+    assert job.status == "coalesced" and job.superseded_by == result.jobs[0]
+    assert "newer event" in (job.last_reason or "")
+    assert sorted(claim_ids(store)) == sorted([other_mapping, other_resource, result.jobs[0]])
+
+
+def test_a_started_job_is_not_coalesced(store: Store) -> None:
+    [first] = ingest(store, "e1", ("m", "R1"))
+    assert claim_ids(store) == [first]
+    result = store.ingest(delivery("e2", b"{}"), [NewJob("m", "R1")], dedupe_window=WINDOW)
+    assert result.coalesced == ()
+    assert store.job(first).job.status == "running"
+
+
+def test_jobs_without_a_resource_are_never_coalesced_or_ordered(store: Store) -> None:
+    a = ingest(store, "e1", ("m", None))
+    b = ingest(store, "e2", ("m", None))
+    assert sorted(claim_ids(store)) == sorted(a + b)
+
+
+# ---------------------------------------------------------------------------------------------- ordering
+
+
+def test_one_resource_runs_in_arrival_order_per_mapping_and_others_go_on(store: Store, clock: FakeClock) -> None:
+    [first] = ingest(store, "e1", ("m", "R1"))
+    [claimed] = store.claim(10, 30.0)
+    [second] = ingest(store, "e2", ("m", "R1"))
+    [elsewhere] = ingest(store, "e3", ("m", "R2"))
+    [other_mapping] = ingest(store, "e4", ("n", "R1"))
+    others = store.claim(10, 30.0)
+    assert sorted(c.job for c in others) == sorted([elsewhere, other_mapping])  # not `second`: R1 is busy
+    for other in others:
+        done(store, other)
+    assert store.finish(claimed.job, claimed.token,
+                        Finish("retry", "target down", next_attempt_at=clock() + 60))
+    assert claim_ids(store) == []  # waiting to retry still holds the resource
+    clock.advance(61)
+    [again] = store.claim(10, 30.0)
+    assert again.job == first and again.attempt == 2
+    done(store, again)
+    assert claim_ids(store) == [second]
+
+
+def test_a_dead_job_does_not_block_the_next_event_for_its_resource(store: Store) -> None:
+    ingest(store, "e1", ("m", "R1"))
+    [claimed] = store.claim(10, 30.0)
+    [second] = ingest(store, "e2", ("m", "R1"))
+    store.finish(claimed.job, claimed.token, Finish("dead", "target answered 404", step="post"))
+    assert claim_ids(store) == [second]
+
+
+def test_claim_respects_the_limit_and_takes_the_oldest_first(store: Store) -> None:
+    ids = [ingest(store, f"e{n}", ("m", f"R{n}"))[0] for n in range(5)]
+    assert claim_ids(store, limit=2) == ids[:2]
+    assert claim_ids(store, limit=0) == []
+    assert claim_ids(store, limit=10) == ids[2:]
+
+
+# ------------------------------------------------------------------------------------ leases and fencing
+
+
+def test_an_expired_lease_is_reclaimed_and_the_old_owner_is_fenced_out(store: Store, clock: FakeClock) -> None:
+    [job] = ingest(store, "e1", ("m", "R1"))
+    [stale] = store.claim(10, 10.0)
+    clock.advance(5)
+    assert claim_ids(store) == []  # lease still held
+    clock.advance(6)
+    [fresh] = store.claim(10, 10.0)
+    assert fresh.job == job and fresh.token == stale.token + 1 and fresh.attempt == 2
+    assert not store.extend(stale.job, stale.token, 10.0)
+    assert not store.finish(stale.job, stale.token, Finish("done", "late"))
+    assert store.job(job).job.status == "running"
+    assert store.extend(fresh.job, fresh.token, 10.0)
+    assert store.finish(fresh.job, fresh.token, Finish("skipped", "nothing to do"))
+    detail = store.job(job)
+    assert detail.job.status == "skipped"
+    first, second = detail.attempts
+    assert first.status == "done" and "too late" in (first.reason or "")
+    assert second.status == "skipped"
+
+
+def test_a_lost_attempt_is_recorded_when_its_job_is_reclaimed(store: Store, clock: FakeClock) -> None:
+    ingest(store, "e1", ("m", "R1"))
+    [first] = store.claim(10, 10.0)
+    clock.advance(11)
+    [second] = store.claim(10, 10.0)
+    attempts = store.job(first.job).attempts
+    assert [a.status for a in attempts] == ["lost", "running"]
+    assert "lease expired" in (attempts[0].reason or "")
+    assert second.attempt == 2
+
+
+def test_extend_keeps_the_job_from_being_reclaimed(store: Store, clock: FakeClock) -> None:
+    ingest(store, "e1", ("m", "R1"))
+    [claimed] = store.claim(10, 10.0)
+    clock.advance(8)
+    assert store.extend(claimed.job, claimed.token, 10.0)
+    clock.advance(8)
+    assert claim_ids(store) == []
+
+
+def test_release_gives_the_job_back_at_once(store: Store) -> None:
+    [job] = ingest(store, "e1", ("m", "R1"))
+    [claimed] = store.claim(10, 600.0)
+    assert store.release(claimed.job, claimed.token)
+    assert not store.release(claimed.job, claimed.token)
+    [again] = store.claim(10, 600.0)
+    assert again.job == job and again.attempt == 2
+    assert [a.status for a in store.job(job).attempts] == ["released", "running"]
+
+
+def test_a_retry_waits_until_its_time(store: Store, clock: FakeClock) -> None:
+    ingest(store, "e1", ("m", "R1"))
+    [claimed] = store.claim(10, 30.0)
+    store.finish(claimed.job, claimed.token, Finish("retry", "503", step="post", next_attempt_at=clock() + 5))
+    assert store.counts()["retry"] == 1
+    clock.advance(4.9)
+    assert claim_ids(store) == []
+    clock.advance(0.2)
+    assert claim_ids(store) == [claimed.job]
+
+
+def test_finish_checks_that_only_a_retry_has_a_next_attempt(store: Store) -> None:
+    ingest(store, "e1", ("m", "R1"))
+    [claimed] = store.claim(10, 30.0)
+    with pytest.raises(ValueError):
+        store.finish(claimed.job, claimed.token, Finish("retry", "503"))
+    with pytest.raises(ValueError):
+        store.finish(claimed.job, claimed.token, Finish("done", "ok", next_attempt_at=1.0))
+
+
+def test_attempts_keep_reason_step_and_trace(store: Store) -> None:
+    ingest(store, "e1", ("m", "R1"))
+    [claimed] = store.claim(10, 30.0)
+    trace = {"steps": [{"name": "post", "status": 503, "url": "https://target/***"}], "note": "ünïcode"}
+    store.finish(claimed.job, claimed.token, Finish("dead", "x" * 5000, step="post", trace=trace))
+    detail = store.job(claimed.job)
+    [attempt] = detail.attempts
+    assert attempt.trace == trace and attempt.step == "post" and attempt.finished_at is not None
+    assert len(attempt.reason or "") == 2000 and len(detail.job.last_reason or "") == 2000
+    assert detail.delivery.delivery_id == "e1"
+
+
+# ------------------------------------------------------------------------------------------------ replays
+
+
+def test_replay_makes_a_new_leased_job_for_the_same_webhook(store: Store) -> None:
+    [job] = ingest(store, "e1", ("m", "R1"))
+    [claimed] = store.claim(10, 30.0)
+    store.finish(claimed.job, claimed.token, Finish("dead", "404"))
+    replayed = store.replay(job, 60.0, mapping_file="new/m.yaml")
+    assert replayed.job != job and replayed.token == 1 and replayed.attempt == 1
+    assert replayed.body == claimed.body and replayed.mapping_file == "new/m.yaml"
+    old = store.job(job).job
+    assert old.status == "replayed" and old.superseded_by == replayed.job
+    assert store.job(replayed.job).job.replay_of == job
+    assert claim_ids(store) == []  # the replay is running for its caller
+    assert done(store, replayed)
+
+
+def test_replay_refuses_unknown_and_unfinished_jobs(store: Store) -> None:
+    [job] = ingest(store, "e1", ("m", "R1"))
+    with pytest.raises(NotReplayable):
+        store.replay(job, 60.0)
+    with pytest.raises(NotFound):
+        store.replay(999, 60.0)
+    with pytest.raises(NotFound):
+        store.job(999)
+    with pytest.raises(NotFound):
+        store.delivery(999)
+
+
+def test_reroute_gives_an_ignored_delivery_the_jobs_mappings_now_want(store: Store) -> None:
+    ignored = store.ingest(delivery("e1"), [], dedupe_window=WINDOW)
+    [claimed] = store.reroute(ignored.delivery, [NewJob("m", "R1", "m.yaml")], 60.0)
+    assert claimed.mapping == "m" and claimed.delivery == ignored.delivery
+    assert store.delivery(ignored.delivery).status == "accepted"
+    with pytest.raises(NotReplayable):
+        store.reroute(ignored.delivery, [NewJob("m", "R1")], 60.0)
+
+
+# ------------------------------------------------------------------------------------------- maintenance
+
+
+def test_prune_removes_old_finished_deliveries_and_keeps_dead_and_active_ones(store: Store, clock: FakeClock) -> None:
+    [finished] = ingest(store, "old-done", ("m", "R1"))
+    [dead] = ingest(store, "old-dead", ("m", "R2"))
+    [active] = ingest(store, "old-pending", ("m", "R3"))
+    ingest(store, "old-ignored")
+    store.ingest(delivery("old-done", b"{}"), [NewJob("m", "R1")], dedupe_window=WINDOW)  # a duplicate row
+    by_job = {c.job: c for c in store.claim(2, 30.0)}
+    done(store, by_job[finished])
+    store.finish(dead, by_job[dead].token, Finish("dead", "404"))
+    clock.advance(8 * DAY)
+    [recent] = ingest(store, "new", ("m", "R9"))
+    assert store.prune(clock() - 7 * DAY) == 3  # done, ignored, duplicate
+    remaining = {job.id for job in store.jobs()}
+    assert remaining == {dead, active, recent}
+    assert {d.delivery_id for d in store.deliveries()} == {"old-dead", "old-pending", "new"}
+    # The id is forgotten only now, more than 7 days on.
+    assert store.ingest(delivery("old-done"), [NewJob("m", "R1")], dedupe_window=WINDOW).status == "accepted"
+
+
+def test_listing_filters_by_status_mapping_time_and_delivery(store: Store, clock: FakeClock) -> None:
+    [a] = ingest(store, "e1", ("m", "R1"))
+    clock.advance(100)
+    [b, c] = ingest(store, "e2", ("m", "R2"), ("n", "R2"))
+    assert [j.id for j in store.jobs()] == [c, b, a]
+    assert [j.id for j in store.jobs(mapping="n")] == [c]
+    assert [j.id for j in store.jobs(since=clock() - 1)] == [c, b]
+    assert [j.id for j in store.jobs(statuses=["done"])] == []
+    assert [j.id for j in store.jobs(delivery=store.job(a).job.delivery)] == [a]
+    assert [j.id for j in store.jobs(limit=1)] == [c]
+
+
+def test_ping_proves_a_write(store: Store) -> None:
+    store.ping()
+
+
+def test_a_failing_operation_does_not_spoil_the_others_committed_with_it(store: Store) -> None:
+    errors: list[Exception] = []
+
+    def bad() -> None:
+        try:
+            store.replay(12345, 60.0)
+        except NotFound as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=bad) for _ in range(20)]
+    threads += [threading.Thread(target=ingest, args=(store, f"ok-{n}", ("m", f"R{n}"))) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(errors) == 20 and len(store.jobs()) == 20
+
+
+# ------------------------------------------------------------------------------------ SQLite specifics
+
+
+def test_sqlite_survives_reopening_and_uses_wal(tmp_path: Path) -> None:
+    path = tmp_path / "wlmap.db"
+    first = SqliteStore(path)
+    ingest(first, "e1", ("m", "R1"))
+    first.close()
+    with pytest.raises(StoreUnavailable):
+        first.ping()
+    again = open_store(path)
+    try:
+        assert [j.mapping for j in again.jobs()] == ["m"]
+    finally:
+        again.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_sqlite_that_cannot_write_raises_store_unavailable_and_keeps_what_it_had(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "small.db", max_bytes=400_000)
+    try:
+        big = b"x" * 50_000
+        stored = 0
+        with pytest.raises(StoreUnavailable, match="full"):
+            for n in range(100):
+                store.ingest(delivery(f"e{n}", big), [NewJob("m", f"R{n}")], dedupe_window=WINDOW)
+                stored += 1
+        assert 0 < stored < 100
+        assert len(store.jobs(limit=1000)) == stored  # nothing half-written
+        store.ping()  # small writes still go through
+    finally:
+        store.close()
+
+
+def test_sqlite_explains_files_it_cannot_use(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=r"junk\.db"):
+        SqliteStore(junk)
+    with pytest.raises(StoreError, match="cannot open"):
+        SqliteStore(tmp_path / "missing-folder" / "wlmap.db")
+    newer = tmp_path / "newer.db"
+    SqliteStore(newer).close()
+    with sqlite3.connect(newer) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    with pytest.raises(StoreError, match="layout version 99"):
+        SqliteStore(newer)
+
+
+def test_postgres_urls_are_refused_in_plain_words() -> None:
+    with pytest.raises(StoreError, match="not available yet"):
+        open_store("postgresql://localhost/wlmap")
+
+
+def test_text_a_database_cannot_hold_is_stored_escaped(store: Store) -> None:
+    odd = "R\ud800"  # JSON allows a lone surrogate; UTF-8 does not
+    store.ingest(delivery("e1"), [NewJob("m", odd)], dedupe_window=WINDOW)
+    [claimed] = store.claim(1, 30.0)
+    assert claimed.resource_key == "R\\ud800"
+    store.finish(claimed.job, claimed.token, Finish("dead", f"bad {odd}", step=odd, trace={"id": odd}))
+    [attempt] = store.job(claimed.job).attempts
+    assert attempt.reason == "bad R\\ud800" and attempt.trace == {"id": odd}
