@@ -39,8 +39,14 @@ SCOPE = {
     "event": {"name": "updated", "resource_id": "Q2FsbA=="},
     "headers": {},
     "payload": {},
-    "result": {"node": {"id": "Q2FsbA==", "duration": 754, "state": "ended",
-                        "externalData": {"sys_id": "d71f7935c0a8016700802b64c67c11c6"}}},
+    "result": {
+        "node": {
+            "id": "Q2FsbA==",
+            "duration": 754,
+            "state": "ended",
+            "externalData": {"sys_id": "d71f7935c0a8016700802b64c67c11c6"},
+        }
+    },
 }
 
 

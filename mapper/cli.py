@@ -30,7 +30,7 @@ app = typer.Typer(
 )
 
 
-class Format(str, enum.Enum):
+class Format(enum.StrEnum):
     text = "text"
     json = "json"
     github = "github"
@@ -50,7 +50,8 @@ def validate(
     fmt: Annotated[Format, typer.Option("--format", help="text, json or github (workflow annotations).")] = Format.text,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too.")] = False,
     graphql_schema: Annotated[
-        Path | None, typer.Option("--graphql-schema", help="The Scope AR API schema (SDL or introspection JSON): check fields.")
+        Path | None,
+        typer.Option("--graphql-schema", help="The Scope AR API schema (SDL or introspection JSON): check fields."),
     ] = None,
 ) -> None:
     """Check mappings and report every problem with file:line:column. Exit 1 when any is invalid."""
@@ -89,40 +90,83 @@ def _exit_on_problems(problems: list[Problem]) -> None:
 
 @app.command()
 def run(
-    paths: Annotated[list[Path] | None, typer.Argument(help="A mapping file (or, with --serve, mapping folders).", show_default=False)] = None,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="A mapping file (or, with --serve, mapping folders).", show_default=False),
+    ] = None,
     event: Annotated[Path | None, typer.Option("--event", help="A saved webhook body (JSON).")] = None,
     headers: Annotated[Path | None, typer.Option("--headers", help="The webhook's headers (JSON object).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Send nothing: answer from saved responses.")] = False,
-    graphql_response: Annotated[Path | None, typer.Option("--graphql-response", help="Saved GraphQL response (dry run).")] = None,
-    response: Annotated[list[str] | None, typer.Option("--response", help="STEP=FILE: a stub response for a step (dry run); "
-                                                       "FILE is a body, or {status, headers, body}.")] = None,
-    case: Annotated[str | None, typer.Option("--case", help="Take event, answers and env from this test case "
-                                              "(its name or number) in the mapping's tests file; implies --dry-run.")] = None,
+    graphql_response: Annotated[
+        Path | None, typer.Option("--graphql-response", help="Saved GraphQL response (dry run).")
+    ] = None,
+    response: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--response",
+            help="STEP=FILE: a stub response for a step (dry run); FILE is a body, or {status, headers, body}.",
+        ),
+    ] = None,
+    case: Annotated[
+        str | None,
+        typer.Option(
+            "--case",
+            help="Take event, answers and env from this test case "
+            "(its name or number) in the mapping's tests file; implies --dry-run.",
+        ),
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="text or json.")] = Format.text,
-    serve: Annotated[bool, typer.Option("--serve", help="Run the webhook listener and workers (the main job).")] = False,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Run the webhook listener and workers (the main job).")
+    ] = False,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8080,
-    store: Annotated[str, typer.Option("--store", envvar="WLMAP_STORE", help="SQLite file (or PostgreSQL URL).")] = "wlmap.db",
+    store: Annotated[
+        str, typer.Option("--store", envvar="WLMAP_STORE", help="SQLite file (or PostgreSQL URL).")
+    ] = "wlmap.db",
     workers: Annotated[int, typer.Option("--workers", help="Jobs run at the same time.")] = 8,
-    allow_unsigned: Annotated[bool, typer.Option("--allow-unsigned", help="Accept legacy webhooks without a signature.")] = False,
+    allow_unsigned: Annotated[
+        bool, typer.Option("--allow-unsigned", help="Accept legacy webhooks without a signature.")
+    ] = False,
     log_format: Annotated[str, typer.Option("--log-format", help="text or json.")] = "text",
 ) -> None:
     """Run a mapping once for one saved event (add --dry-run to send nothing), or with --serve run the listener."""
     if serve:
         from mapper import service
 
-        raise typer.Exit(service.run_from_cli(paths or [Path("mappings")], host=host, port=port, store=store, workers=workers,
-                                              allow_unsigned=allow_unsigned, log_format=log_format))
+        raise typer.Exit(
+            service.run_from_cli(
+                paths or [Path("mappings")],
+                host=host,
+                port=port,
+                store=store,
+                workers=workers,
+                allow_unsigned=allow_unsigned,
+                log_format=log_format,
+            )
+        )
     if not paths or len(paths) != 1 or (event is None and case is None):
-        typer.echo("usage: wlmap run MAPPING.yaml --event EVENT.json [--headers H.json] [--dry-run ...]\n"
-                   "       wlmap run MAPPING.yaml --case NAME\n       wlmap run --serve [MAPPINGS...]", err=True)
+        typer.echo(
+            "usage: wlmap run MAPPING.yaml --event EVENT.json [--headers H.json] [--dry-run ...]\n"
+            "       wlmap run MAPPING.yaml --case NAME\n       wlmap run --serve [MAPPINGS...]",
+            err=True,
+        )
         raise typer.Exit(2)
-    raise typer.Exit(_run_once(paths[0], event, headers, dry_run or case is not None, graphql_response, response or [],
-                               case, fmt))
+    raise typer.Exit(
+        _run_once(paths[0], event, headers, dry_run or case is not None, graphql_response, response or [], case, fmt)
+    )
 
 
-def _run_once(mapping: Path, event_file: Path | None, headers_file: Path | None, dry_run: bool,
-              graphql_response: Path | None, responses: list[str], case: str | None, fmt: Format) -> int:
+def _run_once(
+    mapping: Path,
+    event_file: Path | None,
+    headers_file: Path | None,
+    dry_run: bool,
+    graphql_response: Path | None,
+    responses: list[str],
+    case: str | None,
+    fmt: Format,
+) -> int:
     from mapper import once, trace_report
     from mapper.errors import MappingError
 
@@ -145,8 +189,12 @@ def _run_once(mapping: Path, event_file: Path | None, headers_file: Path | None,
     outcome = once.run(plan, inputs, once.stand_in_env(plan, env) if dry_run else env, dry_run)
     if outcome.result is None:
         if fmt is Format.json:
-            typer.echo(json.dumps({"mapping": plan.name, "matched": False, "reason": outcome.why,
-                                   "event": outcome.event.as_dict()}, indent=2))
+            typer.echo(
+                json.dumps(
+                    {"mapping": plan.name, "matched": False, "reason": outcome.why, "event": outcome.event.as_dict()},
+                    indent=2,
+                )
+            )
         else:
             typer.echo(f"mapping  {plan.name}: not triggered — {outcome.why}")
         return 0
@@ -161,8 +209,12 @@ def _run_once(mapping: Path, event_file: Path | None, headers_file: Path | None,
 
 @app.command()
 def test(
-    paths: Annotated[list[Path], typer.Argument(help="Mapping files or folders; each mapping's cases are in <name>.tests.yaml.",
-                                                show_default=False)],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Mapping files or folders; each mapping's cases are in <name>.tests.yaml.", show_default=False
+        ),
+    ],
     strict: Annotated[bool, typer.Option("--strict", help="Fail when a mapping has no tests file.")] = False,
 ) -> None:
     """Run mappings' test cases against stubbed systems (nothing is sent). Exit 1 on any failure."""

@@ -39,8 +39,14 @@ REPLAY_LEASE: Final = 600.0  # seconds a replay run holds its job before the ser
 
 # What `--status` words select: jobs by state, or deliveries (ignored, duplicate).
 JOB_FILTERS: Final[Mapping[str, tuple[str, ...]]] = {
-    "pending": ("pending", "running"), "running": ("running",), "failed": ("retry",), "retry": ("retry",),
-    "done": ("done",), "skipped": ("skipped",), "dead": ("dead",), "coalesced": ("coalesced",),
+    "pending": ("pending", "running"),
+    "running": ("running",),
+    "failed": ("retry",),
+    "retry": ("retry",),
+    "done": ("done",),
+    "skipped": ("skipped",),
+    "dead": ("dead",),
+    "coalesced": ("coalesced",),
     "replayed": ("replayed",),
 }
 DELIVERY_FILTERS: Final = ("ignored", "duplicate")
@@ -109,8 +115,15 @@ class EventLine:
 
 
 def _job_line(job: "JobRow") -> EventLine:
-    return EventLine(str(job.id), job.received_at, job.mapping, job.status, job.attempts,
-                     job.resource_key or "-", job.last_reason or "")
+    return EventLine(
+        str(job.id),
+        job.received_at,
+        job.mapping,
+        job.status,
+        job.attempts,
+        job.resource_key or "-",
+        job.last_reason or "",
+    )
 
 
 def _delivery_line(delivery: "DeliveryRow") -> EventLine:
@@ -118,8 +131,9 @@ def _delivery_line(delivery: "DeliveryRow") -> EventLine:
     return EventLine(f"d{delivery.id}", delivery.received_at, "-", delivery.status, 0, "-", reason)
 
 
-def list_events(store: "Store", *, status: str | None = None, mapping: str | None = None,
-                limit: int = 50) -> list[EventLine]:
+def list_events(
+    store: "Store", *, status: str | None = None, mapping: str | None = None, limit: int = 50
+) -> list[EventLine]:
     """Jobs (and ignored deliveries when no mapping is asked for), newest first."""
     if status is not None and status not in STATUSES:
         raise OpsError(f"--status {status!r} is not one of: {', '.join(STATUSES)}")
@@ -141,11 +155,13 @@ def render_table(lines: Sequence[EventLine], width: int = 60) -> str:
     rows = [("ID", "RECEIVED", "MAPPING", "STATUS", "ATTEMPTS", "RESOURCE", "REASON")]
     for line in lines:
         reason = line.reason if len(line.reason) <= width else line.reason[: width - 3] + "..."
-        rows.append((line.id, when(line.received), line.mapping, line.status, str(line.attempts),
-                     line.resource, reason))
+        rows.append(
+            (line.id, when(line.received), line.mapping, line.status, str(line.attempts), line.resource, reason)
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
-                     for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows
+    )
 
 
 # ---------------------------------------------------------------------------------------------- showing
@@ -187,8 +203,11 @@ def show_event(store: "Store", ident: str) -> str:
         lines.append(f"next attempt: {when(job.next_attempt_at)}")
     for attempt in detail.attempts:
         took = "" if attempt.finished_at is None else f" ({attempt.finished_at - attempt.started_at:.3f} s)"
-        lines += ["", f"attempt {attempt.number} · {when(attempt.started_at)}{took} · {attempt.status}"
-                  + (f" · step {attempt.step}" if attempt.step else "")]
+        lines += [
+            "",
+            f"attempt {attempt.number} · {when(attempt.started_at)}{took} · {attempt.status}"
+            + (f" · step {attempt.step}" if attempt.step else ""),
+        ]
         if attempt.reason:
             lines.append(f"  reason: {attempt.reason}")
         if attempt.trace:
@@ -200,8 +219,11 @@ def show_event(store: "Store", ident: str) -> str:
 
 def _show_delivery(store: "Store", number: int) -> str:
     d = store.delivery(number)
-    lines = [f"webhook d{d.id} · {d.status} · received {when(d.received_at)} · "
-             f"delivery id {d.delivery_id or '-'} · signature {d.signature}", f"summary: {d.summary}"]
+    lines = [
+        f"webhook d{d.id} · {d.status} · received {when(d.received_at)} · "
+        f"delivery id {d.delivery_id or '-'} · signature {d.signature}",
+        f"summary: {d.summary}",
+    ]
     if d.duplicate_of is not None:
         lines.append(f"duplicate of d{d.duplicate_of}")
     jobs = store.jobs(delivery=d.id, limit=1000)
@@ -265,10 +287,17 @@ def _describe(status: str, reason: str | None) -> str:
     return f"{status} ({reason})" if reason else status
 
 
-async def replay(store: "Store", ids: Sequence[str] = (), *, status: str | None = None,
-                 since: str | None = None, runner: str = "mapper.runner:Runner",
-                 env: Mapping[str, str] | None = None, mappings: Sequence[Path] | None = None,
-                 lease: float = REPLAY_LEASE) -> list[Replayed]:
+async def replay(
+    store: "Store",
+    ids: Sequence[str] = (),
+    *,
+    status: str | None = None,
+    since: str | None = None,
+    runner: str = "mapper.runner:Runner",
+    env: Mapping[str, str] | None = None,
+    mappings: Sequence[Path] | None = None,
+    lease: float = REPLAY_LEASE,
+) -> list[Replayed]:
     """Run stored webhooks again with the CURRENT mappings, here and now; one Replayed per job made."""
     from mapper.service import load_runner
     from mapper.store import NotFound, NotReplayable, StoreError
@@ -301,8 +330,9 @@ async def replay(store: "Store", ids: Sequence[str] = (), *, status: str | None 
     return results
 
 
-async def _run_claimed(store: "Store", claimed: "Claimed", plans: Mapping[str, Plan], run: "RunFunction",
-                       lease: float) -> str:
+async def _run_claimed(
+    store: "Store", claimed: "Claimed", plans: Mapping[str, Plan], run: "RunFunction", lease: float
+) -> str:
     from mapper.worker import Worker, WorkerOptions
 
     worker = Worker(store, lambda: plans, run, WorkerOptions(concurrency=1, lease=lease))
@@ -324,8 +354,9 @@ async def _replay_job(store: "Store", number: int, plans: _Plans, run: "RunFunct
     return Replayed(f"job {number}", claimed.job, plan.name, before, after)
 
 
-async def _replay_delivery(store: "Store", number: int, plans: _Plans, run: "RunFunction",
-                           lease: float) -> list[Replayed]:
+async def _replay_delivery(
+    store: "Store", number: int, plans: _Plans, run: "RunFunction", lease: float
+) -> list[Replayed]:
     from mapper.service import matches
     from mapper.store import NewJob, NotReplayable
 
@@ -347,9 +378,16 @@ async def _replay_delivery(store: "Store", number: int, plans: _Plans, run: "Run
 # ----------------------------------------------------------------------------------------------- sending
 
 
-def send(file: Path, url: str, secret: str | None, *, headers_file: Path | None = None,
-         delivery_id: str | None = None, scheme: SignatureScheme | None = None,
-         timeout: float = 10.0) -> tuple[int, str, str]:
+def send(
+    file: Path,
+    url: str,
+    secret: str | None,
+    *,
+    headers_file: Path | None = None,
+    delivery_id: str | None = None,
+    scheme: SignatureScheme | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, str, str]:
     """POST a saved webhook body, signed as Scope signs it; (status, response text, delivery id used).
 
     The delivery id is fresh unless given, so sending the same file twice is two events, not a duplicate.
@@ -408,8 +446,12 @@ def register(app: "typer.Typer") -> None:
 
     store_option = typer.Option("--store", envvar=STORE_ENV, help="The store: a SQLite file.")
     status_help = f"One of: {', '.join(STATUSES)}."
-    events = typer.Typer(help="Stored webhooks and the jobs they caused.", no_args_is_help=True,
-                         add_completion=False, rich_markup_mode=None)
+    events = typer.Typer(
+        help="Stored webhooks and the jobs they caused.",
+        no_args_is_help=True,
+        add_completion=False,
+        rich_markup_mode=None,
+    )
 
     @events.command("list")
     def events_list(
@@ -445,14 +487,18 @@ def register(app: "typer.Typer") -> None:
 
     @app.command("replay")
     def replay_command(
-        ids: Annotated[list[str] | None, typer.Argument(
-            metavar="ID...", help="Jobs (12) or ignored deliveries (d7).", show_default=False)] = None,
-        status: Annotated[str | None, typer.Option(
-            "--status", help="Replay every job in this state (dead).")] = None,
-        since: Annotated[str | None, typer.Option(
-            "--since", help="With --status: received at or after this time (ISO 8601).")] = None,
-        mappings: Annotated[list[Path] | None, typer.Option(
-            "--mappings", help="Take the mappings from here (default: the file each job ran from).")] = None,
+        ids: Annotated[
+            list[str] | None,
+            typer.Argument(metavar="ID...", help="Jobs (12) or ignored deliveries (d7).", show_default=False),
+        ] = None,
+        status: Annotated[str | None, typer.Option("--status", help="Replay every job in this state (dead).")] = None,
+        since: Annotated[
+            str | None, typer.Option("--since", help="With --status: received at or after this time (ISO 8601).")
+        ] = None,
+        mappings: Annotated[
+            list[Path] | None,
+            typer.Option("--mappings", help="Take the mappings from here (default: the file each job ran from)."),
+        ] = None,
         store: Annotated[str, store_option] = "wlmap.db",
         runner: Annotated[str, typer.Option("--runner", hidden=True)] = "mapper.runner:Runner",
     ) -> None:
@@ -463,8 +509,9 @@ def register(app: "typer.Typer") -> None:
         with plain_errors():
             opened = open_existing(store)
             try:
-                done = asyncio.run(replay(opened, ids or [], status=status, since=since, runner=runner,
-                                          mappings=mappings))
+                done = asyncio.run(
+                    replay(opened, ids or [], status=status, since=since, runner=runner, mappings=mappings)
+                )
             finally:
                 opened.close()
         for line in done:
@@ -477,14 +524,14 @@ def register(app: "typer.Typer") -> None:
     def send_command(
         file: Annotated[Path, typer.Argument(help="The webhook body (JSON) to send.", show_default=False)],
         url: Annotated[str, typer.Option("--url", help="The listener, e.g. http://127.0.0.1:8000/webhooks.")],
-        secret: Annotated[str | None, typer.Option(
-            "--secret", help=f"Signing secret (default: ${SECRETS_ENV}).")] = None,
-        headers: Annotated[Path | None, typer.Option(
-            "--headers", help="A JSON object of headers to send.")] = None,
-        delivery_id: Annotated[str | None, typer.Option(
-            "--delivery-id", help="X-Scope-Webhook-Id (default: a new one).")] = None,
-        unsigned: Annotated[bool, typer.Option(
-            "--unsigned", help="Send no signature (a legacy webhook).")] = False,
+        secret: Annotated[
+            str | None, typer.Option("--secret", help=f"Signing secret (default: ${SECRETS_ENV}).")
+        ] = None,
+        headers: Annotated[Path | None, typer.Option("--headers", help="A JSON object of headers to send.")] = None,
+        delivery_id: Annotated[
+            str | None, typer.Option("--delivery-id", help="X-Scope-Webhook-Id (default: a new one).")
+        ] = None,
+        unsigned: Annotated[bool, typer.Option("--unsigned", help="Send no signature (a legacy webhook).")] = False,
     ) -> None:
         """POST a correctly signed test webhook and print the answer."""
         key = None if unsigned else (secret or _first_secret(os.environ))

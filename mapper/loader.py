@@ -12,6 +12,7 @@ from mapper.errors import Location, MappingError, Problem
 from mapper.plan import Plan
 
 TEST_SUFFIX = ".tests.yaml"
+DEFAULTS = compiler.Options()
 
 
 @dataclass
@@ -31,10 +32,17 @@ def mapping_files(paths: Iterable[Path]) -> tuple[list[Path], list[Problem]]:
     problems: list[Problem] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and not p.name.endswith(TEST_SUFFIX)
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix in (".yaml", ".yml")
+                and not p.name.endswith(TEST_SUFFIX)
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
             if not found:
-                problems.append(Problem(Location(str(path)), "no mapping files (*.yaml) in this folder", severity="warning"))
+                problems.append(
+                    Problem(Location(str(path)), "no mapping files (*.yaml) in this folder", severity="warning")
+                )
             files.extend(found)
         elif path.exists():
             files.append(path)
@@ -43,7 +51,9 @@ def mapping_files(paths: Iterable[Path]) -> tuple[list[Path], list[Problem]]:
     return files, problems
 
 
-def load_file(path: Path, options: compiler.Options = compiler.Options(), name: str | None = None) -> tuple[Plan | None, list[Problem]]:
+def load_file(
+    path: Path, options: compiler.Options = DEFAULTS, name: str | None = None
+) -> tuple[Plan | None, list[Problem]]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -51,7 +61,9 @@ def load_file(path: Path, options: compiler.Options = compiler.Options(), name: 
     return load_text(raw, name or str(path), options)
 
 
-def load_text(text: str | bytes, name: str, options: compiler.Options = compiler.Options()) -> tuple[Plan | None, list[Problem]]:
+def load_text(
+    text: str | bytes, name: str, options: compiler.Options = DEFAULTS
+) -> tuple[Plan | None, list[Problem]]:
     document, problems = source.read(text, name)
     if document is None:
         return None, problems
@@ -74,9 +86,13 @@ def load(paths: Iterable[Path], env: Mapping[str, str] | None = None, graphql_sc
         if plan is None:
             continue
         if plan.name in names:
-            loaded.problems.append(Problem(plan.trigger.location.__class__(str(file), 1, 1),
-                                           f"mapping name `{plan.name}` is already used by {names[plan.name]}",
-                                           hint="give each mapping its own `name`"))
+            loaded.problems.append(
+                Problem(
+                    plan.trigger.location.__class__(str(file), 1, 1),
+                    f"mapping name `{plan.name}` is already used by {names[plan.name]}",
+                    hint="give each mapping its own `name`",
+                )
+            )
             continue
         names[plan.name] = str(file)
         loaded.plans.append(plan)

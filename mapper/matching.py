@@ -31,7 +31,10 @@ def match(plan: Plan, event: Event) -> tuple[bool, str]:
     if trigger.resource_types:
         kind = type_key(event.resource_type) if event.resource_type else None
         if kind not in trigger.resource_types:
-            return False, f"resource type `{event.resource_type}` is not one of: {', '.join(sorted(trigger.resource_types))}"
+            return (
+                False,
+                f"resource type `{event.resource_type}` is not one of: {', '.join(sorted(trigger.resource_types))}",
+            )
     if trigger.topics and event.topic not in trigger.topics:
         return False, f"topic `{event.topic}` is not one of: {', '.join(sorted(trigger.topics))}"
     if trigger.when is not None:

@@ -65,8 +65,11 @@ def from_files(event: Path, headers: Path | None, graphql: Path | None, response
             raise InputError(f"--response {spec}: write STEP=FILE")
         given = read_json(Path(file), f"response for step `{step}`")
         if isinstance(given, dict) and "status" in given and set(given) <= {"status", "headers", "body"}:
-            answer = stubs.StubResponse(int(given["status"]), {str(k).lower(): str(v) for k, v in (given.get("headers") or {}).items()},
-                                        given.get("body"))
+            answer = stubs.StubResponse(
+                int(given["status"]),
+                {str(k).lower(): str(v) for k, v in (given.get("headers") or {}).items()},
+                given.get("body"),
+            )
         else:
             answer = stubs.StubResponse(200, {}, given)
         inputs.responses.setdefault(step, []).append(answer)
@@ -87,7 +90,9 @@ def from_case(mapping: Path, name: str) -> Inputs:
         raise InputError(f"{tests_file}: no case named `{name}`; the cases are:\n  {names}")
     case = chosen[0]
     body = case.event if isinstance(case.event, bytes) else json.dumps(case.event).encode()
-    return Inputs(body, dict(case.headers), case.graphql, {k: list(v) for k, v in case.responses.items()}, dict(case.env))
+    return Inputs(
+        body, dict(case.headers), case.graphql, {k: list(v) for k, v in case.responses.items()}, dict(case.env)
+    )
 
 
 def stand_in_env(plan: Plan, env: Mapping[str, str]) -> dict[str, str]:

@@ -1,9 +1,9 @@
 """What one run of one mapping for one event came to: the runner's answer, the worker's input.
 
-    done      every step succeeded (or the mapping said a status counts as success)
-    skipped   the trigger or `skip_unless` or a step's `on_status: skip` said this event needs nothing
-    retry     a failure that can succeed later (network, timeout, 5xx, 429, a `retry` outcome)
-    dead      a failure that will not fix itself (4xx, mapping error, GraphQL authorization): park it
+done      every step succeeded (or the mapping said a status counts as success)
+skipped   the trigger or `skip_unless` or a step's `on_status: skip` said this event needs nothing
+retry     a failure that can succeed later (network, timeout, 5xx, 429, a `retry` outcome)
+dead      a failure that will not fix itself (4xx, mapping error, GraphQL authorization): park it
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ Status = Literal["done", "skipped", "retry", "dead"]
 class RunResult:
     mapping: str
     status: Status
-    reason: str  # plain words, already masked: "step `update-incident` (mappings/servicenow.yaml:58): ServiceNow answered 404"
+    # plain words, already masked: "step `update-incident` (mappings/servicenow.yaml:58): servicenow answered 404"
+    reason: str
     step: str | None = None  # the step that decided the outcome, if any
     retry_after: float | None = None  # seconds the target asked us to wait (Retry-After), when it did
     trace: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable, secrets masked

@@ -47,8 +47,12 @@ class Sent:
 
 
 class StubTransport(httpx.AsyncBaseTransport):
-    def __init__(self, graphql: Any = None, steps: Mapping[str, list[StubResponse]] | None = None,
-                 default: StubResponse | None = None) -> None:
+    def __init__(
+        self,
+        graphql: Any = None,
+        steps: Mapping[str, list[StubResponse]] | None = None,
+        default: StubResponse | None = None,
+    ) -> None:
         self.graphql = graphql
         self.steps = {name: list(responses) for name, responses in (steps or {}).items()}
         self.default = default or StubResponse(200, {}, {})
@@ -62,17 +66,20 @@ class StubTransport(httpx.AsyncBaseTransport):
         fetch = next((name for name, value in request.headers.items() if value.lower() == "fetch"), None)
         if fetch is not None:
             self.sent.append(Sent("csrf-fetch", request))
-            return httpx.Response(200, headers={fetch: DRY_RUN_TOKEN, "set-cookie": "SAP_SESSIONID_DRY=1; Path=/"},
-                                  request=request)
+            return httpx.Response(
+                200, headers={fetch: DRY_RUN_TOKEN, "set-cookie": "SAP_SESSIONID_DRY=1; Path=/"}, request=request
+            )
         if b"grant_type=client_credentials" in request.content:
             self.sent.append(Sent("oauth2-token", request))
-            return httpx.Response(200, json={"access_token": DRY_RUN_TOKEN, "token_type": "Bearer", "expires_in": 3600},
-                                  request=request)
+            return httpx.Response(
+                200, json={"access_token": DRY_RUN_TOKEN, "token_type": "Bearer", "expires_in": 3600}, request=request
+            )
         self.sent.append(Sent(step, request))
         if step == "query":
             if self.graphql is None:
-                return httpx.Response(200, json={"data": None, "errors": [{"message": "no GraphQL response was given"}]},
-                                      request=request)
+                return httpx.Response(
+                    200, json={"data": None, "errors": [{"message": "no GraphQL response was given"}]}, request=request
+                )
             return StubResponse(200, {}, self.graphql).to_httpx(request)
         queue = self.steps.get(step or "")
         if not queue:

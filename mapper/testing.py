@@ -28,8 +28,19 @@ from mapper.stubs import AUXILIARY, StubResponse, StubTransport
 
 CASE_KEYS = {"name", "event", "headers", "graphql", "responses", "expect", "env"}
 EXPECT_KEYS = {"matched", "outcome", "reason_contains", "requests", "captured", "not_sent"}
-REQUEST_KEYS = {"step", "method", "url", "url_contains", "path", "params", "headers", "json", "json_contains",
-                "form", "body_contains"}
+REQUEST_KEYS = {
+    "step",
+    "method",
+    "url",
+    "url_contains",
+    "path",
+    "params",
+    "headers",
+    "json",
+    "json_contains",
+    "form",
+    "body_contains",
+}
 
 
 @dataclass
@@ -81,7 +92,11 @@ def load_cases(path: Path) -> tuple[list[Case], dict[str, str]]:
         raise MappingError([document.problem((), "a tests file needs `cases:`, a list of test cases")])
     for key in data:
         if key not in ("cases", "env", "mapping"):
-            found.add(document.problem((key,), f"unknown key `{key}` in a tests file", "allowed: cases, env, mapping", key=True))
+            found.add(
+                document.problem(
+                    (key,), f"unknown key `{key}` in a tests file", "allowed: cases, env, mapping", key=True
+                )
+            )
     env = {str(k): str(v) for k, v in (data.get("env") or {}).items()} if isinstance(data.get("env"), dict) else {}
     cases = []
     for index, spec in enumerate(data["cases"]):
@@ -92,40 +107,75 @@ def load_cases(path: Path) -> tuple[list[Case], dict[str, str]]:
         for key in spec:
             if key not in CASE_KEYS:
                 hint = difflib.get_close_matches(str(key), sorted(CASE_KEYS), n=1)
-                found.add(document.problem((*path_in, key), f"unknown key `{key}` in a test case",
-                                           f"did you mean `{hint[0]}`?" if hint else f"allowed: {', '.join(sorted(CASE_KEYS))}",
-                                           key=True))
+                found.add(
+                    document.problem(
+                        (*path_in, key),
+                        f"unknown key `{key}` in a test case",
+                        f"did you mean `{hint[0]}`?" if hint else f"allowed: {', '.join(sorted(CASE_KEYS))}",
+                        key=True,
+                    )
+                )
         given_expect = spec.get("expect")
         expect: dict[str, Any] = given_expect if isinstance(given_expect, dict) else {}
         for key in expect:
             if key not in EXPECT_KEYS:
-                found.add(document.problem((*path_in, "expect", key), f"unknown expectation `{key}`",
-                                           f"allowed: {', '.join(sorted(EXPECT_KEYS))}", key=True))
+                found.add(
+                    document.problem(
+                        (*path_in, "expect", key),
+                        f"unknown expectation `{key}`",
+                        f"allowed: {', '.join(sorted(EXPECT_KEYS))}",
+                        key=True,
+                    )
+                )
         for n, request in enumerate(expect.get("requests") or []):
             for key in request if isinstance(request, dict) else []:
                 if key not in REQUEST_KEYS:
-                    found.add(document.problem((*path_in, "expect", "requests", n, key), f"unknown request check `{key}`",
-                                               f"allowed: {', '.join(sorted(REQUEST_KEYS))}", key=True))
+                    found.add(
+                        document.problem(
+                            (*path_in, "expect", "requests", n, key),
+                            f"unknown request check `{key}`",
+                            f"allowed: {', '.join(sorted(REQUEST_KEYS))}",
+                            key=True,
+                        )
+                    )
         given_name = spec.get("name")
         name = given_name if isinstance(given_name, str) else f"case {index + 1}"
         try:
             event = _file_or_inline(path, spec.get("event"))
             headers = _file_or_inline(path, spec.get("headers")) or {}
             graphql = _file_or_inline(path, spec.get("graphql"))
-            responses = {str(step): [_stub(path, r) for r in (given if isinstance(given, list) else [given])]
-                         for step, given in (spec.get("responses") or {}).items()}
+            responses = {
+                str(step): [_stub(path, r) for r in (given if isinstance(given, list) else [given])]
+                for step, given in (spec.get("responses") or {}).items()
+            }
         except (OSError, ValueError) as exc:
             found.add(document.problem(path_in, f"test case `{name}`: {exc}"))
             continue
         if event is None:
-            found.add(document.problem(path_in, f"test case `{name}` needs an `event` (a file under samples/ or inline)"))
+            found.add(
+                document.problem(path_in, f"test case `{name}` needs an `event` (a file under samples/ or inline)")
+            )
             continue
         if not isinstance(headers, dict):
-            found.add(document.problem((*path_in, "headers"), f"test case `{name}`: `headers` must be key: value pairs"))
+            found.add(
+                document.problem((*path_in, "headers"), f"test case `{name}`: `headers` must be key: value pairs")
+            )
             continue
-        case_env = {str(k): str(v) for k, v in (spec.get("env") or {}).items()} if isinstance(spec.get("env"), dict) else {}
-        cases.append(Case(name, document.location(path_in), event, {str(k).lower(): str(v) for k, v in headers.items()},
-                          graphql, responses, expect, {**env, **case_env}))
+        case_env = (
+            {str(k): str(v) for k, v in (spec.get("env") or {}).items()} if isinstance(spec.get("env"), dict) else {}
+        )
+        cases.append(
+            Case(
+                name,
+                document.location(path_in),
+                event,
+                {str(k).lower(): str(v) for k, v in headers.items()},
+                graphql,
+                responses,
+                expect,
+                {**env, **case_env},
+            )
+        )
     if found.has_errors:
         raise MappingError(found.items)
     return cases, env
@@ -139,7 +189,9 @@ def _file_or_inline(base: Path, value: Any) -> Any:
         except FileNotFoundError:
             raise ValueError(f"file `{value}` does not exist (paths are relative to {base.parent})") from None
         except json.JSONDecodeError as exc:
-            raise ValueError(f"file `{value}` is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
+            raise ValueError(
+                f"file `{value}` is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
+            ) from None
     return value
 
 
@@ -208,7 +260,9 @@ def _check(case: Case, result: RunResult, transport: StubTransport, failures: li
         got = (stages.get(step) or {}).get("captured") or {}
         for name, value in (values or {}).items():
             if got.get(name) != value:
-                failures.append(f"captured `steps.{step}.{name}`: expected {json.dumps(value)}, got {json.dumps(got.get(name))}")
+                failures.append(
+                    f"captured `steps.{step}.{name}`: expected {json.dumps(value)}, got {json.dumps(got.get(name))}"
+                )
 
 
 def _compare_request(wanted: Mapping[str, Any], sent: Any) -> list[str]:
@@ -241,7 +295,9 @@ def _compare_request(wanted: Mapping[str, Any], sent: Any) -> list[str]:
             if "json_contains" in wanted:
                 missing = _missing(wanted["json_contains"], sent_json)
                 if missing:
-                    problems.append("json body does not contain what was expected:\n" + "\n".join("    " + m for m in missing))
+                    problems.append(
+                        "json body does not contain what was expected:\n" + "\n".join("    " + m for m in missing)
+                    )
     if "form" in wanted:
         from urllib.parse import parse_qsl
 
@@ -261,7 +317,10 @@ def _same_url(wanted: str, sent: Any) -> bool:
     expected = urlsplit(wanted)
     actual = urlsplit(str(sent))
     return (expected.scheme, expected.hostname, expected.port, expected.path) == (
-        actual.scheme, actual.hostname, actual.port, actual.path
+        actual.scheme,
+        actual.hostname,
+        actual.port,
+        actual.path,
     ) and parse_qsl(expected.query, keep_blank_values=True) == parse_qsl(actual.query, keep_blank_values=True)
 
 
@@ -336,5 +395,8 @@ def run_suite(plan: Plan, tests_file: Path) -> Suite:
 
 
 def problem_for_missing_tests(mapping: Path) -> Problem:
-    return Problem(Location(str(mapping)), f"no test cases: expected {tests_file_for(mapping).name} next to the mapping",
-                   severity="warning")
+    return Problem(
+        Location(str(mapping)),
+        f"no test cases: expected {tests_file_for(mapping).name} next to the mapping",
+        severity="warning",
+    )

@@ -34,9 +34,12 @@ def _exchange(exchange: dict[str, Any], dry_run: bool) -> list[str]:
 
 def trace_text(trace: dict[str, Any], dry_run: bool = False) -> str:
     event = trace.get("event", {})
-    lines = [f"mapping  {trace.get('mapping')} ({trace.get('file')}, version {trace.get('digest')})",
-             f"event    {event.get('generation')} · {event.get('name') or '-'} · {event.get('resource_type') or '-'} · "
-             f"{event.get('resource_id') or '-'}" + (f" · delivery {event['delivery_id']}" if event.get("delivery_id") else "")]
+    lines = [
+        f"mapping  {trace.get('mapping')} ({trace.get('file')}, version {trace.get('digest')})",
+        f"event    {event.get('generation')} · {event.get('name') or '-'} · {event.get('resource_type') or '-'} · "
+        f"{event.get('resource_id') or '-'}"
+        + (f" · delivery {event['delivery_id']}" if event.get("delivery_id") else ""),
+    ]
     for note in event.get("problems") or []:
         lines.append(f"         note: {note}")
     if dry_run:

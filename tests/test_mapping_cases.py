@@ -232,8 +232,7 @@ def test_sap_writes_follow_a_csrf_fetch() -> None:
     """The happy path really goes through the CSRF handshake (so the session checks above are not vacuous)."""
     cases, _ = load_cases(testing.tests_file_for(MAPPINGS_DIR / "sap.yaml"))
     ran = asyncio.run(run_recorded(load_plan("sap.yaml"), cases[0]))
-    kinds = [("fetch" if is_csrf_fetch(w) else w.request.method, w.step)
-             for w in ran.wire if w.step != "query"]
+    kinds = [("fetch" if is_csrf_fetch(w) else w.request.method, w.step) for w in ran.wire if w.step != "query"]
     assert kinds[0] == ("GET", "read-notification")
     assert ("fetch", "update-notification") in kinds
     assert kinds.index(("fetch", "update-notification")) < kinds.index(("PATCH", "update-notification"))
@@ -256,21 +255,37 @@ def test_maximo_retries_send_the_same_transactionid() -> None:
 # (mapping, text to replace, replacement, expected problem fragment[, case name]): one vendor rule broken on
 # purpose; the case run is the first of the mapping's tests file unless named.
 BROKEN: list[tuple[str, ...]] = [
-    ("sap.yaml", '      If-Match: "{{ steps.read_notification.etag or \'*\' }}"\n', "",
-     "If-Match is required"),
-    ("sap.yaml", "    csrf:\n      # README §2.4: token fetch from the service root; on-premises S/4HANA "
-     "needed the trailing slash.\n      fetch_path: /sap/opu/odata/sap/API_MAINTNOTIFICATION/\n", "",
-     "x-csrf-token"),
-    ("sap.yaml", "      MalfunctionEndTime:", "      MaintNotificationLongText: x\n      MalfunctionEndTime:",
-     "not updatable"),
+    ("sap.yaml", "      If-Match: \"{{ steps.read_notification.etag or '*' }}\"\n", "", "If-Match is required"),
+    (
+        "sap.yaml",
+        "    csrf:\n      # README §2.4: token fetch from the service root; on-premises S/4HANA "
+        "needed the trailing slash.\n      fetch_path: /sap/opu/odata/sap/API_MAINTNOTIFICATION/\n",
+        "",
+        "x-csrf-token",
+    ),
+    (
+        "sap.yaml",
+        "      MalfunctionEndTime:",
+        "      MaintNotificationLongText: x\n      MalfunctionEndTime:",
+        "not updatable",
+    ),
     ("sap.yaml", "({{ notification | odata_quote }})", "({{ notification }})", "single-quoted"),
     ("maximo.yaml", "      patchtype: MERGE\n", "", "patchtype: MERGE"),
     ("maximo.yaml", "      x-method-override: PATCH\n", "", "x-method-override: PATCH"),
     ("maximo.yaml", "    params:\n      lean: 1", "    params:\n      lean: 0", "lean=1"),
-    ("maximo.yaml", "truncate_text(100)", "truncate_text(200)", "maximum 100",
-     "a long scenario name is cut so the work log description stays within 100 characters"),
-    ("servicenow.yaml", "      sysparm_fields: sys_id,number\n", "      sysparm_limit: 1\n",
-     "not a parameter of this method"),
+    (
+        "maximo.yaml",
+        "truncate_text(100)",
+        "truncate_text(200)",
+        "maximum 100",
+        "a long scenario name is cut so the work log description stays within 100 characters",
+    ),
+    (
+        "servicenow.yaml",
+        "      sysparm_fields: sys_id,number\n",
+        "      sysparm_limit: 1\n",
+        "not a parameter of this method",
+    ),
     ("servicenow.yaml", "    json:\n", "    json:\n      sys_updated_on: x\n", "sys_ fields"),
 ]
 
@@ -304,8 +319,9 @@ def _wlmap() -> str:
 
 @pytest.fixture(scope="module")
 def wlmap_test_output() -> tuple[int, str]:
-    done = subprocess.run([_wlmap(), "test", "mappings/"], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, check=False)
+    done = subprocess.run(
+        [_wlmap(), "test", "mappings/"], cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+    )
     return done.returncode, done.stdout + done.stderr
 
 

@@ -8,8 +8,8 @@ import textwrap
 from typing import Any
 
 import pytest
-
 from fakes import FakeOAuth2, FakeSap, FakeScope, FakeServer, Reply
+
 from mapper import loader
 from mapper.events import normalise
 from mapper.outcome import RunResult
@@ -17,8 +17,12 @@ from mapper.plan import Plan
 from mapper.runner import Runner
 
 CALL = "Q2FsbFNlc3Npb24tMQ=="
-EVENT = {"time": "2024-05-01T10:12:31Z", "event": "update", "type": "resource",
-         "data": {"resource-id": CALL, "resource-url": "https://cms.scopear.com/x", "resource-type": "CallSession"}}
+EVENT = {
+    "time": "2024-05-01T10:12:31Z",
+    "event": "update",
+    "type": "resource",
+    "data": {"resource-id": CALL, "resource-url": "https://cms.scopear.com/x", "resource-type": "CallSession"},
+}
 NODE = {"id": CALL, "state": "ended", "duration": 754, "externalData": {"incident": "INC0010001"}}
 
 HEAD = """
@@ -136,34 +140,41 @@ def test_for_each_sends_one_request_per_item_with_item_and_index(world: Any) -> 
     assert step["captured"] == {"id": "x"}
 
 
-@pytest.mark.parametrize(("status", "on_status", "expected"), [
-    (404, {"404": "skip"}, "skipped"),
-    (409, {"409": "success"}, "done"),
-    (400, {}, "dead"),
-    (422, {"4xx": "retry"}, "retry"),
-    (503, {}, "retry"),
-    (429, {}, "retry"),
-    (500, {"500": "fail"}, "dead"),
-])
+@pytest.mark.parametrize(
+    ("status", "on_status", "expected"),
+    [
+        (404, {"404": "skip"}, "skipped"),
+        (409, {"409": "success"}, "done"),
+        (400, {}, "dead"),
+        (422, {"4xx": "retry"}, "retry"),
+        (503, {}, "retry"),
+        (429, {}, "retry"),
+        (500, {"500": "fail"}, "dead"),
+    ],
+)
 def test_per_status_outcomes(world: Any, status: int, on_status: dict[str, str], expected: str) -> None:
     server, scope, env = world
     scope.answer(FakeScope.data({"node": NODE}))
     server.route("POST", "/things", Reply.json({"error": "x"}, status=status, headers=[("retry-after", "120")]))
     rules = "".join(f"\n    '{k}': {v}" for k, v in on_status.items())
-    plan = plan_of(f"""
+    plan = plan_of(
+        f"""
     - name: create-thing
       connection: target
       method: POST
       path: /things
       json: {{a: 1}}
       on_status: {{{", ".join(f"'{k}': {v}" for k, v in on_status.items())}}}
-    """ if on_status else """
+    """
+        if on_status
+        else """
     - name: create-thing
       connection: target
       method: POST
       path: /things
       json: {a: 1}
-    """)
+    """
+    )
     assert rules is not None
     result = run(plan, env)
     assert result.status == expected, result.reason
@@ -203,9 +214,9 @@ def test_graphql_authorization_error_is_permanent_and_5xx_retryable(world: Any) 
     assert server.requests_to("/api/now/*") + server.requests_to("/api/things*") == []
 
 
-@pytest.mark.parametrize("hostile", [
-    "../../admin", "@evil.example", "%2e%2e%2fadmin", "x/../../y", "evil.example:80/x", "?x=1#frag", ".."
-])
+@pytest.mark.parametrize(
+    "hostile", ["../../admin", "@evil.example", "%2e%2e%2fadmin", "x/../../y", "evil.example:80/x", "?x=1#frag", ".."]
+)
 def test_data_cannot_change_where_a_request_goes(world: Any, hostile: str) -> None:
     server, scope, env = world
     scope.answer(FakeScope.data({"node": {**NODE, "externalData": {"incident": hostile}}}))
@@ -281,7 +292,7 @@ def test_missing_field_names_the_step_and_mapping_line(world: Any) -> None:
     plan = plan_of(LOOKUP_THEN_UPDATE)
     result = run(plan, env)
     assert result.status == "dead"
-    line = next(i for i, text in enumerate(plan.lines, 1) if "path: \"/api/now/table/incident/{{" in text)
+    line = next(i for i, text in enumerate(plan.lines, 1) if 'path: "/api/now/table/incident/{{' in text)
     assert f"tests/runner.yaml:{line}" in result.reason, result.reason
     assert "step `update-incident`" in result.reason
 
@@ -290,13 +301,16 @@ def test_idempotency_key_is_stable_across_retries(world: Any) -> None:
     server, scope, env = world
     scope.answer(FakeScope.data({"node": NODE}))
     server.route("POST", "/things", Reply(status=503), Reply(status=201))
-    plan = plan_of("""
+    plan = plan_of(
+        """
     - name: create-thing
       connection: target
       method: POST
       path: /things
       json: {a: 1}
-    """, auth="idempotency_header: Idempotency-Key")
+    """,
+        auth="idempotency_header: Idempotency-Key",
+    )
     first, second = run(plan, env, key="job-7"), run(plan, env, key="job-7")
     assert (first.status, second.status) == ("retry", "done")
     keys = [r.header("idempotency-key") for r in server.requests_to("/things")]
@@ -310,15 +324,18 @@ def test_sap_csrf_session_through_a_mapping(world: Any) -> None:
     scope.answer(FakeScope.data({"node": NODE}))
     sap = FakeSap(server, user="wlmap", password="sap-canary-pass-9876")
     sap.expire_token_once()
-    plan = plan_of("""
+    plan = plan_of(
+        """
     - name: update-notification
       connection: target
       method: PATCH
       path: "/sap/opu/odata/sap/API_MAINTNOTIFICATION/MaintenanceNotification({{ incident | odata_quote | urlencode }})"
       headers: {If-Match: "*"}
       json: {MaintNotifLongTextForEdit: "Call took {{ seconds }} s"}
-    """, auth="""auth: {basic: {username: "{{ env.SAP_USER }}", password: "{{ env.SAP_PASSWORD }}"}}
-    csrf: {fetch_path: /sap/opu/odata/sap/API_MAINTNOTIFICATION/}""")
+    """,
+        auth="""auth: {basic: {username: "{{ env.SAP_USER }}", password: "{{ env.SAP_PASSWORD }}"}}
+    csrf: {fetch_path: /sap/opu/odata/sap/API_MAINTNOTIFICATION/}""",
+    )
     result = run(plan, {**env, "SAP_USER": "wlmap", "SAP_PASSWORD": "sap-canary-pass-9876"})
     assert result.status == "done", result.reason
     assert sap.fetches == 2 and sap.rejected == 1 and len(sap.writes) == 1  # refetched once after 403 Required
@@ -333,14 +350,17 @@ def test_oauth2_token_fetched_once_and_shared_across_events(world: Any) -> None:
     scope.answer(FakeScope.data({"node": NODE}))
     oauth = FakeOAuth2(server, client_secret="oauth-canary-secret-5555")
     oauth.protect("POST", "/things", Reply.json({}, status=201))
-    plan = plan_of("""
+    plan = plan_of(
+        """
     - name: create-thing
       connection: target
       method: POST
       path: /things
       json: {a: 1}
-    """, auth="""auth: {oauth2: {token_url: "{{ env.TARGET_URL }}/oauth/token", client_id: wlmap-client,
-                       client_secret: "{{ env.OAUTH_SECRET }}", scopes: [write]}}""")
+    """,
+        auth="""auth: {oauth2: {token_url: "{{ env.TARGET_URL }}/oauth/token", client_id: wlmap-client,
+                       client_secret: "{{ env.OAUTH_SECRET }}", scopes: [write]}}""",
+    )
     env = {**env, "OAUTH_SECRET": "oauth-canary-secret-5555"}
 
     async def three_events() -> list[RunResult]:
@@ -362,8 +382,11 @@ CANARIES = ("scope-canary-token-1234", "sap-canary-pass-9876", "apikey-canary-31
 def test_secrets_never_appear_in_results_or_traces(world: Any) -> None:
     server, scope, env = world
     scope.answer(FakeScope.data({"node": NODE}))
-    server.route("*", "/api/[nt]*", Reply.json({"echo": "sap-canary-pass-9876", "key": "apikey-canary-3141"}, status=400))
-    plan = plan_of("""
+    server.route(
+        "*", "/api/[nt]*", Reply.json({"echo": "sap-canary-pass-9876", "key": "apikey-canary-3141"}, status=400)
+    )
+    plan = plan_of(
+        """
     - name: create-thing
       connection: target
       method: POST
@@ -371,7 +394,9 @@ def test_secrets_never_appear_in_results_or_traces(world: Any) -> None:
       params: {token: "{{ env.API_KEY }}"}
       headers: {X-Secret: "{{ env.SAP_PASSWORD }}"}
       json: {password: "{{ env.SAP_PASSWORD }}", note: "key {{ env.API_KEY }}"}
-    """, auth='auth: {api_key: {name: apikey, value: "{{ env.API_KEY }}", in: query}}')
+    """,
+        auth='auth: {api_key: {name: apikey, value: "{{ env.API_KEY }}", in: query}}',
+    )
     result = run(plan, {**env, "SAP_PASSWORD": "sap-canary-pass-9876", "API_KEY": "apikey-canary-3141"})
     assert result.status == "dead"
     assert server.requests_to("/things/*")[0].params["apikey"] == ["apikey-canary-3141"]  # it was really sent

@@ -236,18 +236,13 @@ def sap_rule_path(
     root, resource, templates = _sap_target(path)
     service = root[len(SAP_PREFIX) :]
     if service in SAP_WRONG_SERVICES:
-        return [
-            f"{root}: unknown service (no vendor file names it); "
-            f"use {SAP_PREFIX}{SAP_WRONG_SERVICES[service]}"
-        ]
+        return [f"{root}: unknown service (no vendor file names it); use {SAP_PREFIX}{SAP_WRONG_SERVICES[service]}"]
     services = sap_services()
     if root not in services:
         return [f"{root}: unknown service root; known: {sorted(services)}"]
     spec = services[root]
     if resource == "":
-        return (
-            [] if method in {"GET", "HEAD"} else [f"{method} {root}/: only GET/HEAD (CSRF fetch) on the root"]
-        )
+        return [] if method in {"GET", "HEAD"} else [f"{method} {root}/: only GET/HEAD (CSRF fetch) on the root"]
     match = _SAP_RESOURCE.match(resource)
     if not match:
         return [f"{resource}: not an OData V2 resource path (EntitySet, EntitySet('key'), .../nav, Function)"]
@@ -262,9 +257,7 @@ def sap_rule_path(
         if key is not None or nav is not None:
             problems.append(f"{name}: a function import takes its parameters in the query, not as a key")
         if method != fi["http_method"]:
-            problems.append(
-                f"{method} {name}: the function import is declared m:HttpMethod={fi['http_method']}"
-            )
+            problems.append(f"{method} {name}: the function import is declared m:HttpMethod={fi['http_method']}")
         return problems
     if name not in spec["entity_sets"]:
         near = [n for n in [*spec["entity_sets"], *spec["function_imports"]] if n.lower() == name.lower()]
@@ -337,9 +330,7 @@ def sap_rule_headers(
     if method in MODIFYING and (not token or token.strip().lower() == "fetch"):
         problems.append(f"{method}: needs a fetched x-csrf-token (configure csrf on the connection)")
     if method in MODIFYING and not (header_text(headers, "cookie") or "").strip():
-        problems.append(
-            f"{method}: needs the session cookies set by the CSRF token fetch (the token is bound to them)"
-        )
+        problems.append(f"{method}: needs the session cookies set by the CSRF token fetch (the token is bound to them)")
     if header_text(headers, "authorization") is None:
         problems.append("no Authorization (Basic) header")
     if method in {"PATCH", "MERGE", "PUT", "DELETE"} and path.startswith(SAP_PREFIX):
@@ -367,29 +358,15 @@ def _sap_value_problem(where: str, prop: dict[str, Any], value: Any) -> str | No
         return text_length_problem(where, value, int(prop["MaxLength"])) if "MaxLength" in prop else None
     if kind in {"Edm.DateTime", "Edm.DateTimeOffset"}:
         if is_template(value):
-            return (
-                None if uses_filter(value, "sap_date") else f"{where}: {kind} needs | sap_date (/Date(ms)/)"
-            )
+            return None if uses_filter(value, "sap_date") else f"{where}: {kind} needs | sap_date (/Date(ms)/)"
         pattern = _SAP_DATE if kind == "Edm.DateTime" else _SAP_DATE_OFFSET
-        return (
-            None if isinstance(value, str) and pattern.match(value) else f"{where}: {value!r} is not {kind}"
-        )
+        return None if isinstance(value, str) and pattern.match(value) else f"{where}: {value!r} is not {kind}"
     if kind == "Edm.Time":
         if is_template(value):
-            return (
-                None
-                if uses_filter(value, "sap_time")
-                else f"{where}: Edm.Time needs | sap_time (PT15H51M04S)"
-            )
-        return (
-            None
-            if isinstance(value, str) and _SAP_TIME.match(value)
-            else f"{where}: {value!r} is not Edm.Time"
-        )
+            return None if uses_filter(value, "sap_time") else f"{where}: Edm.Time needs | sap_time (PT15H51M04S)"
+        return None if isinstance(value, str) and _SAP_TIME.match(value) else f"{where}: {value!r} is not Edm.Time"
     if kind == "Edm.Boolean":
-        return (
-            None if isinstance(value, bool) or is_template(value) else f"{where}: Edm.Boolean is true/false"
-        )
+        return None if isinstance(value, bool) or is_template(value) else f"{where}: Edm.Boolean is true/false"
     if kind == "Edm.Decimal":
         return None if isinstance(value, str) else f"{where}: Edm.Decimal is sent as a JSON string"
     return None
@@ -408,11 +385,7 @@ def sap_rule_body(
         return []
     name = match.group("name")
     if name in spec["function_imports"]:
-        return (
-            []
-            if body in (None, {}, "")
-            else [f"{name}: function-import parameters go in the URL, not a body"]
-        )
+        return [] if body in (None, {}, "") else [f"{name}: function-import parameters go in the URL, not a body"]
     if name not in spec["entity_sets"] or match.group("nav") is not None:
         return []
     entity_set = spec["entity_sets"][name]
@@ -421,9 +394,7 @@ def sap_rule_body(
         return [] if body is None else [f"{method} {name}: no body expected"]
     if not isinstance(body, dict):
         return [f"{method} {name}: body must be a JSON object"]
-    inner = (
-        body["d"] if set(body) == {"d"} and isinstance(body["d"], dict) else body
-    )  # both forms (README §2.5)
+    inner = body["d"] if set(body) == {"d"} and isinstance(body["d"], dict) else body  # both forms (README §2.5)
     is_update = match.group("key") is not None
     flag = "updatable" if is_update else "creatable"
     problems = []
@@ -694,8 +665,7 @@ def maximo_rule_headers(
     children = _maximo_child_arrays(body)
     if children and override in {"PATCH", "SYNC"} and patchtype != "MERGE":
         problems.append(
-            f"child arrays {children} without patchtype: MERGE replace all existing children "
-            "(deleting the others)"
+            f"child arrays {children} without patchtype: MERGE replace all existing children (deleting the others)"
         )
     if not json_media(header_text(headers, "accept")):
         problems.append("Accept: application/json expected")
@@ -727,9 +697,7 @@ def maximo_rule_body(
             f"{k}: primary key, cannot change after create" for k in body if k in MAXIMO_PK.get(os_name, ())
         )
     problems.extend(
-        f"{k}: *_description/*_maxvalue are read-only"
-        for k in body
-        if k.endswith(("_description", "_maxvalue"))
+        f"{k}: *_description/*_maxvalue are read-only" for k in body if k.endswith(("_description", "_maxvalue"))
     )
     known_children = MAXIMO_CHILDREN.get(os_name, {})
     for child in _maximo_child_arrays(body):
@@ -885,9 +853,7 @@ def static_request(
                 params.setdefault(key["name"], key["value"])
     csrf = connection.get("csrf")
     if csrf is not None and method in MODIFYING:
-        headers.setdefault(
-            (csrf.get("header") or "x-csrf-token").lower(), "<token fetched with x-csrf-token: Fetch>"
-        )
+        headers.setdefault((csrf.get("header") or "x-csrf-token").lower(), "<token fetched with x-csrf-token: Fetch>")
         headers.setdefault("cookie", "<session cookies set by the token fetch>")
     body = step.get("json", step.get("form", step.get("body")))
     return method, path, params, headers, body
@@ -1100,9 +1066,7 @@ def test_checker_on_rendered_requests(
     if expected is None:
         assert problems == [], "\n".join(problems)
     else:
-        assert any(expected in p for p in problems), (
-            f"expected a problem containing {expected!r}, got {problems}"
-        )
+        assert any(expected in p for p in problems), f"expected a problem containing {expected!r}, got {problems}"
 
 
 def test_wire_request_decodes_what_wlmap_encodes() -> None:
