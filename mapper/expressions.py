@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import operator
-import urllib.parse
 import re
+import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -549,7 +549,9 @@ def _direct_text(parts: list[str | Chain], finalize: Callable[[Any], Any] | None
 
 def _plain(value: Any) -> Any:
     if callable(value):
-        raise EvaluationError("the expression gives a function, not a value (did you mean to call it, or is a key named like a method?)")
+        raise EvaluationError(
+            "the expression gives a function, not a value (did you mean to call it, or is a key named like a method?)"
+        )
     if isinstance(value, str):
         if len(value) > MAX_OUTPUT:
             raise EvaluationError(f"the template produced more than {MAX_OUTPUT} characters")
