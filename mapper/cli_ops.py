@@ -8,10 +8,8 @@ one webhook); `d<number>` is a stored delivery (the webhook itself, e.g. one no 
 # No `from __future__ import annotations`: typer reads the annotations of the commands defined inside
 # register(), and those refer to names (typer, Annotated) local to it.
 
-import asyncio
 import json
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -408,6 +406,8 @@ def send(
     dropped = {scheme.header.lower(), "x-scope-webhook-id", "content-length", "host"}
     headers = {"Content-Type": "application/json"}
     headers.update({str(k): str(v) for k, v in given.items() if str(k).lower() not in dropped})
+    import uuid
+
     delivery_id = delivery_id or str(uuid.uuid4())
     headers["X-Scope-Webhook-Id"] = delivery_id
     if secret:
@@ -509,6 +509,8 @@ def register(app: "typer.Typer") -> None:
         with plain_errors():
             opened = open_existing(store)
             try:
+                import asyncio
+
                 done = asyncio.run(
                     replay(opened, ids or [], status=status, since=since, runner=runner, mappings=mappings)
                 )

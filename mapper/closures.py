@@ -25,7 +25,7 @@ def _false(value: Any) -> bool:
 class Compiler:
     def __init__(self, options: jmespath.Options) -> None:
         self.interpreter = visitor.TreeInterpreter(options)
-        self.functions = self.interpreter._functions  # the custom functions of `options`
+        self.functions = self.interpreter._functions  # type: ignore[attr-defined]  # the custom functions of `options`
 
     def compile(self, node: dict[str, Any]) -> Evaluate:
         method = getattr(self, "_" + node["type"], None)

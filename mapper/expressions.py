@@ -27,6 +27,7 @@ import jmespath.exceptions
 import jmespath.functions
 from jinja2 import StrictUndefined, nodes
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
+from jinja2.parser import Parser
 from jinja2.runtime import Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -408,32 +409,69 @@ def compile_template(source: str, environment: _Sandbox = TEXT) -> Template:
     _check_names(source, tree, environment)
     if single and environment is TEXT and not _is_expression(single.group("expr"), environment):
         single = None  # `{{ a, b }}` prints as a template but is no expression on its own: render it as text
+    plain = _plain_parts(tree)
     if single and environment is TEXT:
-        expression = environment.compile_expression(single.group("expr"), undefined_to_none=False)
-
-        compiled = expression._template  # what TemplateExpression wraps; called directly to skip a copy
-        run_expression = compiled.root_render_func
-        new_context = compiled.new_context
-
-        def render_native(scope: Mapping[str, Any]) -> Any:
-            try:
-                context = new_context(scope)  # type: ignore[arg-type]  # any mapping works; no copy
-                for _ in run_expression(context):
-                    pass
-                value = context.vars["result"]
-            except Exception as exc:
-                raise _evaluation_error(exc) from None
-            if isinstance(value, Undefined):
-                try:
-                    value._fail_with_undefined_error()
-                except Exception as exc:  # UndefinedError, or SecurityError for `''.__class__`
-                    raise _evaluation_error(exc) from None
-            return _plain(value)
-
-        plain = _plain_parts(tree)
+        expression_source = single.group("expr")
         if plain is not None and len(plain) == 1 and not isinstance(plain[0], str):
-            return Template(source, True, _direct_native(plain[0], render_native), references)
-        return Template(source, True, render_native, references)
+            # A plain name: rendered by look-up; Jinja's code is only the fallback, generated when first needed.
+            fallback = _lazy(lambda: _native_renderer(environment, expression_source))
+            return Template(source, True, _direct_native(plain[0], fallback), references)
+        return Template(source, True, _lazy(lambda: _native_renderer(environment, expression_source)), references)
+    if plain is not None:
+        finalize = _path_finalize if environment is PATH else _text_finalize
+        fallback = _lazy(lambda: _text_renderer(environment, tree))
+        return Template(source, False, _direct_text(plain, finalize, fallback), references)
+    return Template(source, False, _lazy(lambda: _text_renderer(environment, tree)), references)
+
+
+Render = Callable[[Mapping[str, Any]], Any]
+
+
+def _lazy(build: Callable[[], Render]) -> Render:
+    """A renderer whose Python code Jinja generates on first use.
+
+    Everything that can be wrong with a template is found when it is parsed and checked (`_check_names`);
+    generating its code costs ~0.3 ms a template, and `wlmap validate` runs as a pre-commit hook, where
+    nothing renders. Building twice in a race is harmless.
+    """
+    built: list[Render] = []
+
+    def render(scope: Mapping[str, Any]) -> Any:
+        if not built:
+            try:
+                built.append(build())
+            except Exception as exc:  # a check `_check_names` lacks: still a located error, never a crash
+                raise EvaluationError(f"the template cannot be compiled: {exc}") from None
+        return built[0](scope)
+
+    return render
+
+
+def _native_renderer(environment: _Sandbox, expression_source: str) -> Render:
+    expression = environment.compile_expression(expression_source, undefined_to_none=False)
+    compiled = expression._template  # what TemplateExpression wraps; called directly to skip a copy
+    run_expression = compiled.root_render_func
+    new_context = compiled.new_context
+
+    def render_native(scope: Mapping[str, Any]) -> Any:
+        try:
+            context = new_context(scope)  # type: ignore[arg-type]  # any mapping works; no copy
+            for _ in run_expression(context):
+                pass
+            value = context.vars["result"]
+        except Exception as exc:
+            raise _evaluation_error(exc) from None
+        if isinstance(value, Undefined):
+            try:
+                value._fail_with_undefined_error()
+            except Exception as exc:  # UndefinedError, or SecurityError for `''.__class__`
+                raise _evaluation_error(exc) from None
+        return _plain(value)
+
+    return render_native
+
+
+def _text_renderer(environment: _Sandbox, tree: nodes.Template) -> Render:
     template = environment.from_string(tree)
     run_template = template.root_render_func
     new_text_context = template.new_context
@@ -453,11 +491,7 @@ def compile_template(source: str, environment: _Sandbox = TEXT) -> Template:
             raise _evaluation_error(exc) from None
         return "".join(parts)
 
-    plain = _plain_parts(tree)
-    if plain is not None:
-        finalize = _path_finalize if environment is PATH else _text_finalize
-        return Template(source, False, _direct_text(plain, finalize, render_text), references)
-    return Template(source, False, render_text, references)
+    return render_text
 
 
 # -- the direct path: text and plain names only -----------------------------------------------------------
@@ -630,21 +664,29 @@ def _jinja_chain(node: nodes.Node) -> Chain | None:
 
 
 def _is_expression(text: str, environment: _Sandbox) -> bool:
+    """What `compile_expression` checks before it generates code: one expression, nothing after it."""
     try:
-        environment.compile_expression(text)
+        parser = Parser(environment, text, state="variable")
+        parser.parse_expression()
+        return bool(parser.stream.eos)
     except TemplateSyntaxError:
         return False
-    return True
 
 
 def _check_names(source: str, tree: nodes.Template, environment: _Sandbox) -> None:
     """Filters and tests must exist, and templates cannot load other templates (there are none to load)."""
-    for node in tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)):
+    for node in tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport, nodes.Block)):
         tag = type(node).__name__.lower().replace("fromimport", "from")
         found = re.search(r"\{%-?\s*" + tag + r"\b", source)
         raise ExpressionSyntaxError(f"template: `{{% {tag} %}}` cannot be used in a mapping",
                                     found.start() if found else 0, len(found.group(0)) if found else 2,
                                     hint="a mapping's templates stand alone; write the text out where it is needed")
+    for loop in tree.find_all(nodes.For):  # Jinja finds this only when it generates code, which waits for use
+        for target in loop.target.find_all(nodes.Name):
+            if target.name == "loop":
+                found = re.search(r"\bloop\b", source)
+                raise ExpressionSyntaxError("template: `loop` is Jinja's own name inside a `for`; use another name",
+                                            found.start() if found else 0, 4)
     checks = (("filter", environment.filters, nodes.Filter), ("test", environment.tests, nodes.Test))
     for kind, table, found_in in checks:
         unknown = sorted({node.name for node in tree.find_all(found_in) if node.name not in table})

@@ -17,9 +17,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import yaml
+import yaml.composer
+import yaml.resolver
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -237,30 +239,88 @@ def _escape_length(line: str, col: int) -> int:
     return {"x": 4, "u": 6, "U": 10}.get(nxt, 2)
 
 
-class _Loader(yaml.SafeLoader):
+try:
+    from yaml._yaml import CParser  # libyaml, in every PyYAML wheel
+
+    _FAST = True
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    _FAST = False
+# What PyYAML's reader refuses (it words the problem; libyaml would too, differently).
+_CONTROL = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+class _Checks:
     """Composes nodes only; never resolves tags, and notes aliases and anchors instead of following them."""
 
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.aliases: dict[int, str] = {}  # placeholder node → the alias it replaces
-        self.anchored: dict[int, str] = {}  # node → the anchor written on it
+    aliases: dict[int, str]  # placeholder node → the alias it replaces
+    anchored: dict[int, str]  # node → the anchor written on it
+
+    if TYPE_CHECKING:  # supplied by the parser each loader is combined with
+
+        def check_event(self, *choices: Any) -> bool: ...
+        def get_event(self) -> Any: ...
+        def peek_event(self) -> Any: ...
+        def get_single_node(self) -> Node | None: ...
+        def dispose(self) -> None: ...
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
         return _IMPLICIT
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(AliasEvent):
-            event = self.get_event()  # type: ignore[no-untyped-call]
+            event = self.get_event()
             placeholder = ScalarNode(_IMPLICIT, "", event.start_mark, event.end_mark)
             self.aliases[id(placeholder)] = str(event.anchor)
             return placeholder
-        event = self.peek_event()  # type: ignore[no-untyped-call]
+        event = self.peek_event()
         anchor = getattr(event, "anchor", None)
         event.anchor = None  # never registered, so an alias can never expand to it
-        node: Node | None = super().compose_node(parent, index)
+        node: Node | None = super().compose_node(parent, index)  # type: ignore[misc]
         if anchor is not None and node is not None:
             self.anchored[id(node)] = str(anchor)
+        if isinstance(node, ScalarNode) and node.style == "":
+            node.style = None  # libyaml says "" for a plain scalar, PyYAML None
         return node
+
+
+class _Loader(_Checks, yaml.SafeLoader):
+    """The pure-Python loader: it words syntax errors, and refuses control characters in its reader."""
+
+    def __init__(self, text: str) -> None:
+        yaml.SafeLoader.__init__(self, text)
+        self.aliases, self.anchored = {}, {}
+
+
+if _FAST:
+
+    class _FastLoader(_Checks, yaml.composer.Composer, CParser, yaml.resolver.Resolver):
+        """libyaml's C scanner and parser (several times faster) feeding the same Python composer and checks.
+
+        Used first; on any problem the file is read again with `_Loader`, so messages are always the same.
+        """
+
+        def __init__(self, text: str) -> None:
+            CParser.__init__(self, text)
+            yaml.composer.Composer.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            self.aliases, self.anchored = {}, {}
+
+
+def _compose(text: str) -> tuple[Node | None, _Checks]:
+    """The node tree: libyaml first; if it finds anything wrong, PyYAML again, which says what in our words."""
+    if _FAST and not _CONTROL.search(text):
+        fast = _FastLoader(text)
+        try:
+            return fast.get_single_node(), fast
+        except (yaml.YAMLError, RecursionError):
+            pass
+        finally:
+            fast.dispose()
+    slow = _Loader(text)  # its reader refuses control characters already here
+    try:
+        return slow.get_single_node(), slow
+    finally:
+        slow.dispose()
 
 
 def read(text: str | bytes, file: str) -> tuple[Document | None, list[Problem]]:
@@ -294,10 +354,9 @@ def read(text: str | bytes, file: str) -> tuple[Document | None, list[Problem]]:
         source_line = lines[line - 1] if 0 < line <= len(lines) else None
         return Problem(Location(file, line, column, width), message, hint=hint, source_line=source_line)
 
-    loader: _Loader | None = None
+    loader: _Checks | None = None
     try:
-        loader = _Loader(text)  # the reader refuses control characters already here
-        root = loader.get_single_node()
+        root, loader = _compose(text)
     except yaml.MarkedYAMLError as exc:
         problems.add(_syntax_problem(exc, lines, at))
         return None, problems.sorted()
@@ -310,9 +369,6 @@ def read(text: str | bytes, file: str) -> tuple[Document | None, list[Problem]]:
     except RecursionError:
         problems.error(whole, f"the YAML is nested too deeply (more than {MAX_DEPTH} levels)", _DEEP_HINT)
         return None, problems.sorted()
-    finally:
-        if loader is not None:
-            loader.dispose()
 
     values: dict[Path, Span] = {}
     keys: dict[Path, Span] = {}
