@@ -129,6 +129,14 @@ def run(
         bool, typer.Option("--allow-unsigned", help="Accept legacy webhooks without a signature.")
     ] = False,
     log_format: Annotated[str, typer.Option("--log-format", help="text or json.")] = "text",
+    role: Annotated[
+        str,
+        typer.Option(
+            "--role",
+            help="With --serve: all (webhooks and jobs), listener (webhooks only) or worker (jobs only); "
+            "split roles share a PostgreSQL store.",
+        ),
+    ] = "all",
 ) -> None:
     """Run a mapping once for one saved event (add --dry-run to send nothing), or with --serve run the listener."""
     if serve:
@@ -143,6 +151,7 @@ def run(
                 workers=workers,
                 allow_unsigned=allow_unsigned,
                 log_format=log_format,
+                role=role,
             )
         )
     if not paths or len(paths) != 1 or (event is None and case is None):

@@ -444,7 +444,7 @@ def register(app: "typer.Typer") -> None:
             typer.echo(f"wlmap: {exc}", err=True)
             raise typer.Exit(1) from None
 
-    store_option = typer.Option("--store", envvar=STORE_ENV, help="The store: a SQLite file.")
+    store_option = typer.Option("--store", envvar=STORE_ENV, help="The store: a SQLite file or a postgresql:// URL.")
     status_help = f"One of: {', '.join(STATUSES)}."
     events = typer.Typer(
         help="Stored webhooks and the jobs they caused.",

@@ -21,6 +21,7 @@ from mapper.clients.errors import ConnectionUnusable, GraphQLFailure, RequestRej
 from mapper.clients.exchange import Response
 from mapper.clients.graphql import GraphQLClient
 from mapper.clients.http import NO_JSON, ConnectionClient
+from mapper.clients.transport import Stack
 from mapper.events import Event
 from mapper.expressions import EvaluationError
 from mapper.masking import Masker
@@ -44,9 +45,11 @@ class _Stop(Exception):
 class Runner:
     """Runs plans. One per process: it keeps HTTP connection pools and OAuth tokens across events."""
 
-    def __init__(self, env: Mapping[str, str], transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, env: Mapping[str, str], transport: httpx.AsyncBaseTransport | None = None, *,
+                 stack: Stack = "aiohttp") -> None:
         self.env = dict(env)
         self.transport = transport
+        self.stack: Stack = stack  # the HTTP client stack when no transport is given (see clients.transport)
         self._http: dict[tuple[str, str, str], ConnectionClient] = {}
         self._graphql: dict[tuple[str, str, str], GraphQLClient] = {}
         self._maskers: dict[tuple[str, str], Masker] = {}
@@ -69,7 +72,8 @@ class Runner:
     def _client(self, plan: Plan, connection: Connection) -> ConnectionClient:
         key = (plan.name, plan.digest, connection.name)
         if key not in self._http:
-            client = ConnectionClient(connection, self.env, transport=self.transport, token_cache=self.tokens)
+            client = ConnectionClient(connection, self.env, transport=self.transport, token_cache=self.tokens,
+                                      stack=self.stack)
             self._share_secrets(plan, client.masker)
             self._http[key] = client
         return self._http[key]
@@ -77,7 +81,8 @@ class Runner:
     def _graphql_client(self, plan: Plan, connection: Connection) -> GraphQLClient:
         key = (plan.name, plan.digest, connection.name)
         if key not in self._graphql:
-            client = GraphQLClient(connection, self.env, transport=self.transport, token_cache=self.tokens)
+            client = GraphQLClient(connection, self.env, transport=self.transport, token_cache=self.tokens,
+                                   stack=self.stack)
             self._share_secrets(plan, client.masker)
             self._graphql[key] = client
         return self._graphql[key]

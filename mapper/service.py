@@ -2,6 +2,10 @@
 
     python -m mapper.service --mappings mappings/ --store wlmap.db --port 8000 --workers 4
 
+With a PostgreSQL store (`--store postgresql://...`) any number of processes share one queue, and `--role`
+splits them: `listener` takes webhooks and runs nothing, `worker` runs jobs and takes no webhooks (it still
+answers /healthz, /readyz and /metrics), `all` (the default) does both.
+
 Exit codes: 0 stopped by SIGTERM, 130 by Ctrl-C, 1 a problem the user can fix (invalid mappings, no secret,
 store or port unusable), 2 wrong usage, 3 a bug in wlmap.
 """
@@ -39,6 +43,7 @@ log = logging.getLogger("wlmap.service")
 DEFAULT_RUNNER: Final = "mapper.runner:Runner"
 SECRETS_ENV: Final = "WLMAP_WEBHOOK_SECRETS"
 STORE_ENV: Final = "WLMAP_STORE"
+ROLES: Final = ("all", "listener", "worker")
 WEEK: Final = 7 * 24 * 3600.0
 PRUNE_EVERY: Final = 3600.0
 
@@ -159,6 +164,8 @@ class ServiceOptions:
     log_format: str = "text"
     log_level: str = "INFO"
     store_max_bytes: int | None = None
+    role: str = "all"  # all | listener (webhooks only) | worker (jobs only)
+    store_connections: int | None = None  # PostgreSQL: connections per process (None: the store's default)
     env: Mapping[str, str] | None = field(default=None, repr=False)  # None: the process environment
 
 
@@ -210,9 +217,15 @@ class _Server:
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family, backlog=2048)
+        sock = socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:
         raise ServiceError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    # create_server leaves the socket's proto 0, and asyncio sets TCP_NODELAY only on sockets whose proto is
+    # IPPROTO_TCP (base_events._set_nodelay): without this, Nagle holds every answer's body until the client's
+    # delayed ACK, ~40 ms per webhook on a keep-alive connection. Accepted connections inherit the option.
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 async def _upkeep(mappings: Mappings, store: Store, options: ServiceOptions, executor: ThreadPoolExecutor,
@@ -251,10 +264,10 @@ def serve(paths: Sequence[Path], host: str = "127.0.0.1", port: int = 8000, stor
 
 def run_from_cli(paths: Sequence[Path], *, host: str = "127.0.0.1", port: int = 8000,
                  store: str | Path = "wlmap.db", workers: int = 4, allow_unsigned: bool = False,
-                 log_format: str = "text") -> int:
+                 log_format: str = "text", role: str = "all") -> int:
     """`wlmap run --serve`: serve() with the options that command takes."""
     return serve(paths, host, port, store, workers, ServiceOptions(allow_unsigned=allow_unsigned,
-                                                                   log_format=log_format))
+                                                                   log_format=log_format, role=role))
 
 
 async def _serve(paths: list[Path], host: str, port: int, store_path: str, workers: int,
@@ -264,19 +277,22 @@ async def _serve(paths: list[Path], host: str, port: int, store_path: str, worke
     from mapper.listener import ListenerOptions, create_app
     from mapper.metrics import Metrics
     from mapper.signature import SignatureScheme
-    from mapper.store import open_store
+    from mapper.store import describe, open_store
     from mapper.worker import Worker, WorkerOptions
 
+    if options.role not in ROLES:
+        raise ServiceError(f"--role must be one of {', '.join(ROLES)}, not {options.role!r}")
+    takes_webhooks, runs_jobs = options.role in ("all", "listener"), options.role in ("all", "worker")
     env = dict(os.environ) if options.env is None else dict(options.env)
     secrets = options.secrets if options.secrets is not None else secrets_from(env)
-    if not secrets and not options.allow_unsigned:
+    if takes_webhooks and not secrets and not options.allow_unsigned:
         raise ServiceError(f"no webhook secret: set {SECRETS_ENV} (comma-separated during a rotation), "
                            "or pass --allow-unsigned to accept legacy webhooks that carry no signature")
     try:
         scheme = SignatureScheme(header=options.signature_header, encoding=options.signature_encoding)
     except ValueError as exc:
         raise ServiceError(str(exc)) from None
-    if options.allow_unsigned:
+    if options.allow_unsigned and takes_webhooks:
         log.warning("--allow-unsigned: webhooks WITHOUT a %s header are accepted unverified; a present but "
                     "wrong signature is still refused", scheme.header)
     mappings = Mappings(paths, env)
@@ -286,7 +302,7 @@ async def _serve(paths: list[Path], host: str, port: int, store_path: str, worke
         resources.push_async_callback(_quietly, runner.aclose)
         sock = _bind(host, port)
         resources.callback(sock.close)
-        store = open_store(store_path, max_bytes=options.store_max_bytes)
+        store = open_store(store_path, max_bytes=options.store_max_bytes, connections=options.store_connections)
         resources.push_async_callback(asyncio.to_thread, store.close)
         executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="wlmap-io")
         resources.callback(executor.shutdown, wait=False)
@@ -309,7 +325,9 @@ async def _serve(paths: list[Path], host: str, port: int, store_path: str, worke
             path=options.path, secrets=secrets, scheme=scheme, allow_unsigned=options.allow_unsigned,
             max_body=options.max_body, dedupe_window=options.dedupe_window)
         app = create_app(store, mappings.route, listening, metrics=metrics, executor=executor,
-                         on_stored=worker.wake, readiness=readiness)
+                         on_stored=worker.wake if runs_jobs else lambda: None, readiness=readiness)
+        if not takes_webhooks:  # a worker keeps /healthz, /readyz and /metrics; the webhook path is a 404
+            app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) != options.path]
         server = _Server(uvicorn.Config(
             app, log_config=None, access_log=False, lifespan="off", http="h11", server_header=False,
             timeout_graceful_shutdown=max(1, int(options.grace))))
@@ -321,14 +339,16 @@ async def _serve(paths: list[Path], host: str, port: int, store_path: str, worke
                 log.critical("the worker pool stopped unexpectedly", exc_info=task.exception())
                 server.stop()
 
-        work = asyncio.create_task(worker.serve(), name="wlmap-workers")
+        work = asyncio.create_task(worker.serve() if runs_jobs else asyncio.sleep(0), name="wlmap-workers")
         work.add_done_callback(on_worker_end)
         upkeep = asyncio.create_task(_upkeep(mappings, store, options, executor,
                                              lambda: metrics.mappings.set(len(mappings.current()))))
         resources.push_async_callback(_cancel, upkeep)
         names = ", ".join(sorted(mappings.current())) or "none"
-        log.info("listening on http://%s:%d%s with %d worker(s); mappings: %s; store: %s", host,
-                 sock.getsockname()[1], options.path, workers, names, store_path)
+        doing = {"all": f"{options.path} with {workers} worker(s)", "listener": f"{options.path} (listener only)",
+                 "worker": f" (health and metrics only) with {workers} worker(s)"}[options.role]
+        log.info("listening on http://%s:%d%s; mappings: %s; store: %s", host, sock.getsockname()[1], doing,
+                 names, describe(store_path))
         await server.serve(sock)
         log.info("stopped taking webhooks; finishing or releasing running jobs")
         worker.stop()
@@ -403,7 +423,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mappings", nargs="+", type=Path, required=True, metavar="PATH",
                    help="mapping files or folders")
     p.add_argument("--store", default=os.environ.get(STORE_ENV, "wlmap.db"),
-                   help=f"the SQLite store file (default: ${STORE_ENV} or wlmap.db)")
+                   help=f"a SQLite file or a postgresql:// URL (default: ${STORE_ENV} or wlmap.db)")
+    p.add_argument("--role", default="all", choices=ROLES,
+                   help="all: webhooks and jobs; listener: webhooks only; worker: jobs only (PostgreSQL store)")
+    p.add_argument("--store-connections", type=int, default=None, metavar="N",
+                   help="PostgreSQL: connections this process opens at most (default 10)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=4, help="mapping runs at the same time")
@@ -436,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         allow_unsigned=args.allow_unsigned, max_body=args.max_body, dedupe_window=args.dedupe_window,
         retention=args.retention_days * 86400, lease=args.lease, poll=args.poll, run_timeout=args.run_timeout,
         grace=args.grace, time_scale=args.time_scale, runner=args.runner, log_format=args.log_format,
-        log_level=args.log_level,
+        log_level=args.log_level, role=args.role, store_connections=args.store_connections,
         store_max_bytes=None if args.store_max_mb is None else int(args.store_max_mb * 1024 * 1024))
     try:
         code = serve(args.mappings, args.host, args.port, args.store, args.workers, options)

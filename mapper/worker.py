@@ -27,6 +27,8 @@ from mapper.store import Claimed, Finish, Store, StoreError
 T = TypeVar("T")
 log = logging.getLogger("wlmap.worker")
 
+MAX_BACKOFF = 5.0  # seconds between claims at most while the store cannot be reached
+
 
 class RunFunction(Protocol):
     """What the worker calls to run one mapping for one event (the runner's `run`)."""
@@ -110,6 +112,7 @@ class Worker:
 
     async def serve(self) -> None:
         """Claim and run jobs until `stop()`."""
+        failures = 0  # claims failed in a row: the store is unreachable, so back off (and say so once)
         while not self._stopping:
             self._wake.clear()
             free = self.options.concurrency - len(self._tasks)
@@ -118,14 +121,21 @@ class Worker:
                     claim = partial(self.store.claim, free, self.options.lease)
                     claimed = await run_blocking(self.executor, claim)
                 except StoreError as exc:
-                    log.error("cannot claim jobs: %s", exc)
+                    failures += 1
+                    if failures == 1:
+                        log.error("cannot claim jobs (trying again less and less often): %s", exc)
                     claimed = []
+                else:
+                    if failures:
+                        log.warning("claiming jobs again after %d failed tries", failures)
+                    failures = 0
                 for job in claimed:
                     task = asyncio.create_task(self.handle(job), name=f"wlmap-job-{job.job}")
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
+            pause = min(self.options.poll * 2 ** min(failures, 16), max(self.options.poll, MAX_BACKOFF))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.options.poll)
+                await asyncio.wait_for(self._wake.wait(), pause)
         await self._drain()
 
     async def _drain(self) -> None:

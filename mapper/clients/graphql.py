@@ -31,6 +31,7 @@ from mapper.clients.auth import TokenCache
 from mapper.clients.errors import AuthFailure, GraphQLFailure, TransportFailure
 from mapper.clients.exchange import MAX_ANSWER_BYTES, Exchange, Response
 from mapper.clients.http import ConnectionClient, Sleep
+from mapper.clients.transport import Stack
 
 _DENIED = re.compile(r"not authori[sz]ed|unauthori[sz]ed|forbidden|permission|access denied", re.IGNORECASE)
 
@@ -40,9 +41,10 @@ class GraphQLClient:
 
     def __init__(self, connection: plan.Connection, env: Mapping[str, str],
                  transport: httpx.AsyncBaseTransport | None = None, *, token_cache: TokenCache | None = None,
-                 sleep: Sleep = asyncio.sleep, max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
+                 sleep: Sleep = asyncio.sleep, max_answer_bytes: int = MAX_ANSWER_BYTES,
+                 stack: Stack = "aiohttp") -> None:
         self.http = ConnectionClient(connection, env, transport=transport, token_cache=token_cache,
-                                     sleep=sleep, max_answer_bytes=max_answer_bytes)
+                                     sleep=sleep, max_answer_bytes=max_answer_bytes, stack=stack)
         self.masker = self.http.masker
 
     async def aclose(self) -> None:

@@ -47,6 +47,7 @@ from mapper.clients.target import (
     text,
     with_params,
 )
+from mapper.clients.transport import Stack, for_stack
 from mapper.masking import Masker
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})  # RFC 9110 §9.2.2
@@ -75,7 +76,8 @@ class ConnectionClient:
 
     def __init__(self, connection: plan.Connection, env: Mapping[str, str], *,
                  transport: httpx.AsyncBaseTransport | None = None, token_cache: TokenCache | None = None,
-                 sleep: Sleep = asyncio.sleep, max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
+                 sleep: Sleep = asyncio.sleep, max_answer_bytes: int = MAX_ANSWER_BYTES,
+                 stack: Stack = "aiohttp") -> None:
         self.connection = connection
         name = connection.name
         base_value = connection.base_url or connection.url
@@ -103,6 +105,8 @@ class ConnectionClient:
         verify = _verify(connection.tls, name)
         self._sleep = sleep
         quiet_library_logs()
+        if transport is None:
+            transport = for_stack(stack, verify)
         client = httpx.AsyncClient(transport=transport, verify=verify, follow_redirects=False,
                                    trust_env=False, timeout=connection.timeout,
                                    headers={"user-agent": f"wlmap/{__version__}"})

@@ -9,6 +9,11 @@ Rules every implementation keeps (the state diagram is in `records`):
   not hold up the other mappings of the same resource;
 - each claim increments the job's fencing token; finish, extend and release are refused for an older token;
 - a running job whose lease has expired is claimable again (its unfinished attempt is recorded as lost).
+
+Across processes (several replicas on one PostgreSQL) the dialect adds what a single writer gets for free:
+`_lock_name` serialises ingests of the same dedupe key (so two listeners cannot both accept one body) and of the same
+resource (so job ids, which order a resource's jobs, are committed in the order they were assigned), and
+`lock_clause` lets claimers skip each other's rows instead of taking the same job.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Final, Protocol, TypeVar
 
-from mapper.store import rows, sql
+from mapper.store import migrations, rows, sql
 from mapper.store.records import (
     ACTIVE,
     Claimed,
@@ -34,6 +39,7 @@ from mapper.store.records import (
     NotFound,
     NotReplayable,
 )
+from mapper.store.schema import Types
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -144,6 +150,13 @@ class SqlStore(Store):
     def _read(self, op: Callable[[Tx], T]) -> T:
         """Run op against one consistent snapshot."""
 
+    def _lock_name(self, tx: Tx, key: str) -> None:
+        """Wait for, then hold until the transaction ends, the lock named `key` (one writer needs none)."""
+
+    def _try_lock_name(self, tx: Tx, key: str) -> bool:
+        """Hold the lock named `key` until the transaction ends if nobody else has it; False if somebody does."""
+        return True
+
     def _sql(self, text: str) -> str:
         """The statement in the dialect's placeholder style (they are written with `?`)."""
         return text
@@ -157,20 +170,31 @@ class SqlStore(Store):
     def _all(self, tx: Tx, text: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._run(tx, text, params).fetchall()
 
+    def _migrate(self, tx: Tx, types: Types, where: str,
+                 steps: Sequence[migrations.Migration] = migrations.MIGRATIONS) -> list[int]:
+        """Bring the layout up to date inside the caller's exclusive transaction; the versions applied."""
+        return migrations.upgrade(lambda text, params: self._run(tx, text, params), types, self.clock(), where,
+                                  steps)
+
     # ------------------------------------------------------------------------------------ ingest
 
     def ingest(self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float) -> Ingested:
         return self._write(lambda tx: self._ingest(tx, delivery, tuple(jobs), dedupe_window)).result()
 
     def _ingest(self, tx: Tx, delivery: NewDelivery, jobs: tuple[NewJob, ...], window: float) -> Ingested:
+        # Locks in one order everywhere (the dedupe key, then resources sorted): no two ingests deadlock.
+        dedupe_key = rows.storable(delivery.dedupe_key)
+        self._lock_name(tx, f"dedupe {dedupe_key}")
         now = self.clock()
         if delivery.delivery_id is not None:
-            first = self._one(tx, sql.FIND_BY_DELIVERY_ID, (delivery.delivery_id,))
+            first = self._one(tx, sql.FIND_BY_DELIVERY_ID, (rows.storable(delivery.delivery_id),))
         else:
-            first = self._one(tx, sql.FIND_BY_DEDUPE_KEY, (delivery.dedupe_key, now - window))
+            first = self._one(tx, sql.FIND_BY_DEDUPE_KEY, (dedupe_key, now - window))
         if first is not None:  # kept for the audit trail, without the body the first copy already holds
             row_id = self._insert_delivery(tx, delivery, now, "duplicate", b"", first[0])
             return Ingested(row_id, "duplicate", duplicate_of=first[0])
+        for resource in sorted({job.resource_key for job in jobs if job.resource_key is not None}):
+            self._lock_name(tx, f"resource {rows.storable(resource)}")
         status: DeliveryStatus = "accepted" if jobs else "ignored"
         row_id = self._insert_delivery(tx, delivery, now, status, delivery.body, None)
         created: list[int] = []
@@ -302,6 +326,8 @@ class SqlStore(Store):
 
     def prune(self, older_than: float) -> int:
         def op(tx: Tx) -> int:
+            if not self._try_lock_name(tx, "prune"):  # another replica is at it
+                return 0
             ids = [int(row[0]) for row in self._all(tx, sql.PRUNABLE, (older_than, PRUNE_BATCH))]
             if ids:
                 marks = sql.marks(len(ids))

@@ -22,9 +22,12 @@ def headers(text: str) -> Headers:
 
 
 def storable(text: str | None) -> str | None:
-    """Text a database can hold: JSON allows lone UTF-16 surrogates ("\\ud800"), UTF-8 does not."""
+    """Text every database can hold: JSON allows lone UTF-16 surrogates ("\\ud800") and NUL ("\\u0000"); UTF-8
+    has no surrogates and PostgreSQL text no NUL. Both are kept as visible escapes, the same in every dialect."""
     if text is None:
         return None
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

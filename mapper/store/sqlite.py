@@ -14,7 +14,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any, Final, TypeVar
 
 from mapper.store import schema
 from mapper.store.base import Clock, SqlStore, Tx
+from mapper.store.migrations import MIGRATIONS, Migration
 from mapper.store.records import StoreError, StoreUnavailable
 
 T = TypeVar("T")
@@ -49,7 +50,7 @@ class SqliteStore(SqlStore):
     """The store in one SQLite file; thread-safe; `close()` when done."""
 
     def __init__(self, path: str | Path, *, clock: Clock = time.time, max_bytes: int | None = None,
-                 max_batch: int = MAX_BATCH) -> None:
+                 max_batch: int = MAX_BATCH, migrations: Sequence[Migration] = MIGRATIONS) -> None:
         super().__init__(clock)
         self.path = str(path)
         self._max_batch = max(1, max_batch)
@@ -58,7 +59,7 @@ class SqliteStore(SqlStore):
         self._lock = threading.Lock()
         conn = self._open()
         try:
-            self._prepare(conn, max_bytes)
+            self._prepare(conn, max_bytes, migrations)
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"cannot use the store {self.path}: {_plain(exc)}") from None
@@ -77,7 +78,7 @@ class SqliteStore(SqlStore):
             raise StoreError(f"cannot open the store {self.path}: {_plain(exc)}") from None
         return conn
 
-    def _prepare(self, conn: sqlite3.Connection, max_bytes: int | None) -> None:
+    def _prepare(self, conn: sqlite3.Connection, max_bytes: int | None, steps: Sequence[Migration]) -> None:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"cannot use the store {self.path}: SQLite would not switch it to WAL mode")
@@ -87,20 +88,15 @@ class SqliteStore(SqlStore):
         if max_bytes is not None:
             page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
             conn.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size)}")
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")  # the write lock: another process opening the file waits for us
         try:
-            for statement in schema.statements(schema.SQLITE):
-                conn.execute(statement)
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (schema.SCHEMA_VERSION,))
-            elif row[0] != schema.SCHEMA_VERSION:
-                raise StoreError(f"the store {self.path} has layout version {row[0]}; "
-                                 f"this wlmap reads version {schema.SCHEMA_VERSION} only")
+            applied = self._migrate(conn, schema.SQLITE, self.path, steps)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if applied:
+            log.info("store %s: layout upgraded to version %d", self.path, applied[-1])
 
     # ------------------------------------------------------------------------------ writing
 

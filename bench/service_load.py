@@ -1,0 +1,422 @@
+"""The listener and workers under load (issue 4): every figure next to a baseline measured in the same run.
+
+    python bench/service_load.py [--quick] [--only ack,latency,e2e] [--workers 50] [--peers httpx,aiohttp]
+
+1. ack       acknowledged webhooks/s, closed loop (50 connections): wlmap committing each webhook with its job
+             to SQLite (WAL, synchronous=FULL) before the 2xx, vs a bare starlette endpoint that only checks
+             the signature. Same uvicorn settings, same load generator. Target >= 0.5x.
+2. latency   acknowledgement latency at a steady 200 webhooks/s (open loop, counted from when each request was
+             due), wlmap running its mapping on every webhook meanwhile, vs the bare endpoint. Target p99 < 50 ms.
+3. e2e       2,000 signed webhooks at concurrency 50, GraphQL and target each answering after 20 ms: time from
+             the first send until the fake target has seen every effect, vs the hand-written starlette
+             middleware (no durability; a semaphore bounds its background jobs) on httpx and on aiohttp,
+             and vs wlmap itself on httpx's own transport (httpcore) instead of aiohttp (bench/runners.py).
+             Target >= 400 events/s, and no event lost (every effect seen once, every job done, none dead).
+4. memory    peak resident memory (VmHWM) of each server process during its e2e run. Target < 150 MB.
+
+Everything runs on 127.0.0.1 in subprocesses (fakes, server under test); the load generator is this process.
+Each server is started fresh with a new store; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path[:0] = [str(BENCH), str(ROOT)]
+
+import loadgen  # noqa: E402
+from fakes import SNOW_AUTH, TOKEN  # noqa: E402
+
+MAPPING = """\
+version: 1
+name: bench-scope-to-target
+trigger:
+  topics: [scenario_session/completed]
+connections:
+  scope:
+    url: "{{ env.BENCH_SCOPE_URL }}"
+    headers:
+      Authorization: "Token token={{ env.BENCH_SCOPE_TOKEN }}"
+  target:
+    base_url: "{{ env.BENCH_TARGET_URL }}"
+    auth:
+      basic:
+        username: "{{ env.BENCH_USER }}"
+        password: "{{ env.BENCH_PASSWORD }}"
+query:
+  connection: scope
+  graphql: |
+    query ($id: ID!) { node(id: $id) { ... on ScenarioSession { id state duration endedAt externalData } } }
+  variables:
+    id: "{{ event.resource_id }}"
+extract:
+  node: result.node.id
+  state: result.node.state
+  seconds: result.node.duration
+steps:
+  - name: update-thing
+    connection: target
+    method: PATCH
+    path: "/api/things/{{ node }}"
+    json:
+      state: "{{ state }}"
+      minutes: "{{ (seconds / 60) | round(1) }}"
+    expect: [200]
+"""
+
+
+# ------------------------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Server:
+    """A server under test in a subprocess: its URL (ready to take requests) and its process."""
+
+    name: str
+    url: str
+    proc: subprocess.Popen[str]
+    log: Path
+
+    def memory(self) -> dict[str, int]:
+        """VmRSS and VmHWM in kB, from /proc/<pid>/status."""
+        found = {}
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    found[key] = int(value.split()[0])
+        return found
+
+    def cpu(self) -> float:
+        """User + system CPU seconds the process has used so far."""
+        return cpu_seconds(self.proc.pid)
+
+    def stop(self) -> str:
+        """SIGTERM, wait, and the process's output."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.log.read_text(errors="replace")
+
+
+def start(name: str, command: Sequence[str], workdir: Path, env: dict[str, str] | None = None,
+          ready: str | None = None) -> Server:
+    """Start `command`; the URL comes from its `ready URL` line, or is `ready` once /healthz answers."""
+    log = workdir / f"{name}.log"
+    out = log.open("w")
+    proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=workdir,
+                            env={**os.environ, **(env or {})})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text()}")
+        if ready is None:
+            for line in log.read_text().splitlines():
+                if line.startswith("ready "):
+                    return Server(name, line.split()[1], proc, log)
+        else:
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{ready}/healthz", timeout=1) as answer:
+                if answer.status == 200:
+                    return Server(name, ready, proc, log)
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{name} did not start:\n{log.read_text()}")
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get_json(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return dict(json.loads(answer.read()))
+
+
+def post(url: str) -> None:
+    with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=5):
+        pass
+
+
+@contextlib.contextmanager
+def running(server: Server) -> Iterator[Server]:
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def bare(workdir: Path) -> Server:
+    return start("bare", [sys.executable, str(BENCH / "middleware.py"), "--mode", "verify"], workdir)
+
+
+def middleware(workdir: Path, fakes: str, client: str, concurrency: int) -> Server:
+    return start(f"middleware-{client}", [sys.executable, str(BENCH / "middleware.py"), "--mode", "forward",
+                                          "--client", client, "--upstream", fakes,
+                                          "--concurrency", str(concurrency)], workdir)
+
+
+def wlmap(workdir: Path, fakes: str, workers: int, runner: str | None, extra: Sequence[str] = ()) -> Server:
+    """`python -m mapper.service` with the bench mapping, on a new store in its own folder."""
+    home = Path(tempfile.mkdtemp(prefix="wlmap-", dir=workdir))
+    (home / "mappings").mkdir()
+    (home / "mappings" / "bench.yaml").write_text(MAPPING)
+    port = free_port()
+    command = [sys.executable, "-m", "mapper.service", "--mappings", str(home / "mappings"),
+               "--store", str(home / "wlmap.db"), "--port", str(port), "--workers", str(workers),
+               "--log-level", "WARNING", *extra]
+    if runner:
+        command += ["--runner", runner]
+    env = {"WLMAP_WEBHOOK_SECRETS": loadgen.SECRET, "BENCH_SCOPE_URL": f"{fakes}/api/v3/graphql",
+           "BENCH_SCOPE_TOKEN": TOKEN, "BENCH_TARGET_URL": fakes, "BENCH_USER": "bench",
+           "BENCH_PASSWORD": "bench-password", "PYTHONPATH": os.pathsep.join([str(ROOT), str(BENCH)])}
+    assert SNOW_AUTH.endswith("YmVuY2g6YmVuY2gtcGFzc3dvcmQ=")  # the fake target expects these credentials
+    server = start("wlmap", command, home, env, ready=f"http://127.0.0.1:{port}")
+    server.store = home / "wlmap.db"  # type: ignore[attr-defined]
+    return server
+
+
+def job_counts(store: Path) -> dict[str, int]:
+    with contextlib.closing(sqlite3.connect(store, timeout=30)) as conn:
+        return {status: count for status, count in conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status")}
+
+
+# --------------------------------------------------------------------------------------------- measures
+
+
+def closed(url: str, count: int, concurrency: int) -> loadgen.Result:
+    return asyncio.run(loadgen.closed_loop(f"{url}/webhooks", loadgen.prepared(f"{url}/webhooks", count),
+                                           concurrency))
+
+
+def opened(url: str, rate: float, seconds: float) -> loadgen.Result:
+    requests = loadgen.prepared(f"{url}/webhooks", int(rate * seconds))
+    return asyncio.run(loadgen.open_loop(f"{url}/webhooks", requests, rate))
+
+
+@dataclass
+class EndToEnd:
+    name: str
+    events: int
+    sent_in: float  # seconds until every webhook was acknowledged
+    done_in: float  # seconds until the target had seen every effect (inf: not all within the time limit)
+    effects: int
+    repeats: int
+    refused: int  # webhooks not acknowledged with a 2xx
+    peak_rss_kb: int
+    rss_kb: int
+    jobs: dict[str, int] | None = None  # wlmap only: jobs by status afterwards
+    cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)  # CPU seconds during the run: server, fakes, load generator
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.done_in if self.done_in else 0.0
+
+
+def end_to_end(server: Server, fakes: Server, count: int, concurrency: int, limit: float) -> EndToEnd:
+    """Send `count` webhooks; wait until the target has seen `count` distinct effects (or `limit` seconds)."""
+    post(f"{fakes.url}/reset")
+    url = f"{server.url}/webhooks"
+    requests = loadgen.prepared(url, count)
+    peak = 0
+    cpu_before = (server.cpu(), fakes.cpu(), cpu_seconds(os.getpid()))
+
+    async def drive() -> tuple[loadgen.Result, float, float]:
+        started = time.perf_counter()
+        sending = asyncio.create_task(loadgen.closed_loop(url, requests, concurrency, timeout=limit))
+        done_at = float("inf")
+        while time.perf_counter() - started < limit:
+            await asyncio.sleep(0.02)
+            nonlocal peak
+            peak = max(peak, server.memory().get("VmRSS", 0))
+            stats = await asyncio.to_thread(get_json, f"{fakes.url}/stats")
+            if stats["effects"] >= count:
+                done_at = time.perf_counter() - started
+                break
+        sent = await sending
+        return sent, sent.elapsed, done_at
+
+    sent, sent_in, done_in = asyncio.run(drive())
+    cpu = (server.cpu() - cpu_before[0], fakes.cpu() - cpu_before[1], cpu_seconds(os.getpid()) - cpu_before[2])
+    time.sleep(0.3)  # a late repeat of an effect would show now
+    stats = get_json(f"{fakes.url}/stats")
+    memory = server.memory()
+    return EndToEnd(server.name, count, sent_in, done_in, int(stats["effects"]), int(stats["repeats"]),
+                    count - sent.ok, memory.get("VmHWM", peak), peak, cpu=cpu)
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def machine() -> str:
+    load = os.getloadavg()
+    return f"{os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts (a smoke run, ~40 s)")
+    parser.add_argument("--only", default="ack,latency,e2e", help="comma-separated: ack, latency, e2e")
+    parser.add_argument("--workers", type=int, default=50,
+                        help="wlmap --workers, and the middleware's semaphore (default 50: the load's concurrency)")
+    parser.add_argument("--peers", default="httpx,aiohttp",
+                        help="middleware clients to compare against (httpx, aiohttp, httpx-aiohttp)")
+    parser.add_argument("--stacks", default="httpcore",
+                        help="wlmap also run with these client stacks (bench/runners.py factories), for the ratio")
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--wlmap-arg", action="append", default=[], help="extra argument for mapper.service")
+    parser.add_argument("--profile", default=None, metavar="FILE",
+                        help="record the wlmap process of the e2e run with py-spy (collapsed stacks into FILE)")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    ack_count = 2000 if args.quick else 6000
+    latency_seconds = 5 if args.quick else 20
+    events = 500 if args.quick else args.events
+    summary: list[tuple[str, str, str, str, str]] = []  # benchmark, wlmap, baseline, ratio, target
+
+    print(f"service_load: {machine()}, python {sys.version.split()[0]}, wlmap --workers {args.workers}")
+    with tempfile.TemporaryDirectory(prefix="wlmap-bench-") as tmp:
+        work = Path(tmp)
+        with running(start("fakes", [sys.executable, str(BENCH / "fakes.py"), "--latency", "0.02"], work)) as fk:
+
+            def service(workers: int | None = None, runner: str | None = None) -> Server:
+                count = args.workers if workers is None else workers
+                return wlmap(work, fk.url, count, runner, args.wlmap_arg)
+
+            if "ack" in only:
+                print(f"\n1. acknowledged webhooks/s, closed loop, 50 connections, {ack_count} webhooks each "
+                      "(best of 2, interleaved)")
+                best: dict[str, float] = {}
+                for _ in range(2):
+                    with running(bare(work)) as server:
+                        closed(server.url, 300, 50)  # warm-up
+                        result = closed(server.url, ack_count, 50)
+                        best["bare"] = max(best.get("bare", 0.0), result.ok / result.elapsed)
+                    with running(service(workers=0)) as server:  # nothing claims: the listener alone
+                        closed(server.url, 300, 50)
+                        result = closed(server.url, ack_count, 50)
+                        best["wlmap"] = max(best.get("wlmap", 0.0), result.ok / result.elapsed)
+                        assert result.ok == ack_count, result.statuses
+                ratio = best["wlmap"] / best["bare"]
+                print(f"   bare starlette endpoint (verify only)          {best['bare']:7.0f} /s")
+                print(f"   wlmap (verify, commit with its job, then 2xx)  {best['wlmap']:7.0f} /s")
+                print(f"   ratio: {ratio:.2f}x (target >= 0.5x)")
+                summary.append(("acks/s, closed loop", f"{best['wlmap']:.0f}/s", f"{best['bare']:.0f}/s (bare)",
+                                f"{ratio:.2f}x", ">= 0.5x"))
+
+            if "latency" in only:
+                print(f"\n2. acknowledgement latency, open loop at 200 webhooks/s for {latency_seconds} s")
+                rows = []
+                with running(bare(work)) as server:
+                    rows.append(("bare starlette endpoint", opened(server.url, 200, latency_seconds)))
+                with running(service()) as server:
+                    rows.append(("wlmap, running every mapping", opened(server.url, 200, latency_seconds)))
+                for name, result in rows:
+                    print(f"   {name:30s} p50 {ms(result.percentile(50))}, p99 {ms(result.percentile(99))}, "
+                          f"max {ms(max(result.latencies))}; {result.ok}/{len(result.latencies)} 2xx, "
+                          f"{result.errors} errors, {result.connections} connections")
+                ours, base = rows[1][1].percentile(99), rows[0][1].percentile(99)
+                print(f"   p99 ratio: {ours / base:.2f}x (target: wlmap p99 < 50 ms)")
+                summary.append(("p99 ack latency at 200/s", ms(ours), f"{ms(base)} (bare)", f"{ours / base:.2f}x",
+                                "< 50 ms"))
+
+            if "e2e" in only:
+                print(f"\n3. end to end: {events} webhooks, concurrency 50, GraphQL 20 ms + target 20 ms; "
+                      f"middleware semaphore and wlmap --workers {args.workers}")
+                results = []
+                for client in [peer for peer in args.peers.split(",") if peer]:
+                    with running(middleware(work, fk.url, client, args.workers)) as server:
+                        results.append(end_to_end(server, fk, events, 50, limit=90))
+                for stack in [stack for stack in args.stacks.split(",") if stack]:
+                    with running(service(runner=f"runners:{stack.replace('-', '_')}")) as server:
+                        found = end_to_end(server, fk, events, 50, limit=90)
+                        found.name = f"wlmap on {stack}"
+                        found.jobs = job_counts(server.store)  # type: ignore[attr-defined]
+                        results.append(found)
+                with running(service()) as server, profiled(server, args.profile):
+                    ours_e2e = end_to_end(server, fk, events, 50, limit=90)
+                    time.sleep(0.5)
+                    ours_e2e.name = "wlmap (aiohttp transport)"
+                    ours_e2e.jobs = job_counts(server.store)  # type: ignore[attr-defined]
+                    results.append(ours_e2e)
+                for r in results:
+                    lost = r.events - r.effects
+                    print(f"   {r.name:28s} {r.rate:6.0f} events/s  all effects in {r.done_in:5.2f} s (acks in "
+                          f"{r.sent_in:4.2f} s); lost {lost}, repeated {r.repeats}, refused {r.refused}"
+                          f"{'' if r.jobs is None else f', jobs {r.jobs}'}")
+                    print(f"   {'':28s} CPU: server {r.cpu[0]:.2f} s ({r.cpu[0] / r.events * 1000:.2f} ms/event), "
+                          f"fakes {r.cpu[1]:.2f} s, load generator {r.cpu[2]:.2f} s")
+                for peer in results[:-1]:
+                    print(f"   wlmap / {peer.name}: {ours_e2e.rate / peer.rate:.2f}x")
+                print("   target: wlmap >= 400 events/s with no event lost")
+                for peer in results[:-1]:
+                    summary.append((f"e2e events/s vs {peer.name}", f"{ours_e2e.rate:.0f}/s", f"{peer.rate:.0f}/s",
+                                    f"{ours_e2e.rate / peer.rate:.2f}x", ">= 400/s, none lost"))
+                print("\n4. resident memory during the e2e run (VmHWM: the peak)")
+                for r in results:
+                    print(f"   {r.name:28s} {r.peak_rss_kb / 1024:6.1f} MB")
+                base_rss = results[0].peak_rss_kb
+                print(f"   wlmap / {results[0].name}: {ours_e2e.peak_rss_kb / base_rss:.2f}x (target: wlmap < 150 MB)")
+                summary.append(("peak RSS under e2e load", f"{ours_e2e.peak_rss_kb / 1024:.0f} MB",
+                                f"{base_rss / 1024:.0f} MB ({results[0].name})",
+                                f"{ours_e2e.peak_rss_kb / base_rss:.2f}x", "< 150 MB"))
+    print(f"\nafter: {machine()}\n")
+    print("| benchmark | wlmap | baseline (same run) | ratio | target |\n|---|---|---|---|---|")
+    for row in summary:
+        print("| " + " | ".join(row) + " |")
+
+
+@contextlib.contextmanager
+def profiled(server: Server, output: str | None) -> Iterator[None]:
+    """py-spy (`pip install --target /tmp/pyspy py-spy`; PY_SPY names the binary) on the server meanwhile."""
+    if output is None:
+        yield
+        return
+    command = [os.environ.get("PY_SPY", "/tmp/pyspy/bin/py-spy"), "record", "--pid", str(server.proc.pid),
+               "--rate", "250", "--format", "raw", "--output", output, "--nonblocking",
+               *os.environ.get("PY_SPY_ARGS", "").split()]  # e.g. PY_SPY_ARGS=--gil
+    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    try:
+        yield
+    finally:
+        spy.send_signal(2)
+        spy.wait(30)
+
+
+if __name__ == "__main__":
+    main()
