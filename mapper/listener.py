@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Final, Literal, TypeVar
 
 from starlette.applications import Starlette
@@ -85,8 +84,15 @@ def _dedupe_key(event: Event, body: bytes) -> str:
 class Webhooks:
     """The ASGI endpoint that takes webhooks (every method reaches it, so a wrong one gets a JSON 405)."""
 
-    def __init__(self, store: Store, route: Router, options: ListenerOptions, metrics: Metrics,
-                 executor: Executor | None, on_stored: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        route: Router,
+        options: ListenerOptions,
+        metrics: Metrics,
+        executor: Executor | None,
+        on_stored: Callable[[], None],
+    ) -> None:
         self.store, self.route, self.options, self.metrics = store, route, options, metrics
         self.executor, self.on_stored = executor, on_stored
 
@@ -150,8 +156,9 @@ class Webhooks:
             return _refuse(400, "client disconnected")
         return bytes(chunks)
 
-    async def _store(self, request: Request, event: Event, body: bytes,
-                     signature: Literal["verified", "unsigned"]) -> Response:
+    async def _store(
+        self, request: Request, event: Event, body: bytes, signature: Literal["verified", "unsigned"]
+    ) -> Response:
         jobs = list(self.route(event))
         delivery = NewDelivery(
             headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw),
@@ -163,8 +170,9 @@ class Webhooks:
             summary=_summary(event),
         )
         try:
-            stored = await run_blocking(self.executor, partial(
-                self.store.ingest, delivery, jobs, dedupe_window=self.options.dedupe_window))
+            stored = await self.store.ingest_async(
+                delivery, jobs, dedupe_window=self.options.dedupe_window, executor=self.executor
+            )
         except StoreError as exc:
             log.error("webhook not stored, answered 503: %s", exc, extra={"event_id": event.delivery_id})
             return _refuse(503, "store unavailable", {"Retry-After": str(self.options.retry_after)})
@@ -184,8 +192,13 @@ class Webhooks:
             log.info("stored d%s; no mapping wants %s", stored.delivery, _summary(event), extra=extra)
         else:
             self.metrics.coalesced.inc(len(stored.coalesced))
-            log.info("stored d%s: %d job(s) %s", stored.delivery, len(stored.jobs),
-                     ", ".join(map(str, stored.jobs)), extra=extra)
+            log.info(
+                "stored d%s: %d job(s) %s",
+                stored.delivery,
+                len(stored.jobs),
+                ", ".join(map(str, stored.jobs)),
+                extra=extra,
+            )
             self.on_stored()
         return JSONResponse({"status": stored.status, "id": stored.delivery, "jobs": list(stored.jobs)})
 
@@ -195,9 +208,16 @@ async def run_blocking(executor: Executor | None, fn: Callable[[], T]) -> T:
     return await asyncio.get_running_loop().run_in_executor(executor, fn)
 
 
-def create_app(store: Store, route: Router, options: ListenerOptions, *, metrics: Metrics,
-               executor: Executor | None = None, on_stored: Callable[[], None] = lambda: None,
-               readiness: Readiness | None = None) -> Starlette:
+def create_app(
+    store: Store,
+    route: Router,
+    options: ListenerOptions,
+    *,
+    metrics: Metrics,
+    executor: Executor | None = None,
+    on_stored: Callable[[], None] = lambda: None,
+    readiness: Readiness | None = None,
+) -> Starlette:
     """The ASGI app: the webhook endpoint, /healthz, /readyz and /metrics."""
 
     async def healthz(request: Request) -> Response:

@@ -269,7 +269,9 @@ def test_unknown_paths_are_404_in_json(client: httpx.Client) -> None:
 
 
 class BrokenStore(SqliteStore):
-    def ingest(self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float) -> Any:
+    """Fails inside the write transaction, where a real disk error would, whichever way ingest is called."""
+
+    def _ingest(self, tx: Any, delivery: NewDelivery, jobs: tuple[NewJob, ...], window: float) -> Any:
         raise StoreUnavailable("the store cannot write: disk I/O error")
 
 

@@ -18,11 +18,13 @@ resource (so job ids, which order a resource's jobs, are committed in the order 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from typing import Any, Final, Protocol, TypeVar
+from concurrent.futures import Executor, Future
+from functools import partial
+from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 from mapper.store import migrations, rows, sql
 from mapper.store.records import (
@@ -73,6 +75,13 @@ class Store(ABC):
     def ingest(self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float) -> Ingested:
         """Store a verified delivery and its jobs in one durable transaction; returns once committed."""
 
+    async def ingest_async(
+        self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float, executor: Executor | None = None
+    ) -> Ingested:
+        """`ingest` for an event loop: returns once committed, without holding up the loop meanwhile."""
+        call = partial(self.ingest, delivery, jobs, dedupe_window=dedupe_window)
+        return await asyncio.get_running_loop().run_in_executor(executor, call)
+
     @abstractmethod
     def claim(self, limit: int, lease: float) -> list[Claimed]:
         """Lease up to `limit` runnable jobs for `lease` seconds, oldest first."""
@@ -110,13 +119,21 @@ class Store(ABC):
         """How many jobs are pending, running, waiting to retry and dead."""
 
     @abstractmethod
-    def jobs(self, *, statuses: Sequence[str] = (), mapping: str | None = None, since: float | None = None,
-             delivery: int | None = None, limit: int = 100) -> list[JobRow]:
+    def jobs(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        mapping: str | None = None,
+        since: float | None = None,
+        delivery: int | None = None,
+        limit: int = 100,
+    ) -> list[JobRow]:
         """Jobs, newest first."""
 
     @abstractmethod
-    def deliveries(self, *, statuses: Sequence[str] = (), since: float | None = None,
-                   limit: int = 100) -> list[DeliveryRow]:
+    def deliveries(
+        self, *, statuses: Sequence[str] = (), since: float | None = None, limit: int = 100
+    ) -> list[DeliveryRow]:
         """Deliveries, newest first."""
 
     @abstractmethod
@@ -136,6 +153,7 @@ class SqlStore(Store):
     """The state machine in SQL that SQLite and PostgreSQL both run; subclasses supply transactions."""
 
     lock_clause: str = ""  # PostgreSQL: " FOR UPDATE OF j SKIP LOCKED", so concurrent claimers do not collide
+    index_hints: ClassVar[dict[str, str]] = {"by_resource": "", "by_time": ""}  # see sql.COALESCE_OLDER
 
     def __init__(self, clock: Clock = time.time) -> None:
         self.clock = clock
@@ -170,16 +188,28 @@ class SqlStore(Store):
     def _all(self, tx: Tx, text: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._run(tx, text, params).fetchall()
 
-    def _migrate(self, tx: Tx, types: Types, where: str,
-                 steps: Sequence[migrations.Migration] = migrations.MIGRATIONS) -> list[int]:
+    def _migrate(
+        self, tx: Tx, types: Types, where: str, steps: Sequence[migrations.Migration] = migrations.MIGRATIONS
+    ) -> list[int]:
         """Bring the layout up to date inside the caller's exclusive transaction; the versions applied."""
-        return migrations.upgrade(lambda text, params: self._run(tx, text, params), types, self.clock(), where,
-                                  steps)
+        return migrations.upgrade(lambda text, params: self._run(tx, text, params), types, self.clock(), where, steps)
 
     # ------------------------------------------------------------------------------------ ingest
 
+    writes_in_background = False  # True when `_write` only queues the op (SQLite's writer thread)
+
     def ingest(self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float) -> Ingested:
         return self._write(lambda tx: self._ingest(tx, delivery, tuple(jobs), dedupe_window)).result()
+
+    async def ingest_async(
+        self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float, executor: Executor | None = None
+    ) -> Ingested:
+        if not self.writes_in_background:
+            return await super().ingest_async(delivery, jobs, dedupe_window=dedupe_window, executor=executor)
+        # The writer thread commits it with whatever else is queued; the loop awaits that commit directly,
+        # instead of parking a pool thread per webhook on `.result()` (bench/service_load.py: ack throughput).
+        op = partial(self._ingest, delivery=delivery, jobs=tuple(jobs), window=dedupe_window)
+        return await asyncio.wrap_future(self._write(op))
 
     def _ingest(self, tx: Tx, delivery: NewDelivery, jobs: tuple[NewJob, ...], window: float) -> Ingested:
         # Locks in one order everywhere (the dedupe key, then resources sorted): no two ingests deadlock.
@@ -205,22 +235,59 @@ class SqlStore(Store):
             coalesced.extend(self._coalesce(tx, job, job_id, now))
         return Ingested(row_id, status, jobs=tuple(created), coalesced=tuple(coalesced))
 
-    def _insert_delivery(self, tx: Tx, d: NewDelivery, now: float, status: str, body: bytes,
-                         duplicate_of: int | None) -> int:
-        row = self._one(tx, sql.INSERT_DELIVERY, (
-            now, rows.storable(d.delivery_id), rows.storable(d.dedupe_key), d.body_sha256, d.signature,
-            rows.storable(d.summary), rows.headers_text(d.headers), body, status, duplicate_of))
+    def _insert_delivery(
+        self, tx: Tx, d: NewDelivery, now: float, status: str, body: bytes, duplicate_of: int | None
+    ) -> int:
+        row = self._one(
+            tx,
+            sql.INSERT_DELIVERY,
+            (
+                now,
+                rows.storable(d.delivery_id),
+                rows.storable(d.dedupe_key),
+                d.body_sha256,
+                d.signature,
+                rows.storable(d.summary),
+                rows.headers_text(d.headers),
+                body,
+                status,
+                duplicate_of,
+            ),
+        )
         return int(row[0])
 
-    def _insert_job(self, tx: Tx, delivery: int, job: NewJob, now: float, *, lease_until: float | None = None,
-                    replay_of: int | None = None) -> int:
+    def _insert_job(
+        self,
+        tx: Tx,
+        delivery: int,
+        job: NewJob,
+        now: float,
+        *,
+        lease_until: float | None = None,
+        replay_of: int | None = None,
+    ) -> int:
         """A pending job; with lease_until, a job already running its first attempt for the caller."""
         running = lease_until is not None
         status = "running" if running else "pending"
         resource = rows.storable(job.resource_key)
-        row = self._one(tx, sql.INSERT_JOB, (
-            delivery, job.mapping, job.mapping_file, resource, status, int(running), now, lease_until,
-            int(running), replay_of, now, now))
+        row = self._one(
+            tx,
+            sql.INSERT_JOB,
+            (
+                delivery,
+                job.mapping,
+                job.mapping_file,
+                resource,
+                status,
+                int(running),
+                now,
+                lease_until,
+                int(running),
+                replay_of,
+                now,
+                now,
+            ),
+        )
         job_id = int(row[0])
         if running:
             self._run(tx, sql.INSERT_ATTEMPT, (job_id, 1, 1, now))
@@ -230,9 +297,18 @@ class SqlStore(Store):
         """Older jobs of this mapping for this resource that never started: the new job makes them moot."""
         if job.resource_key is None:
             return []
-        found = self._all(tx, sql.COALESCE_OLDER, (
-            job_id, f"superseded by job {job_id}, a newer event for the same resource", now, job.mapping,
-            rows.storable(job.resource_key), job_id))
+        found = self._all(
+            tx,
+            sql.COALESCE_OLDER.format(**self.index_hints),
+            (
+                job_id,
+                f"superseded by job {job_id}, a newer event for the same resource",
+                now,
+                job.mapping,
+                rows.storable(job.resource_key),
+                job_id,
+            ),
+        )
         return sorted(int(row[0]) for row in found)
 
     # ----------------------------------------------------------------------------------- working
@@ -245,10 +321,14 @@ class SqlStore(Store):
     def _claim(self, tx: Tx, limit: int, lease: float) -> list[Claimed]:
         now = self.clock()
         claimed = []
-        for job_id, status in self._all(tx, sql.CLAIMABLE + self.lock_clause, (now, now, limit)):
+        claimable = sql.CLAIMABLE.format(**self.index_hints) + self.lock_clause
+        for job_id, status in self._all(tx, claimable, (now, now, now, limit)):
             if status == "running":
-                self._run(tx, sql.LOSE_ATTEMPTS, (
-                    now, "the lease expired before the attempt finished (worker stopped or stalled)", job_id))
+                self._run(
+                    tx,
+                    sql.LOSE_ATTEMPTS,
+                    (now, "the lease expired before the attempt finished (worker stopped or stalled)", job_id),
+                )
             token, number = self._one(tx, sql.TAKE_JOB, (now + lease, now, job_id))
             self._run(tx, sql.INSERT_ATTEMPT, (job_id, number, token, now))
             claimed.append(rows.claimed(self._one(tx, sql.CLAIMED, (job_id,))))
@@ -269,8 +349,10 @@ class SqlStore(Store):
     def _finish(self, tx: Tx, job: int, token: int, outcome: Finish) -> bool:
         now = self.clock()
         reason = rows.reason(outcome.reason)
-        won = self._run(tx, sql.FINISH_JOB, (
-            outcome.status, reason, outcome.next_attempt_at, now, job, token)).rowcount == 1
+        won = (
+            self._run(tx, sql.FINISH_JOB, (outcome.status, reason, outcome.next_attempt_at, now, job, token)).rowcount
+            == 1
+        )
         if not won:
             reason = f"{reason} (too late: another worker had taken the job over; this result was not used)"
         step, trace = rows.storable(outcome.step), rows.trace_text(outcome.trace)
@@ -281,8 +363,9 @@ class SqlStore(Store):
         def op(tx: Tx) -> bool:
             now = self.clock()
             released = self._run(tx, sql.RELEASE_JOB, (now, now, job, token)).rowcount == 1
-            self._run(tx, sql.RELEASE_ATTEMPT, (
-                now, "stopped before it finished (shutdown); it will run again", job, token))
+            self._run(
+                tx, sql.RELEASE_ATTEMPT, (now, "stopped before it finished (shutdown); it will run again", job, token)
+            )
             return released
 
         return self._write(op).result()
@@ -352,8 +435,15 @@ class SqlStore(Store):
         counts.update({str(status): int(n) for status, n in found})
         return counts
 
-    def jobs(self, *, statuses: Sequence[str] = (), mapping: str | None = None, since: float | None = None,
-             delivery: int | None = None, limit: int = 100) -> list[JobRow]:
+    def jobs(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        mapping: str | None = None,
+        since: float | None = None,
+        delivery: int | None = None,
+        limit: int = 100,
+    ) -> list[JobRow]:
         where: list[str] = ["1 = 1"]
         params: list[Any] = []
         if statuses:
@@ -371,8 +461,9 @@ class SqlStore(Store):
         text = f"{sql.JOBS} WHERE {' AND '.join(where)} ORDER BY j.id DESC LIMIT ?"
         return [rows.job(row) for row in self._read(lambda tx: self._all(tx, text, (*params, limit)))]
 
-    def deliveries(self, *, statuses: Sequence[str] = (), since: float | None = None,
-                   limit: int = 100) -> list[DeliveryRow]:
+    def deliveries(
+        self, *, statuses: Sequence[str] = (), since: float | None = None, limit: int = 100
+    ) -> list[DeliveryRow]:
         where: list[str] = ["1 = 1"]
         params: list[Any] = []
         if statuses:

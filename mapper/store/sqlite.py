@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 from mapper.store import schema
 from mapper.store.base import Clock, SqlStore, Tx
@@ -49,8 +49,22 @@ def _unavailable(exc: sqlite3.Error) -> StoreUnavailable:
 class SqliteStore(SqlStore):
     """The store in one SQLite file; thread-safe; `close()` when done."""
 
-    def __init__(self, path: str | Path, *, clock: Clock = time.time, max_bytes: int | None = None,
-                 max_batch: int = MAX_BATCH, migrations: Sequence[Migration] = MIGRATIONS) -> None:
+    writes_in_background = True
+    # Without statistics SQLite's planner picks jobs_by_status for the two per-webhook queries (see sql.py).
+    index_hints: ClassVar[dict[str, str]] = {
+        "by_resource": " INDEXED BY jobs_active_by_resource",
+        "by_time": " INDEXED BY jobs_active_by_time",
+    }
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock = time.time,
+        max_bytes: int | None = None,
+        max_batch: int = MAX_BATCH,
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> None:
         super().__init__(clock)
         self.path = str(path)
         self._max_batch = max(1, max_batch)
@@ -66,14 +80,14 @@ class SqliteStore(SqlStore):
         except StoreError:
             conn.close()
             raise
-        self._writer = threading.Thread(target=self._write_loop, args=(conn,), name="wlmap-store-writer",
-                                        daemon=True)
+        self._writer = threading.Thread(target=self._write_loop, args=(conn,), name="wlmap-store-writer", daemon=True)
         self._writer.start()
 
     def _open(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=_BUSY_TIMEOUT_MS / 1000)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000
+            )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store {self.path}: {_plain(exc)}") from None
         return conn
