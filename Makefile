@@ -25,13 +25,16 @@ run: $(BIN)/wlmap
 # Install the test dependencies and run the whole suite (lint, types, mapping tests, pytest).
 test: $(VENV)/.test-deps
 	$(BIN)/ruff check mapper tests bench
+	$(BIN)/ruff format --check mapper tests bench
 	$(BIN)/mypy
 	$(BIN)/wlmap validate $(MAPPINGS)
 	$(BIN)/wlmap test $(MAPPINGS)
 	$(BIN)/pytest
 
 bench: $(BIN)/wlmap
-	for b in bench/startup.py bench/evaluate.py bench/run_inprocess.py; do $(BIN)/python $$b || exit 1; done
+	for b in bench/startup.py bench/evaluate.py bench/run_inprocess.py bench/service_load.py; do \
+		$(BIN)/python $$b || exit 1; done
+	@echo 'PostgreSQL scale-out (needs WLMAP_TEST_POSTGRES): $(BIN)/python bench/postgres_scale.py'
 
 clean:
 	rm -rf $(VENV) build *.egg-info

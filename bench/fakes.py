@@ -48,9 +48,20 @@ class Fakes:
             self.graphql += 1
             node = json.loads(body)["variables"]["id"]
             await asyncio.sleep(self.latency)
-            return 200, json.dumps({"data": {"node": {
-                "__typename": "ScenarioSession", "id": node, "state": "completed", "duration": 754,
-                "endedAt": "2024-05-01T10:12:30Z", "externalData": {"ticket": f"T-{node}"}}}}).encode()
+            return 200, json.dumps(
+                {
+                    "data": {
+                        "node": {
+                            "__typename": "ScenarioSession",
+                            "id": node,
+                            "state": "completed",
+                            "duration": 754,
+                            "endedAt": "2024-05-01T10:12:30Z",
+                            "externalData": {"ticket": f"T-{node}"},
+                        }
+                    }
+                }
+            ).encode()
         if method == "PATCH" and path.startswith("/api/things/"):
             await asyncio.sleep(self.latency)
             thing = path.rsplit("/", 1)[1]
@@ -64,9 +75,16 @@ class Fakes:
             return 200, b'{"ok": true}'
         if method == "GET" and path == "/stats":
             self.requests -= 1
-            return 200, json.dumps({"graphql": self.graphql, "requests": self.requests,
-                                    "effects": len(self.effects), "repeats": self.repeats,
-                                    "first": self.first, "last": self.last}).encode()
+            return 200, json.dumps(
+                {
+                    "graphql": self.graphql,
+                    "requests": self.requests,
+                    "effects": len(self.effects),
+                    "repeats": self.repeats,
+                    "first": self.first,
+                    "last": self.last,
+                }
+            ).encode()
         if method == "POST" and path == "/reset":
             self.reset()
             return 200, b"{}"
@@ -86,8 +104,10 @@ class Fakes:
                 length = int(headers.get("content-length", "0"))
                 body = await reader.readexactly(length) if length else b""
                 status, content = await self.answer(method, target.partition("?")[0], headers, body)
-                writer.write(b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-                             % (status, len(content), content))
+                writer.write(
+                    b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                    % (status, len(content), content)
+                )
                 if headers.get("connection", "").lower() == "close":
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):

@@ -29,11 +29,19 @@ TOPIC = "scenario_session/completed"
 def webhook(n: int, run: str) -> tuple[bytes, list[tuple[str, str]]]:
     """Webhook number n of a run: a distinct resource id each, so every one is its own effect."""
     node = f"{run}-{n:06d}"
-    body = json.dumps({"data": {"id": node, "url": f"https://cms.scopear.com/api/v3/graphql/object/{node}"}},
-                      separators=(",", ":")).encode()
-    headers = [("content-type", "application/json"), ("x-scope-topic", TOPIC), ("x-scope-topic-version", "1.1"),
-               ("x-scope-api-version", "3"), ("x-scope-domain", "scopear.com"), ("x-scope-webhook-type", "node"),
-               ("x-scope-webhook-id", str(uuid.uuid4())), ("x-scope-hmac-sha256", sign(body, SECRET))]
+    body = json.dumps(
+        {"data": {"id": node, "url": f"https://cms.scopear.com/api/v3/graphql/object/{node}"}}, separators=(",", ":")
+    ).encode()
+    headers = [
+        ("content-type", "application/json"),
+        ("x-scope-topic", TOPIC),
+        ("x-scope-topic-version", "1.1"),
+        ("x-scope-api-version", "3"),
+        ("x-scope-domain", "scopear.com"),
+        ("x-scope-webhook-type", "node"),
+        ("x-scope-webhook-id", str(uuid.uuid4())),
+        ("x-scope-hmac-sha256", sign(body, SECRET)),
+    ]
     return body, headers
 
 
@@ -146,8 +154,9 @@ async def closed_loop(url: str, requests: Sequence[bytes], concurrency: int, tim
     return result
 
 
-async def open_loop(url: str, requests: Sequence[bytes], rate: float, max_connections: int = 500,
-                    max_idle: float = 2.0) -> Result:
+async def open_loop(
+    url: str, requests: Sequence[bytes], rate: float, max_connections: int = 500, max_idle: float = 2.0
+) -> Result:
     """Send request i at start + i / rate, on an idle connection or a new one (at most max_connections).
 
     A connection idle for more than `max_idle` seconds is closed rather than reused: servers close idle

@@ -81,20 +81,30 @@ class Forwarder:
             graphql = {"query": QUERY, "variables": {"id": node}}
             try:
                 if self.kind == "aiohttp":
-                    async with self.session.post(f"{self.upstream}/api/v3/graphql", json=graphql,
-                                                 headers={"Authorization": f"Token token={TOKEN}"}) as answer:
+                    async with self.session.post(
+                        f"{self.upstream}/api/v3/graphql",
+                        json=graphql,
+                        headers={"Authorization": f"Token token={TOKEN}"},
+                    ) as answer:
                         data = (await answer.json())["data"]["node"]
-                    async with self.session.patch(f"{self.upstream}/api/things/{data['id']}", json={
-                            "state": data["state"], "minutes": round(data["duration"] / 60, 1)},
-                            headers={"Authorization": SNOW_AUTH}) as answer:
+                    async with self.session.patch(
+                        f"{self.upstream}/api/things/{data['id']}",
+                        json={"state": data["state"], "minutes": round(data["duration"] / 60, 1)},
+                        headers={"Authorization": SNOW_AUTH},
+                    ) as answer:
                         answer.raise_for_status()
                 else:
-                    answer = await self.session.post(f"{self.upstream}/api/v3/graphql", json=graphql,
-                                                     headers={"Authorization": f"Token token={TOKEN}"})
+                    answer = await self.session.post(
+                        f"{self.upstream}/api/v3/graphql",
+                        json=graphql,
+                        headers={"Authorization": f"Token token={TOKEN}"},
+                    )
                     data = answer.json()["data"]["node"]
-                    answer = await self.session.patch(f"{self.upstream}/api/things/{data['id']}", json={
-                        "state": data["state"], "minutes": round(data["duration"] / 60, 1)},
-                        headers={"Authorization": SNOW_AUTH})
+                    answer = await self.session.patch(
+                        f"{self.upstream}/api/things/{data['id']}",
+                        json={"state": data["state"], "minutes": round(data["duration"] / 60, 1)},
+                        headers={"Authorization": SNOW_AUTH},
+                    )
                     answer.raise_for_status()
             except Exception as exc:  # the event is lost: nothing was stored
                 self.failures += 1
@@ -121,8 +131,17 @@ async def main(port: int, mode: str, client: str, upstream: str, concurrency: in
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
     # uvicorn binds the port itself, as `uvicorn app:app` does (asyncio then sets TCP_NODELAY).
-    config = uvicorn.Config(create_app(mode, forwarder), host="127.0.0.1", port=port, backlog=2048,
-                            log_config=None, access_log=False, lifespan="off", http="h11", server_header=False)
+    config = uvicorn.Config(
+        create_app(mode, forwarder),
+        host="127.0.0.1",
+        port=port,
+        backlog=2048,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        http="h11",
+        server_header=False,
+    )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():
@@ -130,8 +149,7 @@ async def main(port: int, mode: str, client: str, upstream: str, concurrency: in
     print(f"ready http://127.0.0.1:{port}", flush=True)
     await serving
     if forwarder is not None:
-        print("stats " + json.dumps({"failures": forwarder.failures, "unfinished": len(forwarder.tasks)}),
-              flush=True)
+        print("stats " + json.dumps({"failures": forwarder.failures, "unfinished": len(forwarder.tasks)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -36,43 +36,11 @@ ROOT = BENCH.parent
 sys.path[:0] = [str(BENCH), str(ROOT)]
 
 import loadgen  # noqa: E402
+import service_load  # noqa: E402
 from fakes import TOKEN  # noqa: E402
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-MAPPING = """\
-version: 1
-name: bench-scale
-trigger:
-  topics: [scenario_session/completed]
-connections:
-  scope:
-    url: "{{ env.BENCH_SCOPE_URL }}"
-    headers:
-      Authorization: "Token token={{ env.BENCH_SCOPE_TOKEN }}"
-  target:
-    base_url: "{{ env.BENCH_TARGET_URL }}"
-    auth:
-      basic:
-        username: bench
-        password: "{{ env.BENCH_PASSWORD }}"
-query:
-  connection: scope
-  graphql: |
-    query ($id: ID!) { node(id: $id) { ... on ScenarioSession { id state duration } } }
-  variables:
-    id: "{{ event.resource_id }}"
-extract:
-  node: result.node.id
-  state: result.node.state
-steps:
-  - name: update-thing
-    connection: target
-    method: PATCH
-    path: "/api/things/{{ node }}"
-    json:
-      state: "{{ state }}"
-    expect: [200]
-"""
+MAPPING = service_load.MAPPING  # the same workload as the SQLite figures of bench/service_load.py
 
 
 @dataclass
@@ -137,11 +105,32 @@ def processes() -> Iterator[list[Process]]:
 
 def wlmap(home: Path, fakes: str, store: str, role: str, workers: int, name: str) -> tuple[Process, str]:
     port = free_port()
-    command = [sys.executable, "-m", "mapper.service", "--mappings", str(home / "mappings"), "--store", store,
-               "--port", str(port), "--workers", str(workers), "--role", role, "--log-level", "WARNING"]
-    env = {"WLMAP_WEBHOOK_SECRETS": loadgen.SECRET, "BENCH_SCOPE_URL": f"{fakes}/api/v3/graphql",
-           "BENCH_SCOPE_TOKEN": TOKEN, "BENCH_TARGET_URL": fakes, "BENCH_PASSWORD": "bench-password",
-           "PYTHONPATH": str(ROOT)}
+    command = [
+        sys.executable,
+        "-m",
+        "mapper.service",
+        "--mappings",
+        str(home / "mappings"),
+        "--store",
+        store,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--role",
+        role,
+        "--log-level",
+        "WARNING",
+    ]
+    env = {
+        "WLMAP_WEBHOOK_SECRETS": loadgen.SECRET,
+        "BENCH_SCOPE_URL": f"{fakes}/api/v3/graphql",
+        "BENCH_SCOPE_TOKEN": TOKEN,
+        "BENCH_TARGET_URL": fakes,
+        "BENCH_USER": "bench",
+        "BENCH_PASSWORD": "bench-password",
+        "PYTHONPATH": str(ROOT),
+    }
     url = f"http://127.0.0.1:{port}"
     return start(name, command, home, env, url), url
 
@@ -207,8 +196,7 @@ def main() -> None:
     figures: dict[str, tuple[float, int, int]] = {}
     began = time.perf_counter()
     with processes() as running:
-        fake = start("fakes", [sys.executable, str(BENCH / "fakes.py"), "--latency", str(args.latency)], home, {},
-                     None)
+        fake = start("fakes", [sys.executable, str(BENCH / "fakes.py"), "--latency", str(args.latency)], home, {}, None)
         running.append(fake)
         fakes = fake.log.read_text().split()[1]
 
@@ -227,14 +215,19 @@ def main() -> None:
 
     base = figures["sqlite"][0]
     one = figures.get("postgres/1", (0.0, 0, 0))[0]
-    print(f"end-to-end events/s, {args.events} signed webhooks each, fakes answering after "
-          f"{args.latency * 1000:g} ms, {args.workers} concurrent runs per worker process, "
-          f"{os.cpu_count()} cores; {time.perf_counter() - began:.0f} s in all")
+    print(
+        f"end-to-end events/s, {args.events} signed webhooks each, fakes answering after "
+        f"{args.latency * 1000:g} ms, {args.workers} concurrent runs per worker process, "
+        f"{os.cpu_count()} cores; {time.perf_counter() - began:.0f} s in all"
+    )
     print(f"{'configuration':<34}{'events/s':>10}{'vs sqlite':>11}{'vs 1 worker':>13}{'refused':>9}{'effects':>9}")
     for name, (rate, refused, seen) in figures.items():
         workers = name.partition("/")[2]
-        label = "sqlite: 1 process (all)" if name == "sqlite" else (
-            f"postgres: 1 listener + {workers} worker{'' if workers == '1' else 's'}")
+        label = (
+            "sqlite: 1 process (all)"
+            if name == "sqlite"
+            else (f"postgres: 1 listener + {workers} worker{'' if workers == '1' else 's'}")
+        )
         versus_one = f"{rate / one:.2f}x" if one and name != "sqlite" else "-"
         print(f"{label:<34}{rate:>10.0f}{rate / base:>10.2f}x{versus_one:>13}{refused:>9}{seen:>9}")
     print(f"(logs in {home})")

@@ -118,13 +118,15 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def start(name: str, command: Sequence[str], workdir: Path, env: dict[str, str] | None = None,
-          ready: str | None = None) -> Server:
+def start(
+    name: str, command: Sequence[str], workdir: Path, env: dict[str, str] | None = None, ready: str | None = None
+) -> Server:
     """Start `command`; the URL comes from its `ready URL` line, or is `ready` once /healthz answers."""
     log = workdir / f"{name}.log"
     out = log.open("w")
-    proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=workdir,
-                            env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        command, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=workdir, env={**os.environ, **(env or {})}
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -181,9 +183,22 @@ def bare(workdir: Path) -> Server:
 
 
 def middleware(workdir: Path, fakes: str, client: str, concurrency: int) -> Server:
-    return start(f"middleware-{client}", [sys.executable, str(BENCH / "middleware.py"), "--mode", "forward",
-                                          "--client", client, "--upstream", fakes,
-                                          "--concurrency", str(concurrency)], workdir)
+    return start(
+        f"middleware-{client}",
+        [
+            sys.executable,
+            str(BENCH / "middleware.py"),
+            "--mode",
+            "forward",
+            "--client",
+            client,
+            "--upstream",
+            fakes,
+            "--concurrency",
+            str(concurrency),
+        ],
+        workdir,
+    )
 
 
 def wlmap(workdir: Path, fakes: str, workers: int, runner: str | None, extra: Sequence[str] = ()) -> Server:
@@ -192,14 +207,33 @@ def wlmap(workdir: Path, fakes: str, workers: int, runner: str | None, extra: Se
     (home / "mappings").mkdir()
     (home / "mappings" / "bench.yaml").write_text(MAPPING)
     port = free_port()
-    command = [sys.executable, "-m", "mapper.service", "--mappings", str(home / "mappings"),
-               "--store", str(home / "wlmap.db"), "--port", str(port), "--workers", str(workers),
-               "--log-level", "WARNING", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "mapper.service",
+        "--mappings",
+        str(home / "mappings"),
+        "--store",
+        str(home / "wlmap.db"),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "WARNING",
+        *extra,
+    ]
     if runner:
         command += ["--runner", runner]
-    env = {"WLMAP_WEBHOOK_SECRETS": loadgen.SECRET, "BENCH_SCOPE_URL": f"{fakes}/api/v3/graphql",
-           "BENCH_SCOPE_TOKEN": TOKEN, "BENCH_TARGET_URL": fakes, "BENCH_USER": "bench",
-           "BENCH_PASSWORD": "bench-password", "PYTHONPATH": os.pathsep.join([str(ROOT), str(BENCH)])}
+    env = {
+        "WLMAP_WEBHOOK_SECRETS": loadgen.SECRET,
+        "BENCH_SCOPE_URL": f"{fakes}/api/v3/graphql",
+        "BENCH_SCOPE_TOKEN": TOKEN,
+        "BENCH_TARGET_URL": fakes,
+        "BENCH_USER": "bench",
+        "BENCH_PASSWORD": "bench-password",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(BENCH)]),
+    }
     assert SNOW_AUTH.endswith("YmVuY2g6YmVuY2gtcGFzc3dvcmQ=")  # the fake target expects these credentials
     server = start("wlmap", command, home, env, ready=f"http://127.0.0.1:{port}")
     server.store = home / "wlmap.db"  # type: ignore[attr-defined]
@@ -215,8 +249,7 @@ def job_counts(store: Path) -> dict[str, int]:
 
 
 def closed(url: str, count: int, concurrency: int) -> loadgen.Result:
-    return asyncio.run(loadgen.closed_loop(f"{url}/webhooks", loadgen.prepared(f"{url}/webhooks", count),
-                                           concurrency))
+    return asyncio.run(loadgen.closed_loop(f"{url}/webhooks", loadgen.prepared(f"{url}/webhooks", count), concurrency))
 
 
 def opened(url: str, rate: float, seconds: float) -> loadgen.Result:
@@ -271,8 +304,18 @@ def end_to_end(server: Server, fakes: Server, count: int, concurrency: int, limi
     time.sleep(0.3)  # a late repeat of an effect would show now
     stats = get_json(f"{fakes.url}/stats")
     memory = server.memory()
-    return EndToEnd(server.name, count, sent_in, done_in, int(stats["effects"]), int(stats["repeats"]),
-                    count - sent.ok, memory.get("VmHWM", peak), peak, cpu=cpu)
+    return EndToEnd(
+        server.name,
+        count,
+        sent_in,
+        done_in,
+        int(stats["effects"]),
+        int(stats["repeats"]),
+        count - sent.ok,
+        memory.get("VmHWM", peak),
+        peak,
+        cpu=cpu,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -291,16 +334,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts (a smoke run, ~40 s)")
     parser.add_argument("--only", default="ack,latency,e2e", help="comma-separated: ack, latency, e2e")
-    parser.add_argument("--workers", type=int, default=50,
-                        help="wlmap --workers, and the middleware's semaphore (default 50: the load's concurrency)")
-    parser.add_argument("--peers", default="httpx,aiohttp",
-                        help="middleware clients to compare against (httpx, aiohttp, httpx-aiohttp)")
-    parser.add_argument("--stacks", default="httpcore",
-                        help="wlmap also run with these client stacks (bench/runners.py factories), for the ratio")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=50,
+        help="wlmap --workers, and the middleware's semaphore (default 50: the load's concurrency)",
+    )
+    parser.add_argument(
+        "--peers", default="httpx,aiohttp", help="middleware clients to compare against (httpx, aiohttp, httpx-aiohttp)"
+    )
+    parser.add_argument(
+        "--stacks",
+        default="httpcore",
+        help="wlmap also run with these client stacks (bench/runners.py factories), for the ratio",
+    )
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--wlmap-arg", action="append", default=[], help="extra argument for mapper.service")
-    parser.add_argument("--profile", default=None, metavar="FILE",
-                        help="record the wlmap process of the e2e run with py-spy (collapsed stacks into FILE)")
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="FILE",
+        help="record the wlmap process of the e2e run with py-spy (collapsed stacks into FILE)",
+    )
     args = parser.parse_args()
     only = set(args.only.split(","))
     ack_count = 2000 if args.quick else 6000
@@ -318,8 +373,10 @@ def main() -> None:
                 return wlmap(work, fk.url, count, runner, args.wlmap_arg)
 
             if "ack" in only:
-                print(f"\n1. acknowledged webhooks/s, closed loop, 50 connections, {ack_count} webhooks each "
-                      "(best of 2, interleaved)")
+                print(
+                    f"\n1. acknowledged webhooks/s, closed loop, 50 connections, {ack_count} webhooks each "
+                    "(best of 2, interleaved)"
+                )
                 best: dict[str, float] = {}
                 for _ in range(2):
                     with running(bare(work)) as server:
@@ -335,8 +392,15 @@ def main() -> None:
                 print(f"   bare starlette endpoint (verify only)          {best['bare']:7.0f} /s")
                 print(f"   wlmap (verify, commit with its job, then 2xx)  {best['wlmap']:7.0f} /s")
                 print(f"   ratio: {ratio:.2f}x (target >= 0.5x)")
-                summary.append(("acks/s, closed loop", f"{best['wlmap']:.0f}/s", f"{best['bare']:.0f}/s (bare)",
-                                f"{ratio:.2f}x", ">= 0.5x"))
+                summary.append(
+                    (
+                        "acks/s, closed loop",
+                        f"{best['wlmap']:.0f}/s",
+                        f"{best['bare']:.0f}/s (bare)",
+                        f"{ratio:.2f}x",
+                        ">= 0.5x",
+                    )
+                )
 
             if "latency" in only:
                 print(f"\n2. acknowledgement latency, open loop at 200 webhooks/s for {latency_seconds} s")
@@ -346,17 +410,22 @@ def main() -> None:
                 with running(service()) as server:
                     rows.append(("wlmap, running every mapping", opened(server.url, 200, latency_seconds)))
                 for name, result in rows:
-                    print(f"   {name:30s} p50 {ms(result.percentile(50))}, p99 {ms(result.percentile(99))}, "
-                          f"max {ms(max(result.latencies))}; {result.ok}/{len(result.latencies)} 2xx, "
-                          f"{result.errors} errors, {result.connections} connections")
+                    print(
+                        f"   {name:30s} p50 {ms(result.percentile(50))}, p99 {ms(result.percentile(99))}, "
+                        f"max {ms(max(result.latencies))}; {result.ok}/{len(result.latencies)} 2xx, "
+                        f"{result.errors} errors, {result.connections} connections"
+                    )
                 ours, base = rows[1][1].percentile(99), rows[0][1].percentile(99)
                 print(f"   p99 ratio: {ours / base:.2f}x (target: wlmap p99 < 50 ms)")
-                summary.append(("p99 ack latency at 200/s", ms(ours), f"{ms(base)} (bare)", f"{ours / base:.2f}x",
-                                "< 50 ms"))
+                summary.append(
+                    ("p99 ack latency at 200/s", ms(ours), f"{ms(base)} (bare)", f"{ours / base:.2f}x", "< 50 ms")
+                )
 
             if "e2e" in only:
-                print(f"\n3. end to end: {events} webhooks, concurrency 50, GraphQL 20 ms + target 20 ms; "
-                      f"middleware semaphore and wlmap --workers {args.workers}")
+                print(
+                    f"\n3. end to end: {events} webhooks, concurrency 50, GraphQL 20 ms + target 20 ms; "
+                    f"middleware semaphore and wlmap --workers {args.workers}"
+                )
                 results = []
                 for client in [peer for peer in args.peers.split(",") if peer]:
                     with running(middleware(work, fk.url, client, args.workers)) as server:
@@ -375,25 +444,42 @@ def main() -> None:
                     results.append(ours_e2e)
                 for r in results:
                     lost = r.events - r.effects
-                    print(f"   {r.name:28s} {r.rate:6.0f} events/s  all effects in {r.done_in:5.2f} s (acks in "
-                          f"{r.sent_in:4.2f} s); lost {lost}, repeated {r.repeats}, refused {r.refused}"
-                          f"{'' if r.jobs is None else f', jobs {r.jobs}'}")
-                    print(f"   {'':28s} CPU: server {r.cpu[0]:.2f} s ({r.cpu[0] / r.events * 1000:.2f} ms/event), "
-                          f"fakes {r.cpu[1]:.2f} s, load generator {r.cpu[2]:.2f} s")
+                    print(
+                        f"   {r.name:28s} {r.rate:6.0f} events/s  all effects in {r.done_in:5.2f} s (acks in "
+                        f"{r.sent_in:4.2f} s); lost {lost}, repeated {r.repeats}, refused {r.refused}"
+                        f"{'' if r.jobs is None else f', jobs {r.jobs}'}"
+                    )
+                    print(
+                        f"   {'':28s} CPU: server {r.cpu[0]:.2f} s ({r.cpu[0] / r.events * 1000:.2f} ms/event), "
+                        f"fakes {r.cpu[1]:.2f} s, load generator {r.cpu[2]:.2f} s"
+                    )
                 for peer in results[:-1]:
                     print(f"   wlmap / {peer.name}: {ours_e2e.rate / peer.rate:.2f}x")
                 print("   target: wlmap >= 400 events/s with no event lost")
                 for peer in results[:-1]:
-                    summary.append((f"e2e events/s vs {peer.name}", f"{ours_e2e.rate:.0f}/s", f"{peer.rate:.0f}/s",
-                                    f"{ours_e2e.rate / peer.rate:.2f}x", ">= 400/s, none lost"))
+                    summary.append(
+                        (
+                            f"e2e events/s vs {peer.name}",
+                            f"{ours_e2e.rate:.0f}/s",
+                            f"{peer.rate:.0f}/s",
+                            f"{ours_e2e.rate / peer.rate:.2f}x",
+                            ">= 400/s, none lost",
+                        )
+                    )
                 print("\n4. resident memory during the e2e run (VmHWM: the peak)")
                 for r in results:
                     print(f"   {r.name:28s} {r.peak_rss_kb / 1024:6.1f} MB")
                 base_rss = results[0].peak_rss_kb
                 print(f"   wlmap / {results[0].name}: {ours_e2e.peak_rss_kb / base_rss:.2f}x (target: wlmap < 150 MB)")
-                summary.append(("peak RSS under e2e load", f"{ours_e2e.peak_rss_kb / 1024:.0f} MB",
-                                f"{base_rss / 1024:.0f} MB ({results[0].name})",
-                                f"{ours_e2e.peak_rss_kb / base_rss:.2f}x", "< 150 MB"))
+                summary.append(
+                    (
+                        "peak RSS under e2e load",
+                        f"{ours_e2e.peak_rss_kb / 1024:.0f} MB",
+                        f"{base_rss / 1024:.0f} MB ({results[0].name})",
+                        f"{ours_e2e.peak_rss_kb / base_rss:.2f}x",
+                        "< 150 MB",
+                    )
+                )
     print(f"\nafter: {machine()}\n")
     print("| benchmark | wlmap | baseline (same run) | ratio | target |\n|---|---|---|---|---|")
     for row in summary:
@@ -406,9 +492,20 @@ def profiled(server: Server, output: str | None) -> Iterator[None]:
     if output is None:
         yield
         return
-    command = [os.environ.get("PY_SPY", "/tmp/pyspy/bin/py-spy"), "record", "--pid", str(server.proc.pid),
-               "--rate", "250", "--format", "raw", "--output", output, "--nonblocking",
-               *os.environ.get("PY_SPY_ARGS", "").split()]  # e.g. PY_SPY_ARGS=--gil
+    command = [
+        os.environ.get("PY_SPY", "/tmp/pyspy/bin/py-spy"),
+        "record",
+        "--pid",
+        str(server.proc.pid),
+        "--rate",
+        "250",
+        "--format",
+        "raw",
+        "--output",
+        output,
+        "--nonblocking",
+        *os.environ.get("PY_SPY_ARGS", "").split(),
+    ]  # e.g. PY_SPY_ARGS=--gil
     spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1)
     try:

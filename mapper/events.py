@@ -295,9 +295,7 @@ def _legacy(body: Mapping[Any, Any], problems: list[str]) -> _Parts:
             parts.name = event_key(action)
             if parts.resource_type is None:
                 parts.resource_type = prefix.strip()
-            problems.append(
-                f"event {_shown(parts.raw_name)} carries the resource type; used the part after '.'"
-            )
+            problems.append(f"event {_shown(parts.raw_name)} carries the resource type; used the part after '.'")
     return parts
 
 
@@ -389,9 +387,7 @@ def _normalise(body: Any, headers: Any, problems: list[str]) -> Event:
                 problems.append("body looks like a subscription webhook but there is no X-Scope-Topic header")
                 _subscription_ids(payload, parts, problems)
             else:
-                problems.append(
-                    "no X-Scope-Topic header and the body has no legacy fields (event, type, data)"
-                )
+                problems.append("no X-Scope-Topic header and the body has no legacy fields (event, type, data)")
     else:
         parts = _Parts()
 

@@ -117,18 +117,24 @@ def compile_query(source: str) -> Query:
             parsed = jmespath.compile(source)
     except jmespath.exceptions.LexerError as exc:
         value = str(exc.lexer_value or "")
-        raise ExpressionSyntaxError(f"JMESPath: {_plain_jmespath(exc.message, value)}", exc.lexer_position,
-                                    1 if value[:1] in ("'", '"', "`") else len(value),
-                                    hint=_jmespath_hint(source, "unknown", value)) from None
+        raise ExpressionSyntaxError(
+            f"JMESPath: {_plain_jmespath(exc.message, value)}",
+            exc.lexer_position,
+            1 if value[:1] in ("'", '"', "`") else len(value),
+            hint=_jmespath_hint(source, "unknown", value),
+        ) from None
     except jmespath.exceptions.IncompleteExpressionError:
-        raise ExpressionSyntaxError("JMESPath: the expression ends too early", len(source), 1,
-                                    hint=_jmespath_hint(source, "eof", "")) from None
+        raise ExpressionSyntaxError(
+            "JMESPath: the expression ends too early", len(source), 1, hint=_jmespath_hint(source, "eof", "")
+        ) from None
     except jmespath.exceptions.EmptyExpressionError:
         raise ExpressionSyntaxError("JMESPath: the expression is empty", 0) from None
     except jmespath.exceptions.ParseError as exc:
         value = str(exc.token_value or "")
         raise ExpressionSyntaxError(
-            f"JMESPath: {_plain_jmespath(exc.msg, value, exc.token_type)}", exc.lex_position, len(value) or 1,
+            f"JMESPath: {_plain_jmespath(exc.msg, value, exc.token_type)}",
+            exc.lex_position,
+            len(value) or 1,
             hint=_jmespath_hint(source, exc.token_type, value, exc.lex_position),
         ) from None
     if any(issubclass(w.category, PendingDeprecationWarning) for w in caught):
@@ -138,8 +144,12 @@ def compile_query(source: str) -> Query:
     unknown = _unknown_functions(ast)
     if unknown:
         name = unknown[0]
-        raise ExpressionSyntaxError(f"JMESPath: unknown function `{name}()`", source.find(name + "("), len(name),
-                                    hint=_did_you_mean(name, FUNCTION_NAMES))
+        raise ExpressionSyntaxError(
+            f"JMESPath: unknown function `{name}()`",
+            source.find(name + "("),
+            len(name),
+            hint=_did_you_mean(name, FUNCTION_NAMES),
+        )
     return Query(source, _searcher(ast, parsed), references)
 
 
@@ -149,8 +159,12 @@ def _backtick_text(source: str) -> ExpressionSyntaxError:
             json.loads(literal.group(1).replace("\\`", "`"))
         except ValueError:
             text = literal.group(1).strip()
-            return ExpressionSyntaxError(f"JMESPath: `{text}` in backticks is not a JSON value", literal.start(),
-                                         len(literal.group(0)), hint=f"write text in single quotes: '{text}'")
+            return ExpressionSyntaxError(
+                f"JMESPath: `{text}` in backticks is not a JSON value",
+                literal.start(),
+                len(literal.group(0)),
+                hint=f"write text in single quotes: '{text}'",
+            )
     return ExpressionSyntaxError("JMESPath: a value in backticks is not JSON", 0, hint="write text in single quotes")
 
 
@@ -202,8 +216,15 @@ def _root_chains(node: dict[str, Any]) -> Iterator[Chain]:
         yield chain
         return
     children = node.get("children", [])
-    if kind in ("subexpression", "index_expression", "pipe", "projection", "value_projection",
-                "filter_projection", "flatten"):
+    if kind in (
+        "subexpression",
+        "index_expression",
+        "pipe",
+        "projection",
+        "value_projection",
+        "filter_projection",
+        "flatten",
+    ):
         if children:
             yield from _root_chains(children[0])
         if kind == "filter_projection" and len(children) > 2:
@@ -554,8 +575,9 @@ def _direct_native(chain: Chain, fallback: Callable[[Mapping[str, Any]], Any]) -
     return render
 
 
-def _direct_text(parts: list[str | Chain], finalize: Callable[[Any], Any] | None,
-                 fallback: Callable[[Mapping[str, Any]], Any]) -> Callable[[Mapping[str, Any]], Any]:
+def _direct_text(
+    parts: list[str | Chain], finalize: Callable[[Any], Any] | None, fallback: Callable[[Mapping[str, Any]], Any]
+) -> Callable[[Mapping[str, Any]], Any]:
     frozen = tuple(parts)
 
     def render(scope: Mapping[str, Any]) -> Any:
@@ -568,8 +590,10 @@ def _direct_text(parts: list[str | Chain], finalize: Callable[[Any], Any] | None
                     value = _lookup(scope, part)  # type: ignore[arg-type]
                     if value is None:
                         name = ".".join(part)
-                        raise EvaluationError(f"`{name}` is empty (null), so it cannot be inserted into the text; "
-                                              f"write `{{{{ {name} or '' }}}}` if empty is fine there")
+                        raise EvaluationError(
+                            f"`{name}` is empty (null), so it cannot be inserted into the text; "
+                            f"write `{{{{ {name} or '' }}}}` if empty is fine there"
+                        )
                     pieces.append(str(finalize(value) if finalize is not None else value))
         except _NotPlain:
             return fallback(scope)
@@ -678,15 +702,21 @@ def _check_names(source: str, tree: nodes.Template, environment: _Sandbox) -> No
     for node in tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport, nodes.Block)):
         tag = type(node).__name__.lower().replace("fromimport", "from")
         found = re.search(r"\{%-?\s*" + tag + r"\b", source)
-        raise ExpressionSyntaxError(f"template: `{{% {tag} %}}` cannot be used in a mapping",
-                                    found.start() if found else 0, len(found.group(0)) if found else 2,
-                                    hint="a mapping's templates stand alone; write the text out where it is needed")
+        raise ExpressionSyntaxError(
+            f"template: `{{% {tag} %}}` cannot be used in a mapping",
+            found.start() if found else 0,
+            len(found.group(0)) if found else 2,
+            hint="a mapping's templates stand alone; write the text out where it is needed",
+        )
     for loop in tree.find_all(nodes.For):  # Jinja finds this only when it generates code, which waits for use
         for target in loop.target.find_all(nodes.Name):
             if target.name == "loop":
                 found = re.search(r"\bloop\b", source)
-                raise ExpressionSyntaxError("template: `loop` is Jinja's own name inside a `for`; use another name",
-                                            found.start() if found else 0, 4)
+                raise ExpressionSyntaxError(
+                    "template: `loop` is Jinja's own name inside a `for`; use another name",
+                    found.start() if found else 0,
+                    4,
+                )
     checks = (("filter", environment.filters, nodes.Filter), ("test", environment.tests, nodes.Test))
     for kind, table, found_in in checks:
         unknown = sorted({node.name for node in tree.find_all(found_in) if node.name not in table})
@@ -700,8 +730,26 @@ def _check_names(source: str, tree: nodes.Template, environment: _Sandbox) -> No
             raise ExpressionSyntaxError(f"unknown {kind} `{name}`", offset, len(name), hint=hint)
 
 
-_PLAIN_TESTS = ("defined", "divisibleby", "eq", "even", "false", "ge", "gt", "in", "le", "lt", "mapping", "ne", "none",
-                "number", "odd", "sequence", "string", "true")
+_PLAIN_TESTS = (
+    "defined",
+    "divisibleby",
+    "eq",
+    "even",
+    "false",
+    "ge",
+    "gt",
+    "in",
+    "le",
+    "lt",
+    "mapping",
+    "ne",
+    "none",
+    "number",
+    "odd",
+    "sequence",
+    "string",
+    "true",
+)
 _TOKENS = {"end of print statement": "}}", "end of statement block": "%}", "end of template": "the end"}
 _OPENING_TAGS = ("if", "for", "filter", "macro", "call", "with", "block", "autoescape", "raw")
 
@@ -716,11 +764,15 @@ def _plain_jinja(message: str) -> tuple[str, str | None, str | None]:
     if match := re.match(r"Unexpected end of template\. .*innermost block that needs to be closed is '(\w+)'", message):
         tag = match.group(1)
         return f"template: `{{% {tag} %}}` is never closed", f"add `{{% end{tag} %}}` where it should end", None
-    if match := re.match(r"Encountered unknown tag '(\w+)'\. .*innermost block that needs to be closed is '(\w+)'",
-                         message):
+    if match := re.match(
+        r"Encountered unknown tag '(\w+)'\. .*innermost block that needs to be closed is '(\w+)'", message
+    ):
         tag, open_tag = match.groups()
-        return (f"template: `{{% {tag} %}}` does not close the open `{{% {open_tag} %}}`",
-                f"close it with `{{% end{open_tag} %}}` first", tag)
+        return (
+            f"template: `{{% {tag} %}}` does not close the open `{{% {open_tag} %}}`",
+            f"close it with `{{% end{open_tag} %}}` first",
+            tag,
+        )
     if match := re.match(r"Encountered unknown tag '(\w+)'", message):
         tag = match.group(1)
         if tag.startswith("end") or tag in ("else", "elif"):

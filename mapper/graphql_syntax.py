@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, TypeVar
 MAX_NESTING = 200  # same limit as graphql-core; counts selections, lists, objects and list types
 _T = TypeVar("_T")
 
+
 class GraphQLSyntaxError(Exception):
     """A problem in a GraphQL document, located by 1-based line and column within the query text."""
 
@@ -22,21 +23,25 @@ class GraphQLSyntaxError(Exception):
     def __str__(self) -> str:
         return f"{self.message} (line {self.line}, column {self.column})"
 
+
 @dataclass(frozen=True)
 class VariableRef:
     name: str
     line: int
     column: int
 
+
 @dataclass(frozen=True)
 class EnumValue:  # an unquoted argument value such as ACTIVE, kept apart from strings
     name: str
+
 
 class Directive(NamedTuple):
     name: str
     arguments: tuple[tuple[str, Any], ...]
     line: int
     column: int
+
 
 class VariableDefinition(NamedTuple):
     name: str
@@ -48,6 +53,7 @@ class VariableDefinition(NamedTuple):
     default: Any = None
     directives: tuple[Directive, ...] = ()
 
+
 class Field(NamedTuple):
     name: str
     alias: str | None
@@ -58,6 +64,7 @@ class Field(NamedTuple):
     column: int
     directives: tuple[Directive, ...] = ()
 
+
 class InlineFragment(NamedTuple):
     type_condition: str | None
     selections: tuple[Selection, ...]
@@ -65,13 +72,16 @@ class InlineFragment(NamedTuple):
     column: int
     directives: tuple[Directive, ...] = ()
 
+
 class FragmentSpread(NamedTuple):
     name: str
     line: int
     column: int
     directives: tuple[Directive, ...] = ()
 
+
 Selection = Field | InlineFragment | FragmentSpread
+
 
 class Operation(NamedTuple):
     kind: str
@@ -82,6 +92,7 @@ class Operation(NamedTuple):
     column: int
     directives: tuple[Directive, ...] = ()
 
+
 class FragmentDefinition(NamedTuple):
     name: str
     type_condition: str
@@ -90,6 +101,7 @@ class FragmentDefinition(NamedTuple):
     column: int
     directives: tuple[Directive, ...] = ()
 
+
 class Document(NamedTuple):
     operations: tuple[Operation, ...]
     fragments: tuple[FragmentDefinition, ...] = ()
@@ -97,16 +109,19 @@ class Document(NamedTuple):
     def fragment(self, name: str) -> FragmentDefinition | None:
         return next((f for f in self.fragments if f.name == name), None)
 
+
 class Node(NamedTuple):  # one response key of a merged selection; children is None for a leaf
     field_name: str
     children: dict[str, Node] | None
     type_conditions: frozenset[str] = frozenset()
+
 
 class _Tok(NamedTuple):
     kind: str  # a punctuator such as "{" or "...", or one of: name int float string eof
     value: str
     start: int
     end: int
+
 
 _NEWLINE = re.compile(r"\r\n|[\n\r]")
 _IGNORED = re.compile(r"(?:[ \t,\ufeff\n\r]|#(?:[^\r\n\ud800-\udfff]|[\ud800-\udbff][\udc00-\udfff])*)*")
@@ -122,8 +137,10 @@ _VALUE_START = ("[", "{", "int", "float", "string", "name", "$")
 _OPERATIONS = ("query", "mutation", "subscription")
 _DEFINITION = "'query', 'mutation', 'subscription', 'fragment' or '{'"
 
+
 def _scalar(code: int) -> bool:
     return 0 <= code <= 0xD7FF or 0xE000 <= code <= 0x10FFFF
+
 
 def _dedent_block(raw: str) -> str:  # the spec's BlockStringValue()
     lines = _NEWLINE.split(raw)
@@ -132,6 +149,7 @@ def _dedent_block(raw: str) -> str:  # the spec's BlockStringValue()
     indent = min((widths[i] for i in filled if i), default=0)
     lines = [line[indent:] if i else line for i, line in enumerate(lines)]
     return "\n".join(lines[filled[0] : filled[-1] + 1]) if filled else ""
+
 
 class _Parser:
     def __init__(self, text: str) -> None:
@@ -238,8 +256,11 @@ class _Parser:
             if j >= len(s) or (s[j] in "\r\n" and quote == '"'):
                 line, column = self.loc(i)
                 where = "" if quote == '"""' else " on the same line"
-                raise self.error(f"unterminated string (the string that starts at line {line}, column "
-                                 f"{column} needs a closing {quote}{where})", j)
+                raise self.error(
+                    f"unterminated string (the string that starts at line {line}, column "
+                    f"{column} needs a closing {quote}{where})",
+                    j,
+                )
             if s.startswith(quote, j):
                 value = "".join(parts)
                 return _Tok("string", _dedent_block(value) if quote == '"""' else value, i, j + len(quote))
@@ -276,8 +297,9 @@ class _Parser:
         if self.depth > MAX_NESTING:
             raise self.error(f"the query is nested more than {MAX_NESTING} levels deep", self.tok.start)
 
-    def many(self, close: str, what: str, item: str, starts: tuple[str, ...],
-             parse: Callable[[], _T], empty_ok: bool = False) -> tuple[_T, ...]:
+    def many(
+        self, close: str, what: str, item: str, starts: tuple[str, ...], parse: Callable[[], _T], empty_ok: bool = False
+    ) -> tuple[_T, ...]:
         nested = int(close != ")")  # selections, lists and objects count as nesting; argument lists do not
         self.enter(nested)
         opening = self.advance()
@@ -332,8 +354,7 @@ class _Parser:
             self.advance()
         default = self.value(True) if has_default else None
         required = type_.endswith("!") and not has_default
-        return VariableDefinition(name, type_, required, has_default, *self.loc(start), default,
-                                  self.directives(True))
+        return VariableDefinition(name, type_, required, has_default, *self.loc(start), default, self.directives(True))
 
     def type_reference(self) -> str:
         if self.tok.kind == "[":
@@ -429,6 +450,7 @@ class _Parser:
             return {"true": True, "false": False, "null": None}.get(tok.value, EnumValue(tok.value))
         return tok.value
 
+
 def parse(text: str) -> Document:
     """Parse an executable GraphQL document; raises GraphQLSyntaxError at the first syntax error."""
     parser = _Parser(text)
@@ -438,12 +460,14 @@ def parse(text: str) -> Document:
         pass
     raise parser.error("the query is nested too deeply", parser.tok.start)
 
+
 def _spreads(selections: tuple[Selection, ...]) -> Iterator[FragmentSpread]:
     for sel in selections:
         if isinstance(sel, FragmentSpread):
             yield sel
         else:
             yield from _spreads(sel.selections)
+
 
 def variable_uses(doc: Document, operation: Operation) -> tuple[VariableRef, ...]:
     """Every `$var` used by the operation, in document order, following each fragment spread once."""
@@ -476,10 +500,17 @@ def variable_uses(doc: Document, operation: Operation) -> tuple[VariableRef, ...
     walk(operation.selections)
     return tuple(found)
 
+
 _Entry = tuple[Field, frozenset[str], frozenset[str]]  # a field, its type conditions, fragments on its path
 
-def _collect(doc: Document, selections: tuple[Selection, ...], conditions: frozenset[str],
-             path: frozenset[str], groups: dict[str, list[_Entry]]) -> None:
+
+def _collect(
+    doc: Document,
+    selections: tuple[Selection, ...],
+    conditions: frozenset[str],
+    path: frozenset[str],
+    groups: dict[str, list[_Entry]],
+) -> None:
     for sel in selections:
         if isinstance(sel, Field):
             groups.setdefault(sel.response_key, []).append((sel, conditions, path))
@@ -489,6 +520,7 @@ def _collect(doc: Document, selections: tuple[Selection, ...], conditions: froze
         elif (fragment := doc.fragment(sel.name)) is not None and sel.name not in path:
             extra = {fragment.type_condition}
             _collect(doc, fragment.selections, conditions | extra, path | {sel.name}, groups)
+
 
 def _merge(doc: Document, parts: list[tuple[tuple[Selection, ...], frozenset[str]]]) -> dict[str, Node]:
     groups: dict[str, list[_Entry]] = {}
@@ -504,6 +536,7 @@ def _merge(doc: Document, parts: list[tuple[tuple[Selection, ...], frozenset[str
         tree[key] = Node(entries[0][0].name, children, conditions)
     return tree
 
+
 def selection_tree(doc: Document, operation: Operation) -> dict[str, Node]:
     """The merged response shape, with inline fragments and fragment spreads folded into their parent.
 
@@ -511,6 +544,7 @@ def selection_tree(doc: Document, operation: Operation) -> dict[str, Node]:
     unconditionally); fragment cycles are cut.
     """
     return _merge(doc, [(operation.selections, frozenset())])
+
 
 def check(doc: Document) -> list[GraphQLSyntaxError]:
     """Checks that need no schema (names, fragments, variables), sorted by location."""
@@ -525,14 +559,14 @@ def check(doc: Document) -> list[GraphQLSyntaxError]:
         if op.name is None and len(doc.operations) > 1:
             report("an operation without a name must be the only operation in the query; give it a name", op)
         elif op.name in named:
-            report(f"there is more than one operation named '{op.name}'; operation names must be unique",
-                   op, len(op.kind))
+            report(
+                f"there is more than one operation named '{op.name}'; operation names must be unique", op, len(op.kind)
+            )
         named.add(op.name)
     fragments: dict[str, FragmentDefinition] = {}
     for frag in doc.fragments:
         if frag.name in fragments:
-            report(f"there is more than one fragment named '{frag.name}'; fragment names must be unique",
-                   frag, 8)
+            report(f"there is more than one fragment named '{frag.name}'; fragment names must be unique", frag, 8)
         fragments.setdefault(frag.name, frag)
     for selections in [op.selections for op in doc.operations] + [f.selections for f in doc.fragments]:
         for spread in _spreads(selections):
@@ -548,8 +582,9 @@ def check(doc: Document) -> list[GraphQLSyntaxError]:
             path.append(spread)
             if spread.name in on_path:
                 loop = " → ".join([spread.name] + [s.name for s in path[on_path[spread.name] :]])
-                report(f"fragments form a cycle ({loop}); a fragment cannot include itself",
-                       path[on_path[spread.name]], 3)
+                report(
+                    f"fragments form a cycle ({loop}); a fragment cannot include itself", path[on_path[spread.name]], 3
+                )
             elif spread.name in fragments and spread.name not in visited:
                 cycles(fragments[spread.name], path, on_path)
             path.pop()
@@ -580,8 +615,11 @@ def check(doc: Document) -> list[GraphQLSyntaxError]:
             if use.name not in declared:
                 declared[use.name] = "ID!"
                 wanted = ", ".join(f"${name}: {type_}" for name, type_ in declared.items())
-                report(f"variable ${use.name} is used but not declared; declare it as `{head}({wanted})`",
-                       use, len(use.name) + 1)
+                report(
+                    f"variable ${use.name} is used but not declared; declare it as `{head}({wanted})`",
+                    use,
+                    len(use.name) + 1,
+                )
         for var in op.variables:
             if all(use.name != var.name for use in uses):
                 report(f"variable ${var.name} is declared but never used", var, len(var.name) + 1)

@@ -61,9 +61,7 @@ def load_file(
     return load_text(raw, name or str(path), options)
 
 
-def load_text(
-    text: str | bytes, name: str, options: compiler.Options = DEFAULTS
-) -> tuple[Plan | None, list[Problem]]:
+def load_text(text: str | bytes, name: str, options: compiler.Options = DEFAULTS) -> tuple[Plan | None, list[Problem]]:
     document, problems = source.read(text, name)
     if document is None:
         return None, problems

@@ -12,14 +12,32 @@ from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 MASK = "***"
 MIN_SECRET_LENGTH = 4  # shorter values ("100", "on") would blank out ordinary text and hide nothing
 
-SENSITIVE_HEADERS = frozenset({
-    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-csrf-token", "apikey", "api-key",
-    "x-api-key",
-})
-SENSITIVE_PARAMS = frozenset({
-    "token", "access_token", "apikey", "api_key", "key", "password", "secret", "client_secret", "sig",
-    "signature",
-})
+SENSITIVE_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-csrf-token",
+        "apikey",
+        "api-key",
+        "x-api-key",
+    }
+)
+SENSITIVE_PARAMS = frozenset(
+    {
+        "token",
+        "access_token",
+        "apikey",
+        "api_key",
+        "key",
+        "password",
+        "secret",
+        "client_secret",
+        "sig",
+        "signature",
+    }
+)
 # SAP's CSRF handshake words are not secrets, and a trace that hides them hides the handshake.
 _CSRF_WORDS = frozenset({"fetch", "required"})
 
@@ -32,8 +50,9 @@ class Masker:
     (HTTP basic auth). All forms go into one compiled regex, longest first, rebuilt only after `add`.
     """
 
-    def __init__(self, secrets: Iterable[str] = (), sensitive_headers: Iterable[str] = (),
-                 sensitive_params: Iterable[str] = ()) -> None:
+    def __init__(
+        self, secrets: Iterable[str] = (), sensitive_headers: Iterable[str] = (), sensitive_params: Iterable[str] = ()
+    ) -> None:
         self._forms: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._dirty = False

@@ -140,7 +140,19 @@ class Metrics:
 
     def render(self) -> str:
         """The exposition text for GET /metrics."""
-        families = (self.received, self.rejected, self.acknowledged, self.duplicates, self.ignored,
-                    self.coalesced, self.runs, self.retries, self.dead, self.queue, self.mappings,
-                    self.ack_seconds, self.run_seconds)
+        families = (
+            self.received,
+            self.rejected,
+            self.acknowledged,
+            self.duplicates,
+            self.ignored,
+            self.coalesced,
+            self.runs,
+            self.retries,
+            self.dead,
+            self.queue,
+            self.mappings,
+            self.ack_seconds,
+            self.run_seconds,
+        )
         return "\n".join(line for family in families for line in family.lines()) + "\n"

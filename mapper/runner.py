@@ -45,8 +45,9 @@ class _Stop(Exception):
 class Runner:
     """Runs plans. One per process: it keeps HTTP connection pools and OAuth tokens across events."""
 
-    def __init__(self, env: Mapping[str, str], transport: httpx.AsyncBaseTransport | None = None, *,
-                 stack: Stack = "aiohttp") -> None:
+    def __init__(
+        self, env: Mapping[str, str], transport: httpx.AsyncBaseTransport | None = None, *, stack: Stack = "aiohttp"
+    ) -> None:
         self.env = dict(env)
         self.transport = transport
         self.stack: Stack = stack  # the HTTP client stack when no transport is given (see clients.transport)
@@ -72,8 +73,9 @@ class Runner:
     def _client(self, plan: Plan, connection: Connection) -> ConnectionClient:
         key = (plan.name, plan.digest, connection.name)
         if key not in self._http:
-            client = ConnectionClient(connection, self.env, transport=self.transport, token_cache=self.tokens,
-                                      stack=self.stack)
+            client = ConnectionClient(
+                connection, self.env, transport=self.transport, token_cache=self.tokens, stack=self.stack
+            )
             self._share_secrets(plan, client.masker)
             self._http[key] = client
         return self._http[key]
@@ -81,8 +83,9 @@ class Runner:
     def _graphql_client(self, plan: Plan, connection: Connection) -> GraphQLClient:
         key = (plan.name, plan.digest, connection.name)
         if key not in self._graphql:
-            client = GraphQLClient(connection, self.env, transport=self.transport, token_cache=self.tokens,
-                                   stack=self.stack)
+            client = GraphQLClient(
+                connection, self.env, transport=self.transport, token_cache=self.tokens, stack=self.stack
+            )
             self._share_secrets(plan, client.masker)
             self._graphql[key] = client
         return self._graphql[key]
@@ -131,13 +134,19 @@ class Runner:
         stage = trace.stage("query", connection=connection.name, variables=variables, exchanges=exchanges)
         token = CURRENT_STEP.set("query")
         try:
-            data = await self._graphql_client(plan, connection).execute(query.document, variables, query.operation,
-                                                                        exchanges=exchanges)
+            data = await self._graphql_client(plan, connection).execute(
+                query.document, variables, query.operation, exchanges=exchanges
+            )
         except GraphQLFailure as exc:
-            raise _Stop("retry" if exc.retryable else "dead", f"query ({_at(plan, query.location.line)}): {exc.message}") from None
+            raise _Stop(
+                "retry" if exc.retryable else "dead", f"query ({_at(plan, query.location.line)}): {exc.message}"
+            ) from None
         except TransportFailure as exc:
-            raise _Stop("retry" if exc.retryable else "dead", f"the GraphQL query could not be sent: {exc.reason}",
-                        retry_after=exc.retry_after) from None
+            raise _Stop(
+                "retry" if exc.retryable else "dead",
+                f"the GraphQL query could not be sent: {exc.reason}",
+                retry_after=exc.retry_after,
+            ) from None
         except (RequestRejected, ConnectionUnusable) as exc:
             raise _Stop("dead", f"the GraphQL query was not sent: {exc}") from None
         finally:
@@ -159,7 +168,11 @@ class Runner:
             if listed is None:
                 listed = []
             if not isinstance(listed, list):
-                raise _Stop("dead", f"{where}: for_each `{step.for_each.source}` gave {type(listed).__name__}, not a list", step.name)
+                raise _Stop(
+                    "dead",
+                    f"{where}: for_each `{step.for_each.source}` gave {type(listed).__name__}, not a list",
+                    step.name,
+                )
             items = list(enumerate(listed))
             for name in captures:
                 captures[name] = []
@@ -172,8 +185,9 @@ class Runner:
                 else:
                     captures[name].append(value)
 
-    async def _request(self, plan: Plan, step: Step, scope: dict[str, Any], trace: Trace, key: str,
-                       index: int | None, where: str) -> dict[str, Any]:
+    async def _request(
+        self, plan: Plan, step: Step, scope: dict[str, Any], trace: Trace, key: str, index: int | None, where: str
+    ) -> dict[str, Any]:
         connection = plan.connections[step.connection]
         path = _render(plan, step.path, scope, where) if step.path else None
         url = _render(plan, step.url, scope, where) if step.url else None
@@ -186,16 +200,26 @@ class Runner:
         token = CURRENT_STEP.set(step.name)
         try:
             response = await self._client(plan, connection).send(
-                step.method, path=path, url=url, params=params, headers=headers,
+                step.method,
+                path=path,
+                url=url,
+                params=params,
+                headers=headers,
                 json=body if step.body.kind == "json" else NO_JSON,
-                form={k: _text(v) for k, v in body.items()} if step.body.kind == "form" and isinstance(body, dict) else None,
+                form={k: _text(v) for k, v in body.items()}
+                if step.body.kind == "form" and isinstance(body, dict)
+                else None,
                 content=_text(body).encode() if step.body.kind == "text" else None,
-                content_type=step.body.content_type, timeout=step.timeout, exchanges=exchanges,
+                content_type=step.body.content_type,
+                timeout=step.timeout,
+                exchanges=exchanges,
                 # reads are safe to repeat; keys go on writes, where the target uses them to drop a repeat
                 idempotency_key=None if step.method in ("GET", "HEAD") else step_key,
             )
         except TransportFailure as exc:
-            raise _Stop("retry" if exc.retryable else "dead", f"{where}: {exc.reason}", step.name, exc.retry_after) from None
+            raise _Stop(
+                "retry" if exc.retryable else "dead", f"{where}: {exc.reason}", step.name, exc.retry_after
+            ) from None
         except (RequestRejected, ConnectionUnusable) as exc:
             raise _Stop("dead", f"{where}: request not sent: {exc}", step.name) from None
         except (UnicodeError, TypeError, ValueError) as exc:  # e.g. a lone surrogate from the data in a JSON body

@@ -76,8 +76,9 @@ class Mappings:
 
     def route(self, event: Event) -> list[NewJob]:
         """A job for every mapping whose trigger matches the event."""
-        return [NewJob(plan.name, event.resource_id, plan.file)
-                for plan in self._plans.values() if matches(plan, event)]
+        return [
+            NewJob(plan.name, event.resource_id, plan.file) for plan in self._plans.values() if matches(plan, event)
+        ]
 
     def _files_stamp(self) -> tuple[tuple[str, int, int], ...]:
         files, _ = loader.mapping_files(self.paths)
@@ -107,8 +108,10 @@ class Mappings:
         self._stamp = stamp
         loaded = loader.load(self.paths, self.env)
         if loaded.errors:
-            log.error("mappings changed but are not valid; the previous version keeps running:\n%s",
-                      report.text(loaded.problems))
+            log.error(
+                "mappings changed but are not valid; the previous version keeps running:\n%s",
+                report.text(loaded.problems),
+            )
             return False
         self._plans = {plan.name: plan for plan in loaded.plans}
         log.info("mappings reloaded: %s", ", ".join(sorted(self._plans)) or "none")
@@ -228,8 +231,13 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _upkeep(mappings: Mappings, store: Store, options: ServiceOptions, executor: ThreadPoolExecutor,
-                  on_reload: Callable[[], None]) -> None:
+async def _upkeep(
+    mappings: Mappings,
+    store: Store,
+    options: ServiceOptions,
+    executor: ThreadPoolExecutor,
+    on_reload: Callable[[], None],
+) -> None:
     """Every second or so: reload changed mappings; every hour: prune what is older than the retention."""
     next_prune = 0.0
     while True:
@@ -248,8 +256,14 @@ async def _upkeep(mappings: Mappings, store: Store, options: ServiceOptions, exe
         await asyncio.sleep(options.reload_interval)
 
 
-def serve(paths: Sequence[Path], host: str = "127.0.0.1", port: int = 8000, store: str | Path = "wlmap.db",
-          workers: int = 4, options: ServiceOptions | None = None) -> int:
+def serve(
+    paths: Sequence[Path],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    store: str | Path = "wlmap.db",
+    workers: int = 4,
+    options: ServiceOptions | None = None,
+) -> int:
     """Run the listener and the workers until SIGTERM or Ctrl-C; returns the exit code."""
     options = options or ServiceOptions()
     configure_logging(options.log_format, options.log_level)
@@ -262,16 +276,31 @@ def serve(paths: Sequence[Path], host: str = "127.0.0.1", port: int = 8000, stor
     return 1
 
 
-def run_from_cli(paths: Sequence[Path], *, host: str = "127.0.0.1", port: int = 8000,
-                 store: str | Path = "wlmap.db", workers: int = 4, allow_unsigned: bool = False,
-                 log_format: str = "text", role: str = "all") -> int:
+def run_from_cli(
+    paths: Sequence[Path],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    store: str | Path = "wlmap.db",
+    workers: int = 4,
+    allow_unsigned: bool = False,
+    log_format: str = "text",
+    role: str = "all",
+) -> int:
     """`wlmap run --serve`: serve() with the options that command takes."""
-    return serve(paths, host, port, store, workers, ServiceOptions(allow_unsigned=allow_unsigned,
-                                                                   log_format=log_format, role=role))
+    return serve(
+        paths,
+        host,
+        port,
+        store,
+        workers,
+        ServiceOptions(allow_unsigned=allow_unsigned, log_format=log_format, role=role),
+    )
 
 
-async def _serve(paths: list[Path], host: str, port: int, store_path: str, workers: int,
-                 options: ServiceOptions) -> int:
+async def _serve(
+    paths: list[Path], host: str, port: int, store_path: str, workers: int, options: ServiceOptions
+) -> int:
     import uvicorn
 
     from mapper.listener import ListenerOptions, create_app
@@ -286,15 +315,20 @@ async def _serve(paths: list[Path], host: str, port: int, store_path: str, worke
     env = dict(os.environ) if options.env is None else dict(options.env)
     secrets = options.secrets if options.secrets is not None else secrets_from(env)
     if takes_webhooks and not secrets and not options.allow_unsigned:
-        raise ServiceError(f"no webhook secret: set {SECRETS_ENV} (comma-separated during a rotation), "
-                           "or pass --allow-unsigned to accept legacy webhooks that carry no signature")
+        raise ServiceError(
+            f"no webhook secret: set {SECRETS_ENV} (comma-separated during a rotation), "
+            "or pass --allow-unsigned to accept legacy webhooks that carry no signature"
+        )
     try:
         scheme = SignatureScheme(header=options.signature_header, encoding=options.signature_encoding)
     except ValueError as exc:
         raise ServiceError(str(exc)) from None
     if options.allow_unsigned and takes_webhooks:
-        log.warning("--allow-unsigned: webhooks WITHOUT a %s header are accepted unverified; a present but "
-                    "wrong signature is still refused", scheme.header)
+        log.warning(
+            "--allow-unsigned: webhooks WITHOUT a %s header are accepted unverified; a present but "
+            "wrong signature is still refused",
+            scheme.header,
+        )
     mappings = Mappings(paths, env)
     mappings.load()
     async with contextlib.AsyncExitStack() as resources:  # closed in reverse, whatever happens
@@ -308,9 +342,21 @@ async def _serve(paths: list[Path], host: str, port: int, store_path: str, worke
         resources.callback(executor.shutdown, wait=False)
         metrics = Metrics()
         metrics.mappings.set(len(mappings.current()))
-        worker = Worker(store, mappings.current, runner.run, WorkerOptions(
-            concurrency=workers, lease=options.lease, poll=options.poll, run_timeout=options.run_timeout,
-            grace=options.grace, time_scale=options.time_scale), metrics=metrics, executor=executor)
+        worker = Worker(
+            store,
+            mappings.current,
+            runner.run,
+            WorkerOptions(
+                concurrency=workers,
+                lease=options.lease,
+                poll=options.poll,
+                run_timeout=options.run_timeout,
+                grace=options.grace,
+                time_scale=options.time_scale,
+            ),
+            metrics=metrics,
+            executor=executor,
+        )
 
         def readiness() -> str | None:
             if not mappings.current():
@@ -322,15 +368,35 @@ async def _serve(paths: list[Path], host: str, port: int, store_path: str, worke
             return None
 
         listening = ListenerOptions(
-            path=options.path, secrets=secrets, scheme=scheme, allow_unsigned=options.allow_unsigned,
-            max_body=options.max_body, dedupe_window=options.dedupe_window)
-        app = create_app(store, mappings.route, listening, metrics=metrics, executor=executor,
-                         on_stored=worker.wake if runs_jobs else lambda: None, readiness=readiness)
+            path=options.path,
+            secrets=secrets,
+            scheme=scheme,
+            allow_unsigned=options.allow_unsigned,
+            max_body=options.max_body,
+            dedupe_window=options.dedupe_window,
+        )
+        app = create_app(
+            store,
+            mappings.route,
+            listening,
+            metrics=metrics,
+            executor=executor,
+            on_stored=worker.wake if runs_jobs else lambda: None,
+            readiness=readiness,
+        )
         if not takes_webhooks:  # a worker keeps /healthz, /readyz and /metrics; the webhook path is a 404
             app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) != options.path]
-        server = _Server(uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="off", http="h11", server_header=False,
-            timeout_graceful_shutdown=max(1, int(options.grace))))
+        server = _Server(
+            uvicorn.Config(
+                app,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                http="h11",
+                server_header=False,
+                timeout_graceful_shutdown=max(1, int(options.grace)),
+            )
+        )
         failed: list[BaseException] = []
 
         def on_worker_end(task: asyncio.Task[None]) -> None:
@@ -341,14 +407,24 @@ async def _serve(paths: list[Path], host: str, port: int, store_path: str, worke
 
         work = asyncio.create_task(worker.serve() if runs_jobs else asyncio.sleep(0), name="wlmap-workers")
         work.add_done_callback(on_worker_end)
-        upkeep = asyncio.create_task(_upkeep(mappings, store, options, executor,
-                                             lambda: metrics.mappings.set(len(mappings.current()))))
+        upkeep = asyncio.create_task(
+            _upkeep(mappings, store, options, executor, lambda: metrics.mappings.set(len(mappings.current())))
+        )
         resources.push_async_callback(_cancel, upkeep)
         names = ", ".join(sorted(mappings.current())) or "none"
-        doing = {"all": f"{options.path} with {workers} worker(s)", "listener": f"{options.path} (listener only)",
-                 "worker": f" (health and metrics only) with {workers} worker(s)"}[options.role]
-        log.info("listening on http://%s:%d%s; mappings: %s; store: %s", host, sock.getsockname()[1], doing,
-                 names, describe(store_path))
+        doing = {
+            "all": f"{options.path} with {workers} worker(s)",
+            "listener": f"{options.path} (listener only)",
+            "worker": f" (health and metrics only) with {workers} worker(s)",
+        }[options.role]
+        log.info(
+            "listening on http://%s:%d%s; mappings: %s; store: %s",
+            host,
+            sock.getsockname()[1],
+            doing,
+            names,
+            describe(store_path),
+        )
         await server.serve(sock)
         log.info("stopped taking webhooks; finishing or releasing running jobs")
         worker.stop()
@@ -384,8 +460,7 @@ class _TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        context = " ".join(f"{key}={getattr(record, key)}" for key in _EXTRAS
-                           if getattr(record, key, None) is not None)
+        context = " ".join(f"{key}={getattr(record, key)}" for key in _EXTRAS if getattr(record, key, None) is not None)
         return f"{text} [{context}]" if context else text
 
 
@@ -394,7 +469,9 @@ class _JsonFormatter(logging.Formatter):
         import json
 
         line: dict[str, Any] = {
-            "time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
             "message": record.getMessage(),
         }
         line.update({key: getattr(record, key) for key in _EXTRAS if getattr(record, key, None) is not None})
@@ -418,27 +495,44 @@ def configure_logging(fmt: str = "text", level: str = "INFO") -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mapper.service",
-                                description="Take WorkLink webhooks and run the mappings they trigger.")
-    p.add_argument("--mappings", nargs="+", type=Path, required=True, metavar="PATH",
-                   help="mapping files or folders")
-    p.add_argument("--store", default=os.environ.get(STORE_ENV, "wlmap.db"),
-                   help=f"a SQLite file or a postgresql:// URL (default: ${STORE_ENV} or wlmap.db)")
-    p.add_argument("--role", default="all", choices=ROLES,
-                   help="all: webhooks and jobs; listener: webhooks only; worker: jobs only (PostgreSQL store)")
-    p.add_argument("--store-connections", type=int, default=None, metavar="N",
-                   help="PostgreSQL: connections this process opens at most (default 10)")
+    p = argparse.ArgumentParser(
+        prog="python -m mapper.service", description="Take WorkLink webhooks and run the mappings they trigger."
+    )
+    p.add_argument("--mappings", nargs="+", type=Path, required=True, metavar="PATH", help="mapping files or folders")
+    p.add_argument(
+        "--store",
+        default=os.environ.get(STORE_ENV, "wlmap.db"),
+        help=f"a SQLite file or a postgresql:// URL (default: ${STORE_ENV} or wlmap.db)",
+    )
+    p.add_argument(
+        "--role",
+        default="all",
+        choices=ROLES,
+        help="all: webhooks and jobs; listener: webhooks only; worker: jobs only (PostgreSQL store)",
+    )
+    p.add_argument(
+        "--store-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="PostgreSQL: connections this process opens at most (default 10)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=4, help="mapping runs at the same time")
     p.add_argument("--path", default="/webhooks", help="URL path of the webhook endpoint")
-    p.add_argument("--allow-unsigned", action="store_true",
-                   help="accept (legacy) webhooks that carry no signature header")
+    p.add_argument(
+        "--allow-unsigned", action="store_true", help="accept (legacy) webhooks that carry no signature header"
+    )
     p.add_argument("--signature-header", default="x-scope-hmac-sha256")
     p.add_argument("--signature-encoding", default="base64", choices=("base64", "hex"))
     p.add_argument("--max-body", type=int, default=1024 * 1024, help="largest webhook body in bytes")
-    p.add_argument("--dedupe-window", type=float, default=300.0,
-                   help="seconds in which an identical body without a delivery id is a duplicate")
+    p.add_argument(
+        "--dedupe-window",
+        type=float,
+        default=300.0,
+        help="seconds in which an identical body without a delivery id is a duplicate",
+    )
     p.add_argument("--retention-days", type=float, default=7.0, help="keep finished deliveries this long")
     p.add_argument("--lease", type=float, default=60.0, help="seconds a claim lasts without a heartbeat")
     p.add_argument("--poll", type=float, default=0.5, help="seconds between looks for due retries")
@@ -446,8 +540,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--grace", type=float, default=10.0, help="seconds running jobs get to finish on SIGTERM")
     p.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)  # tests: faster retries
     p.add_argument("--runner", default=DEFAULT_RUNNER, help=argparse.SUPPRESS)  # tests: module:factory
-    p.add_argument("--store-max-mb", type=float, default=None,
-                   help="refuse webhooks (503) rather than let the store grow past this size")
+    p.add_argument(
+        "--store-max-mb",
+        type=float,
+        default=None,
+        help="refuse webhooks (503) rather than let the store grow past this size",
+    )
     p.add_argument("--log-format", default="text", choices=("text", "json"))
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
@@ -456,12 +554,25 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     options = ServiceOptions(
-        path=args.path, signature_header=args.signature_header, signature_encoding=args.signature_encoding,
-        allow_unsigned=args.allow_unsigned, max_body=args.max_body, dedupe_window=args.dedupe_window,
-        retention=args.retention_days * 86400, lease=args.lease, poll=args.poll, run_timeout=args.run_timeout,
-        grace=args.grace, time_scale=args.time_scale, runner=args.runner, log_format=args.log_format,
-        log_level=args.log_level, role=args.role, store_connections=args.store_connections,
-        store_max_bytes=None if args.store_max_mb is None else int(args.store_max_mb * 1024 * 1024))
+        path=args.path,
+        signature_header=args.signature_header,
+        signature_encoding=args.signature_encoding,
+        allow_unsigned=args.allow_unsigned,
+        max_body=args.max_body,
+        dedupe_window=args.dedupe_window,
+        retention=args.retention_days * 86400,
+        lease=args.lease,
+        poll=args.poll,
+        run_timeout=args.run_timeout,
+        grace=args.grace,
+        time_scale=args.time_scale,
+        runner=args.runner,
+        log_format=args.log_format,
+        log_level=args.log_level,
+        role=args.role,
+        store_connections=args.store_connections,
+        store_max_bytes=None if args.store_max_mb is None else int(args.store_max_mb * 1024 * 1024),
+    )
     try:
         code = serve(args.mappings, args.host, args.port, args.store, args.workers, options)
     except KeyboardInterrupt:

@@ -45,9 +45,7 @@ class SignatureScheme:
         if not self.header.strip():
             raise ValueError("signature header name is empty")
         if self.encoding not in _ENCODINGS:
-            raise ValueError(
-                f"signature encoding must be one of {', '.join(_ENCODINGS)}, not {self.encoding!r}"
-            )
+            raise ValueError(f"signature encoding must be one of {', '.join(_ENCODINGS)}, not {self.encoding!r}")
         try:
             hmac.new(b"k", b"", self.algorithm).digest()
         except (ValueError, TypeError) as exc:

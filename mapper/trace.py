@@ -36,9 +36,16 @@ class Trace:
         self.record["stages"].append(entry)
         return entry
 
-    def finish(self, status: Status, reason: str, step: str | None, retry_after: float | None, masker: Masker) -> RunResult:
-        self.record["outcome"] = {"status": status, "reason": reason, "step": step, "retry_after": retry_after,
-                                  "duration_ms": round((time.perf_counter() - self.started) * 1000, 2)}
+    def finish(
+        self, status: Status, reason: str, step: str | None, retry_after: float | None, masker: Masker
+    ) -> RunResult:
+        self.record["outcome"] = {
+            "status": status,
+            "reason": reason,
+            "step": step,
+            "retry_after": retry_after,
+            "duration_ms": round((time.perf_counter() - self.started) * 1000, 2),
+        }
         return RunResult(self.plan.name, status, masker.text(reason), step, retry_after, mask(self.record, masker))
 
 

@@ -33,9 +33,7 @@ MAX_BACKOFF = 5.0  # seconds between claims at most while the store cannot be re
 class RunFunction(Protocol):
     """What the worker calls to run one mapping for one event (the runner's `run`)."""
 
-    def __call__(
-        self, plan: Plan, event: Event, *, idempotency_key: str, attempt: int
-    ) -> Awaitable[RunResult]: ...
+    def __call__(self, plan: Plan, event: Event, *, idempotency_key: str, attempt: int) -> Awaitable[RunResult]: ...
 
 
 Plans = Callable[[], Mapping[str, Plan]]  # the mappings in force, by name
@@ -63,8 +61,15 @@ def policy_for(plan: Plan, step: str | None) -> RetryPolicy:
     return RetryPolicy()
 
 
-def decide(result: RunResult, attempts: int, policy: RetryPolicy, now: float, *,
-           rand: Callable[[], float] = random.random, time_scale: float = 1.0) -> Finish:
+def decide(
+    result: RunResult,
+    attempts: int,
+    policy: RetryPolicy,
+    now: float,
+    *,
+    rand: Callable[[], float] = random.random,
+    time_scale: float = 1.0,
+) -> Finish:
     """What the store records after attempt number `attempts` ended with `result`.
 
     schedule[0] is the first attempt ("immediately"); schedule[n] is the wait after n failed attempts. When
@@ -86,9 +91,17 @@ def decide(result: RunResult, attempts: int, policy: RetryPolicy, now: float, *,
 class Worker:
     """Claims due jobs from the store and runs them, at most `concurrency` at a time."""
 
-    def __init__(self, store: Store, plans: Plans, run: RunFunction, options: WorkerOptions | None = None, *,
-                 metrics: Metrics | None = None, executor: Executor | None = None,
-                 rand: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        store: Store,
+        plans: Plans,
+        run: RunFunction,
+        options: WorkerOptions | None = None,
+        *,
+        metrics: Metrics | None = None,
+        executor: Executor | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
         self.store, self.plans, self.run = store, plans, run
         self.options = options or WorkerOptions()
         self.metrics = metrics or Metrics()
@@ -172,8 +185,9 @@ class Worker:
         while True:
             await asyncio.sleep(self.options.lease / 3)
             try:
-                kept = await run_blocking(self.executor, partial(
-                    self.store.extend, job.job, job.token, self.options.lease))
+                kept = await run_blocking(
+                    self.executor, partial(self.store.extend, job.job, job.token, self.options.lease)
+                )
             except StoreError as exc:
                 log.warning("job %s: lease not renewed: %s", job.job, exc, extra=_extra(job))
                 continue
@@ -186,13 +200,22 @@ class Worker:
         plan = self.plans().get(job.mapping)
         started = time.perf_counter()
         if plan is None:
-            outcome = Finish("dead", f"mapping `{job.mapping}` is not loaded any more (removed or renamed); "
-                                     f"restore it, then replay job {job.job}")
+            outcome = Finish(
+                "dead",
+                f"mapping `{job.mapping}` is not loaded any more (removed or renamed); "
+                f"restore it, then replay job {job.job}",
+            )
         else:
             event = normalise(job.body, dict(job.headers))
             result = await self._run(plan, event, job)
-            outcome = decide(result, job.attempt, policy_for(plan, result.step), self.store.clock(),
-                             rand=self.rand, time_scale=self.options.time_scale)
+            outcome = decide(
+                result,
+                job.attempt,
+                policy_for(plan, result.step),
+                self.store.clock(),
+                rand=self.rand,
+                time_scale=self.options.time_scale,
+            )
         elapsed = time.perf_counter() - started
         recorded = await run_blocking(self.executor, partial(self.store.finish, job.job, job.token, outcome))
         self._count(job, outcome, elapsed, recorded)
@@ -207,28 +230,39 @@ class Worker:
             return RunResult(plan.name, "retry", f"the run did not finish within {limit:g} s")
         except Exception as exc:  # a bug in the runner: keep the job, say where to look
             log.error("job %s: the runner failed", job.job, exc_info=exc, extra=_extra(job))
-            return RunResult(plan.name, "retry", f"the run failed unexpectedly ({type(exc).__name__}); "
-                                                 "see the wlmap log")
+            return RunResult(
+                plan.name, "retry", f"the run failed unexpectedly ({type(exc).__name__}); see the wlmap log"
+            )
 
     def _count(self, job: Claimed, outcome: Finish, elapsed: float, recorded: bool) -> None:
         extra = {**_extra(job), "step": outcome.step}
         if not recorded:
-            log.warning("job %s attempt %d: %s, but another worker had taken the job over; result not used",
-                        job.job, job.attempt, outcome.status, extra=extra)
+            log.warning(
+                "job %s attempt %d: %s, but another worker had taken the job over; result not used",
+                job.job,
+                job.attempt,
+                outcome.status,
+                extra=extra,
+            )
             return
         self.metrics.runs.inc(mapping=job.mapping, outcome=outcome.status)
         self.metrics.run_seconds.observe(elapsed, mapping=job.mapping)
         if outcome.status == "retry":
             self.metrics.retries.inc(mapping=job.mapping)
             wait = (outcome.next_attempt_at or 0.0) - self.store.clock()
-            log.warning("job %s attempt %d: %s; next try in %.1f s", job.job, job.attempt, outcome.reason,
-                        max(wait, 0.0), extra=extra)
+            log.warning(
+                "job %s attempt %d: %s; next try in %.1f s",
+                job.job,
+                job.attempt,
+                outcome.reason,
+                max(wait, 0.0),
+                extra=extra,
+            )
         elif outcome.status == "dead":
             self.metrics.dead.inc(mapping=job.mapping)
             log.error("job %s attempt %d: dead: %s", job.job, job.attempt, outcome.reason, extra=extra)
         else:
-            log.info("job %s attempt %d: %s in %.3f s", job.job, job.attempt, outcome.status, elapsed,
-                     extra=extra)
+            log.info("job %s attempt %d: %s in %.3f s", job.job, job.attempt, outcome.status, elapsed, extra=extra)
 
 
 async def run_blocking(executor: Executor | None, fn: Callable[[], T]) -> T:

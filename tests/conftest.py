@@ -37,8 +37,9 @@ class PostgresSchema:
 
     @property
     def url(self) -> str:
-        return with_params(self.server, options=f"-csearch_path%3D{self.schema}",
-                           application_name=self.application_name)
+        return with_params(
+            self.server, options=f"-csearch_path%3D{self.schema}", application_name=self.application_name
+        )
 
     def connect(self) -> Any:
         """An autocommit psycopg connection with the schema on its search_path (not counted as wlmap's)."""
@@ -55,9 +56,11 @@ class PostgresSchema:
     def terminate(self) -> int:
         """Cut every connection wlmap has open to this schema (pg_terminate_backend); how many."""
         with contextlib.closing(self.connect()) as conn:
-            rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE application_name = %s AND pid <> pg_backend_pid()",
-                                (self.application_name,)).fetchall()
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s AND pid <> pg_backend_pid()",
+                (self.application_name,),
+            ).fetchall()
         return len(rows)
 
 
@@ -96,6 +99,5 @@ def postgres(postgres_server: str) -> Iterator[PostgresSchema]:
         yield database
     finally:
         with psycopg.connect(postgres_server, autocommit=True) as conn:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-                         (name,))
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (name,))
             conn.execute(f"DROP SCHEMA {name} CASCADE")

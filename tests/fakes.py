@@ -168,9 +168,7 @@ def make_certificates(directory: Path) -> Certificates:
         ("client", "extendedKeyUsage=clientAuth"),
     ):
         (directory / f"{name}.ext").write_text(extensions + "\n")
-        openssl(
-            "req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=wlmap test {name}"
-        )
+        openssl("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=wlmap test {name}")
         openssl(
             "x509",
             "-req",
@@ -190,10 +188,7 @@ def make_certificates(directory: Path) -> Certificates:
             f"{name}.ext",
         )
     return Certificates(
-        *(
-            str(directory / name)
-            for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")
-        )
+        *(str(directory / name) for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key"))
     )
 
 
@@ -223,9 +218,7 @@ def serve(app: ASGIApp, tls: Certificates | None = None, require_client_cert: bo
         ssl_cert_reqs=ssl.CERT_REQUIRED if tls and require_client_cert else ssl.CERT_NONE,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"fake-server-{port}"
-    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"fake-server-{port}")
     thread.start()
     try:
         deadline = time.monotonic() + 10
@@ -291,9 +284,7 @@ class FakeServer:
             path=scope["path"],
             raw_path=(scope.get("raw_path") or scope["path"].encode()).decode("latin-1").partition("?")[0],
             query=scope["query_string"].decode("latin-1"),
-            headers=tuple(
-                (key.decode("latin-1").lower(), value.decode("latin-1")) for key, value in scope["headers"]
-            ),
+            headers=tuple((key.decode("latin-1").lower(), value.decode("latin-1")) for key, value in scope["headers"]),
             body=body,
         )
         self.requests.append(recorded)
@@ -449,9 +440,7 @@ class FakeSap:
         )
         if self.reject_all or not valid:
             self.rejected += 1
-            return Reply.text(
-                "CSRF token validation failed", status=403, headers=[("x-csrf-token", "Required")]
-            )
+            return Reply.text("CSRF token validation failed", status=403, headers=[("x-csrf-token", "Required")])
         self.writes.append(request)
         data = request.json() if request.body else {}
         return Reply.json({"d": data}, status=201 if request.method == "POST" else 200)
@@ -478,9 +467,7 @@ class FakeScope:
     Build replies with the helpers: `data`, `errors` (HTTP 200, as Scope AR does), `status`, `slow`, `text`.
     """
 
-    def __init__(
-        self, server: FakeServer, *, path: str = "/api/v3/graphql", token: str = "scope-api-token"
-    ) -> None:
+    def __init__(self, server: FakeServer, *, path: str = "/api/v3/graphql", token: str = "scope-api-token") -> None:
         self.server = server
         self.path = path
         self.token = token

@@ -54,9 +54,7 @@ def oauth2_env(oauth):
 def test_basic_auth_header_reaches_the_server():
     with FakeServer() as server:
         server.route("GET", "*", Reply.json({}))
-        conn = connection(
-            base_url=server.url, auth=auth("basic", username="{{ env.U }}", password="{{ env.P }}")
-        )
+        conn = connection(base_url=server.url, auth=auth("basic", username="{{ env.U }}", password="{{ env.P }}"))
         (response,), exchanges = run((conn, {"U": "maximo", "P": "pässword:1"}, [{"path": "/x"}]))
         assert response.status == 200
         assert server.requests[0].basic_auth() == ("maximo", "pässword:1")
@@ -86,9 +84,7 @@ def test_api_key_in_the_query_replaces_a_parameter_of_the_same_name():
         conn = connection(
             base_url=server.url, auth=auth("api_key", name="token", placement="query", value="{{ env.KEY }}")
         )
-        _, exchanges = run(
-            (conn, {"KEY": "query-key-123"}, [{"path": "/x", "params": {"token": "forged", "a": "1"}}])
-        )
+        _, exchanges = run((conn, {"KEY": "query-key-123"}, [{"path": "/x", "params": {"token": "forged", "a": "1"}}]))
         assert server.requests[0].params == {"a": ["1"], "token": ["query-key-123"]}
         assert exchanges[0].url == "***?a=1&token=***" or exchanges[0].url.endswith("/x?a=1&token=***")
 
@@ -185,11 +181,7 @@ def test_oauth2_token_is_shared_across_clients_and_fetched_once_when_requests_ra
             ):
                 exchanges: list[Exchange] = []
                 responses = await asyncio.gather(
-                    *(
-                        client.send("GET", path=f"/{n}", exchanges=exchanges)
-                        for n in range(5)
-                        for client in (one, two)
-                    )
+                    *(client.send("GET", path=f"/{n}", exchanges=exchanges) for n in range(5) for client in (one, two))
                 )
                 return responses, exchanges
 
@@ -207,9 +199,7 @@ def test_a_401_invalidates_the_token_and_the_request_is_sent_once_more():
         cache = TokenCache()
         run((conn, env, [{"method": "POST", "path": "/a", "json": {}}]), token_cache=cache)
         oauth.revoke_all()
-        (response,), exchanges = run(
-            (conn, env, [{"method": "POST", "path": "/a", "json": {}}]), token_cache=cache
-        )
+        (response,), exchanges = run((conn, env, [{"method": "POST", "path": "/a", "json": {}}]), token_cache=cache)
         assert response.status == 201
         assert response.notes == (
             "the target answered 401 to the OAuth2 token; fetched a new token and sent the request once more",
@@ -240,10 +230,7 @@ def test_a_refused_client_is_a_permanent_auth_failure():
         assert isinstance(failure, AuthFailure)
         assert not failure.retryable
         # the token URL comes from env, and every env value a connection reads is treated as a secret
-        assert (
-            failure.reason
-            == "the OAuth2 token endpoint *** answered 401: invalid_client (bad client credentials)"
-        )
+        assert failure.reason == "the OAuth2 token endpoint *** answered 401: invalid_client (bad client credentials)"
         assert server.requests_to("/api/*") == []
 
 
@@ -325,13 +312,9 @@ def test_an_expired_csrf_token_is_fetched_again_once():
         async def main():
             exchanges: list[Exchange] = []
             async with ConnectionClient(conn, env) as client:
-                first = await client.send(
-                    "POST", path="/MaintenanceNotification", json={}, exchanges=exchanges
-                )
+                first = await client.send("POST", path="/MaintenanceNotification", json={}, exchanges=exchanges)
                 sap.expire_token_once()
-                second = await client.send(
-                    "POST", path="/MaintenanceNotification", json={}, exchanges=exchanges
-                )
+                second = await client.send("POST", path="/MaintenanceNotification", json={}, exchanges=exchanges)
             return first, second, exchanges
 
         first, second, exchanges = asyncio.run(main())
@@ -395,7 +378,6 @@ def test_a_csrf_fetch_answer_without_a_token_is_an_auth_failure():
         )
         assert isinstance(failure, AuthFailure)
         assert failure.reason == (
-            f"SAP did not hand out a CSRF token: GET {SAP_SERVICE}/ answered 200 without a "
-            "`x-csrf-token` header"
+            f"SAP did not hand out a CSRF token: GET {SAP_SERVICE}/ answered 200 without a `x-csrf-token` header"
         )
         assert server.requests_to(SAP_SERVICE + "/Maint*") == []

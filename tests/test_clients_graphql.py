@@ -71,9 +71,7 @@ def test_data_is_returned_and_the_exchange_is_recorded_masked():
 
 def test_not_authorized_with_http_200_is_a_permanent_failure():
     with FakeServer() as server:
-        FakeScope(server, token=TOKEN).answer(
-            FakeScope.errors("Not authorized to read object", data={"node": None})
-        )
+        FakeScope(server, token=TOKEN).answer(FakeScope.errors("Not authorized to read object", data={"node": None}))
         failure, _, _ = execute(server)
         assert isinstance(failure, GraphQLFailure)
         assert failure.message == "the GraphQL query failed: Not authorized to read object (at node)"
@@ -82,9 +80,7 @@ def test_not_authorized_with_http_200_is_a_permanent_failure():
 
 def test_other_query_errors_are_permanent_too():
     with FakeServer() as server:
-        FakeScope(server, token=TOKEN).answer(
-            FakeScope.errors("Field 'nope' doesn't exist", "second problem")
-        )
+        FakeScope(server, token=TOKEN).answer(FakeScope.errors("Field 'nope' doesn't exist", "second problem"))
         failure, _, sleep = execute(server)
         assert isinstance(failure, GraphQLFailure)
         assert failure.message == (
@@ -123,9 +119,7 @@ def test_a_500_with_graphql_errors_is_still_retryable():
 
 def test_a_503_with_a_short_retry_after_is_retried_at_once():
     with FakeServer() as server:
-        FakeScope(server, token=TOKEN).answer(
-            Reply.text("busy", 503, [("retry-after", "1")]), FakeScope.data(SESSION)
-        )
+        FakeScope(server, token=TOKEN).answer(Reply.text("busy", 503, [("retry-after", "1")]), FakeScope.data(SESSION))
         result, exchanges, sleep = execute(server)
         assert result == SESSION
         assert sleep.calls == [1.0]
@@ -171,9 +165,7 @@ def test_no_server_is_retryable():
     failure = asyncio.run(main())
     assert isinstance(failure, GraphQLFailure)
     assert failure.retryable
-    assert failure.message.startswith(
-        f"the GraphQL query got no answer: could not connect to http://127.0.0.1:{port}"
-    )
+    assert failure.message.startswith(f"the GraphQL query got no answer: could not connect to http://127.0.0.1:{port}")
     assert len(exchanges) == 3  # the query was tried again: it is safe to repeat
 
 
@@ -204,8 +196,7 @@ def test_a_redirect_is_not_followed():
         failure, _, _ = execute(server)
         assert isinstance(failure, GraphQLFailure)
         assert (
-            failure.message
-            == f"the GraphQL endpoint answered 302: a redirect to {elsewhere.url}/login, not followed"
+            failure.message == f"the GraphQL endpoint answered 302: a redirect to {elsewhere.url}/login, not followed"
         )
         assert elsewhere.requests == []
 

@@ -155,20 +155,17 @@ def test_redirects_are_returned_not_followed():
         ),
         (
             {"path": "@evil.com/x"},
-            "the path contains `@`, which some parsers read as a user name before a host; "
-            "percent-encode it (%40)",
+            "the path contains `@`, which some parsers read as a user name before a host; percent-encode it (%40)",
         ),
         ({"path": "/a/../../admin"}, "the path contains a `.` or `..` segment"),
         ({"path": "/a/%2e%2e/admin"}, "the path contains a `.` or `..` segment"),
         (
             {"path": "/a\\evil.com"},
-            "the path contains a space, control character, backslash or `#`; values in a path "
-            "must be percent-encoded",
+            "the path contains a space, control character, backslash or `#`; values in a path must be percent-encoded",
         ),
         (
             {"path": "/a\r\nHost: evil.com"},
-            "the path contains a space, control character, backslash or `#`; values in "
-            "a path must be percent-encoded",
+            "the path contains a space, control character, backslash or `#`; values in a path must be percent-encoded",
         ),
         (
             {"headers": {"X-Note": "a\r\nX-Injected: 1"}},
@@ -235,21 +232,15 @@ def test_unusable_base_urls(base_url, message):
 
 def test_a_line_break_in_an_env_header_makes_the_connection_unusable():
     with pytest.raises(ConnectionUnusable) as caught:
-        ConnectionClient(
-            connection(base_url="https://h", headers={"X-Tenant": "{{ env.T }}"}), {"T": "a\r\nb: c"}
-        )
-    assert (
-        str(caught.value)
-        == "connection `target`: header `X-Tenant` contains a line break or NUL; it was not sent"
-    )
+        ConnectionClient(connection(base_url="https://h", headers={"X-Tenant": "{{ env.T }}"}), {"T": "a\r\nb: c"})
+    assert str(caught.value) == "connection `target`: header `X-Tenant` contains a line break or NUL; it was not sent"
 
 
 def test_a_missing_env_value_makes_the_connection_unusable():
     with pytest.raises(ConnectionUnusable) as caught:
         ConnectionClient(connection(base_url="{{ env.SAP_URL }}"), {})
     assert (
-        str(caught.value)
-        == "connection `target` (tests/fake-mapping.yaml:1:1): base_url: `SAP_URL` is missing "
+        str(caught.value) == "connection `target` (tests/fake-mapping.yaml:1:1): base_url: `SAP_URL` is missing "
         "from the data"
     )
 
@@ -268,9 +259,7 @@ def test_a_timeout_is_a_retryable_failure_and_an_idempotent_request_is_tried_aga
     with FakeServer() as server:
         server.route("GET", "*", Reply.json({}, delay=3))
         sleep = FakeSleep()
-        (failure,), exchanges = send(
-            connection(base_url=server.url, timeout=0.2), {}, {"path": "/slow"}, sleep=sleep
-        )
+        (failure,), exchanges = send(connection(base_url=server.url, timeout=0.2), {}, {"path": "/slow"}, sleep=sleep)
         assert isinstance(failure, TransportFailure)
         assert failure.retryable
         assert failure.reason.endswith("did not answer within 0.2 s (tried 3 times)")
@@ -359,9 +348,7 @@ def test_a_long_or_missing_retry_after_is_left_to_the_caller():
         server.route("GET", "/long", Reply.text("busy", 503, [("retry-after", "120")]))
         server.route("GET", "/none", Reply.text("busy", 503))
         sleep = FakeSleep()
-        (long, none), _ = send(
-            connection(base_url=server.url), {}, {"path": "/long"}, {"path": "/none"}, sleep=sleep
-        )
+        (long, none), _ = send(connection(base_url=server.url), {}, {"path": "/long"}, {"path": "/none"}, sleep=sleep)
         assert (long.status, long.retry_after, long.attempts) == (503, 120.0, 1)
         assert (none.status, none.retry_after) == (503, None)
         assert sleep.calls == []
@@ -478,9 +465,7 @@ def certificates(tmp_path_factory):
 def test_tls_with_the_connection_ca_file(certificates):
     with FakeServer(tls=certificates) as server:
         server.route("GET", "*", Reply.json({"secure": True}))
-        (response,), _ = send(
-            connection(base_url=server.url, tls=plan.Tls(ca_file=certificates.ca)), {}, {"path": "/"}
-        )
+        (response,), _ = send(connection(base_url=server.url, tls=plan.Tls(ca_file=certificates.ca)), {}, {"path": "/"})
         assert response.json() == {"secure": True}
 
 

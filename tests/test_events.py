@@ -122,9 +122,7 @@ def test_legacy_non_resource_type_is_noted_but_parsed() -> None:
 
 
 def test_legacy_dotted_event_name() -> None:
-    event = normalise(
-        _bytes({"event": "ScenarioSession.create", "type": "resource", "data": {"resource-id": "i"}}), {}
-    )
+    event = normalise(_bytes({"event": "ScenarioSession.create", "type": "resource", "data": {"resource-id": "i"}}), {})
     assert (event.name, event.raw_name, event.resource_type) == (
         "created",
         "ScenarioSession.create",
@@ -375,13 +373,7 @@ def test_type_key_distinguishes() -> None:
 
 
 def test_event_key_examples() -> None:
-    assert (
-        event_key("create")
-        == event_key("created")
-        == event_key("Create")
-        == event_key(" CREATED ")
-        == "created"
-    )
+    assert event_key("create") == event_key("created") == event_key("Create") == event_key(" CREATED ") == "created"
     assert event_key("update") == "updated"
     assert event_key("delete") == "deleted"
     assert event_key("complete") == "completed"
@@ -392,9 +384,7 @@ def test_event_key_examples() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=30,
 )
 header_names = st.sampled_from(
@@ -428,9 +418,7 @@ def test_normalise_never_raises_on_json(value: Any, headers: dict[str, str]) -> 
     _check_event(normalise(value, headers))
 
 
-legacy_data_values = (
-    st.none() | st.booleans() | st.integers() | st.text() | st.lists(st.integers(), max_size=2)
-)
+legacy_data_values = st.none() | st.booleans() | st.integers() | st.text() | st.lists(st.integers(), max_size=2)
 
 
 @settings(max_examples=300)
@@ -439,9 +427,7 @@ legacy_data_values = (
         {"event": json_values, "type": json_values, "time": json_values},
         optional={
             "data": st.dictionaries(
-                st.sampled_from(
-                    ["resource-id", "resource_id", "resource-type", "resource_type", "resource-url", "x"]
-                ),
+                st.sampled_from(["resource-id", "resource_id", "resource-type", "resource_type", "resource-url", "x"]),
                 legacy_data_values,
             )
         },
@@ -459,9 +445,7 @@ def test_normalise_never_raises_on_legacy_like(value: dict[str, Any], headers: d
     st.sampled_from(["create", "created", "update", "Updated", "paused"]),
     st.text(),
 )
-def test_legacy_resource_id_round_trips(
-    rid: str, id_key: str, type_key_name: str, name: str, rtype: str
-) -> None:
+def test_legacy_resource_id_round_trips(rid: str, id_key: str, type_key_name: str, name: str, rtype: str) -> None:
     body = {
         "time": "2020-10-20T18:06:02Z",
         "event": name,
@@ -500,9 +484,4 @@ def test_type_key_idempotent_and_separator_blind(name: str) -> None:
 @given(st.from_regex(r"[a-z]{1,8}(_[a-z]{1,8}){0,3}", fullmatch=True))
 def test_type_key_snake_equals_camel(snake: str) -> None:
     camel = "".join(part.capitalize() for part in snake.split("_"))
-    assert (
-        type_key(snake)
-        == type_key(camel)
-        == type_key(snake.replace("_", "-"))
-        == type_key(snake.replace("_", " "))
-    )
+    assert type_key(snake) == type_key(camel) == type_key(snake.replace("_", "-")) == type_key(snake.replace("_", " "))

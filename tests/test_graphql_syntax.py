@@ -31,8 +31,7 @@ from mapper.graphql_syntax import (
 
 _NEWLINE = re.compile(r"\r\n|[\n\r]")
 SCOPE_QUERY = (
-    "query ($id: ID!) { node(id: $id) { ... on CallSession "
-    "{ id startedAt endedAt duration state externalData } } }"
+    "query ($id: ID!) { node(id: $id) { ... on CallSession { id startedAt endedAt duration state externalData } } }"
 )
 
 
@@ -61,14 +60,21 @@ def test_scope_ar_query() -> None:
     assert isinstance(inline, InlineFragment)
     assert inline.type_condition == "CallSession"
     assert [f.name for f in inline.selections if isinstance(f, Field)] == [
-        "id", "startedAt", "endedAt", "duration", "state", "externalData"
+        "id",
+        "startedAt",
+        "endedAt",
+        "duration",
+        "state",
+        "externalData",
     ]
 
 
 def test_named_operations_kinds_and_shorthand() -> None:
     doc = parse("query A { a }\nmutation B { b }\nsubscription C { c }")
     assert [(o.kind, o.name, o.line) for o in doc.operations] == [
-        ("query", "A", 1), ("mutation", "B", 2), ("subscription", "C", 3)
+        ("query", "A", 1),
+        ("mutation", "B", 2),
+        ("subscription", "C", 3),
     ]
     (short,) = parse("{ a }").operations
     assert (short.kind, short.name, short.variables) == ("query", None, ())
@@ -109,23 +115,30 @@ def test_directives_everywhere() -> None:
 
 
 def test_values_become_python_values() -> None:
-    text = ('{ f(i: -0, j: 12, k: 1.5e3, l: 1E-2, s: "x\\"y\\u00e9\\u{1F600}\\uD83D\\uDE00\\n", t: true, '
-            "u: false, n: null, e: ACTIVE, list: [1, [2], []], obj: {a: {b: [$v]}, c: {}}) }")
+    text = (
+        '{ f(i: -0, j: 12, k: 1.5e3, l: 1E-2, s: "x\\"y\\u00e9\\u{1F600}\\uD83D\\uDE00\\n", t: true, '
+        "u: false, n: null, e: ACTIVE, list: [1, [2], []], obj: {a: {b: [$v]}, c: {}}) }"
+    )
     field = parse(text).operations[0].selections[0]
     assert isinstance(field, Field)
     assert dict(field.arguments) == {
-        "i": 0, "j": 12, "k": 1500.0, "l": 0.01, "s": 'x"yé\U0001f600\U0001f600\n', "t": True, "u": False,
-        "n": None, "e": EnumValue("ACTIVE"), "list": (1, (2,), ()),
+        "i": 0,
+        "j": 12,
+        "k": 1500.0,
+        "l": 0.01,
+        "s": 'x"yé\U0001f600\U0001f600\n',
+        "t": True,
+        "u": False,
+        "n": None,
+        "e": EnumValue("ACTIVE"),
+        "list": (1, (2,), ()),
         "obj": {"a": {"b": (VariableRef("v", 1, text.index("$v") + 1),)}, "c": {}},
     }
     assert isinstance(dict(field.arguments)["k"], float) and isinstance(dict(field.arguments)["i"], int)
 
 
 def test_block_strings() -> None:
-    text = (
-        '{ f(a: """\n    Hello,\n      World!\n\n    Yours,\n      GraphQL.\n  """, '
-        'b: """x \\""" y""", c: """""") }'
-    )
+    text = '{ f(a: """\n    Hello,\n      World!\n\n    Yours,\n      GraphQL.\n  """, b: """x \\""" y""", c: """""") }'
     field = parse(text).operations[0].selections[0]
     assert isinstance(field, Field)
     assert dict(field.arguments) == {
@@ -138,7 +151,9 @@ def test_block_strings() -> None:
 def test_aliases_and_variable_types() -> None:
     doc = parse("query ($a: [String!], $b: [[Int]!]! = [[1]], $c: ID! = 1) { x: a y: a }")
     assert [(v.type, v.required, v.has_default, v.default) for v in doc.operations[0].variables] == [
-        ("[String!]", False, False, None), ("[[Int]!]!", False, True, ((1,),)), ("ID!", False, True, 1)
+        ("[String!]", False, False, None),
+        ("[[Int]!]!", False, True, ((1,),)),
+        ("ID!", False, True, 1),
     ]
     assert [s.response_key for s in doc.operations[0].selections if isinstance(s, Field)] == ["x", "y"]
 
@@ -154,14 +169,21 @@ def test_ignored_tokens_bom_commas_comments_unicode() -> None:
 
 NEGATIVE = [
     ("{a", "expected '}' to close the selection that starts at line 1, found end of query", 1, 3),
-    ("query {\n  node {\n    id\n",
-     "expected '}' to close the selection that starts at line 2, found end of query", 4, 1),
+    (
+        "query {\n  node {\n    id\n",
+        "expected '}' to close the selection that starts at line 2, found end of query",
+        4,
+        1,
+    ),
     ("{}", "expected a field name (the selection cannot be empty), found '}'", 1, 2),
     ("{a %}", "unexpected character '%'", 1, 4),
-    ('{a(b: "abc', 'unterminated string (the string that starts at line 1, column 7 needs a closing " on the '
-     "same line)", 1, 11),
-    ('{a(b: """ab\nc',
-     'unterminated string (the string that starts at line 1, column 7 needs a closing """)', 2, 2),
+    (
+        '{a(b: "abc',
+        'unterminated string (the string that starts at line 1, column 7 needs a closing " on the same line)',
+        1,
+        11,
+    ),
+    ('{a(b: """ab\nc', 'unterminated string (the string that starts at line 1, column 7 needs a closing """)', 2, 2),
     ("{a(b: 'x')}", "unexpected single quote ('); strings must use double quotes (\")", 1, 7),
     ("{a(b: 1.)}", "expected a digit after '1.', found ')'", 1, 9),
     ("{a(b: 01)}", "unexpected digit '1' after a leading 0; numbers cannot start with 0", 1, 8),
@@ -177,8 +199,7 @@ NEGATIVE = [
     ('{a(b: "\\u{110000}")}', "invalid unicode escape sequence '\\u{110000}' in string", 1, 8),
     ("{a(b: \u00a0)}", "unexpected character U+00A0", 1, 7),
     ("", "the query is empty; expected 'query', 'mutation', 'subscription', 'fragment' or '{'", 1, 1),
-    ("type Foo { a: Int }",
-     "expected 'query', 'mutation', 'subscription', 'fragment' or '{', found 'type'", 1, 1),
+    ("type Foo { a: Int }", "expected 'query', 'mutation', 'subscription', 'fragment' or '{', found 'type'", 1, 1),
     ("{a}\n}", "expected 'query', 'mutation', 'subscription', 'fragment' or '{', found '}'", 2, 1),
     ("query Q 5", "expected '{' to start the selection of query Q, found the number 5", 1, 9),
     ("query ($a: Int = $b) {a}", "variables are not allowed in a default value", 1, 18),
@@ -194,8 +215,12 @@ NEGATIVE = [
     ("{a()}", "expected an argument name (the argument list cannot be empty), found ')'", 1, 4),
     ("{a @}", "expected a directive name after '@', found '}'", 1, 5),
     ('{a: "x"}', "expected a field name after 'a:', found a string", 1, 5),
-    ("{a(b: 1) 2}",
-     "expected a field name or '}' to close the selection that starts at line 1, found the number 2", 1, 10),
+    (
+        "{a(b: 1) 2}",
+        "expected a field name or '}' to close the selection that starts at line 1, found the number 2",
+        1,
+        10,
+    ),
     ("{a" * 201 + "}" * 201, "the query is nested more than 200 levels deep", 1, 401),
 ]
 
@@ -255,8 +280,7 @@ def test_selection_tree_scope_query() -> None:
 
 def test_selection_tree_merges_fragments_and_aliases() -> None:
     tree = _tree(
-        "{ node { id ... on A { id name } ...F } other: node { id } }"
-        " fragment F on B { name extra { x } ... { y } }"
+        "{ node { id ... on A { id name } ...F } other: node { id } } fragment F on B { name extra { x } ... { y } }"
     )
     node = tree["node"]
     assert node.children is not None
@@ -391,9 +415,7 @@ def _assert_same_verdict(text: str) -> None:
         return
     ours_at, core_at = _offset(text, err.line, err.column), _offset(text, *core_loc)
     rest = text[ours_at:]
-    assert ours_at < core_at and (rest.startswith('"') or rest.startswith(_SDL_KEYWORDS)), (
-        text, err, core_loc
-    )
+    assert ours_at < core_at and (rest.startswith('"') or rest.startswith(_SDL_KEYWORDS)), (text, err, core_loc)
 
 
 CORPUS = [
@@ -482,9 +504,16 @@ CORPUS = [
 
 
 STRING_LITERALS = [
-    '""', '"plain"', '"\\u00e9\\u{1F600}\\uD83D\\uDE00\\u{0}"', '"\\"\\\\\\/\\b\\f\\n\\r\\t"', '"é漢字😀\t"',
-    '""""""', '"""  x \\""" y\t"""',
-    '"""\n\n  a\n    b\n\n  c\n   \n"""', '"""\r\n\t a\r  b\r\n"""', '"""\\n\\u0041"""',
+    '""',
+    '"plain"',
+    '"\\u00e9\\u{1F600}\\uD83D\\uDE00\\u{0}"',
+    '"\\"\\\\\\/\\b\\f\\n\\r\\t"',
+    '"é漢字😀\t"',
+    '""""""',
+    '"""  x \\""" y\t"""',
+    '"""\n\n  a\n    b\n\n  c\n   \n"""',
+    '"""\r\n\t a\r  b\r\n"""',
+    '"""\\n\\u0041"""',
 ]
 
 
@@ -503,19 +532,67 @@ def test_corpus_matches_graphql_core(text: str) -> None:
 
 
 _PIECES = [
-    "{", "}", "(", ")", "[", "]", ":", "$", "@", "...", "..", ".", "!", "=", "&", "|", ",", " ", "\n", "\r\n",
-    "\t", "# c\n", "\ufeff", "query", "mutation", "fragment", "on", "a", "_b", "T", "true", "null", "type",
-    "0", "1", "-0", "01", "1.", "1.5", "1e5", "1e", "-", ".5", "1a", '"s"', '"', '"\\u00e9"', '"\\q"',
-    '"""b"""', '"""', '\\"""', "é", "%", "'",
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    ":",
+    "$",
+    "@",
+    "...",
+    "..",
+    ".",
+    "!",
+    "=",
+    "&",
+    "|",
+    ",",
+    " ",
+    "\n",
+    "\r\n",
+    "\t",
+    "# c\n",
+    "\ufeff",
+    "query",
+    "mutation",
+    "fragment",
+    "on",
+    "a",
+    "_b",
+    "T",
+    "true",
+    "null",
+    "type",
+    "0",
+    "1",
+    "-0",
+    "01",
+    "1.",
+    "1.5",
+    "1e5",
+    "1e",
+    "-",
+    ".5",
+    "1a",
+    '"s"',
+    '"',
+    '"\\u00e9"',
+    '"\\q"',
+    '"""b"""',
+    '"""',
+    '\\"""',
+    "é",
+    "%",
+    "'",
 ]
 _NAMES = st.sampled_from(["a", "b", "id", "node", "on", "query", "fragment", "true", "null", "_x", "T"])
 _VALUES = st.recursive(
     st.sampled_from(["1", "-0", "1.5e3", '"s"', '"\\u00e9"', '"""x\n  y"""', "true", "null", "ENUM", "$v"]),
     lambda inner: st.one_of(
         st.lists(inner, max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]"),
-        st.lists(st.tuples(_NAMES, inner), max_size=3).map(
-            lambda kv: "{" + " ".join(f"{k}: {v}" for k, v in kv) + "}"
-        ),
+        st.lists(st.tuples(_NAMES, inner), max_size=3).map(lambda kv: "{" + " ".join(f"{k}: {v}" for k, v in kv) + "}"),
     ),
     max_leaves=5,
 )

@@ -37,8 +37,9 @@ def route(event: Event) -> Sequence[NewJob]:
     return [NewJob("m", event.resource_id, "m.yaml")] if event.topic == TOPIC else []
 
 
-def headers(body: bytes = BODY, secret: str | None = SECRET, delivery_id: str | None = "d-1",
-            topic: str = TOPIC, **extra: str) -> dict[str, str]:
+def headers(
+    body: bytes = BODY, secret: str | None = SECRET, delivery_id: str | None = "d-1", topic: str = TOPIC, **extra: str
+) -> dict[str, str]:
     out = {"content-type": "application/json", "x-scope-topic": topic, "x-scope-topic-version": "1.1"}
     if delivery_id is not None:
         out["x-scope-webhook-id"] = delivery_id
@@ -54,8 +55,14 @@ class Harness:
         self.metrics = Metrics()
         self.woken = 0
         settings = {"secrets": (OLD_SECRET, SECRET), **options}
-        self.app = create_app(self.store, route, ListenerOptions(**settings), metrics=self.metrics,
-                              on_stored=self.wake, readiness=lambda: self.problem)
+        self.app = create_app(
+            self.store,
+            route,
+            ListenerOptions(**settings),
+            metrics=self.metrics,
+            on_stored=self.wake,
+            readiness=lambda: self.problem,
+        )
         self.problem: str | None = None
 
     def wake(self) -> None:
@@ -114,8 +121,9 @@ def test_an_event_no_mapping_wants_is_stored_as_ignored(client: httpx.Client, ha
     assert harness.metrics.ignored.value() == 1
 
 
-def test_a_repeated_delivery_is_acknowledged_as_duplicate_and_not_run_twice(client: httpx.Client,
-                                                                            harness: Harness) -> None:
+def test_a_repeated_delivery_is_acknowledged_as_duplicate_and_not_run_twice(
+    client: httpx.Client, harness: Harness
+) -> None:
     first = post(client)
     again = post(client)
     assert again.status_code == 200 and again.json() == {"duplicate": True, "id": first.json()["id"]}
@@ -153,8 +161,9 @@ def test_json_content_types_and_none_are_accepted(client: httpx.Client, content_
         ("A" * 43 + "=", "signature does not match"),
     ],
 )
-def test_a_bad_signature_is_401_with_its_reason_and_nothing_is_stored(client: httpx.Client, harness: Harness,
-                                                                      signature: str | None, reason: str) -> None:
+def test_a_bad_signature_is_401_with_its_reason_and_nothing_is_stored(
+    client: httpx.Client, harness: Harness, signature: str | None, reason: str
+) -> None:
     hdrs = headers(secret=None)
     if signature is not None:
         hdrs["x-scope-hmac-sha256"] = signature
@@ -231,8 +240,9 @@ def test_a_wrong_content_type_is_415(client: httpx.Client) -> None:
         (b'"text"', "body is not a JSON object"),
     ],
 )
-def test_bodies_that_are_not_a_json_object_are_400(client: httpx.Client, harness: Harness, body: bytes,
-                                                   reason: str) -> None:
+def test_bodies_that_are_not_a_json_object_are_400(
+    client: httpx.Client, harness: Harness, body: bytes, reason: str
+) -> None:
     answer = post(client, body)
     assert (answer.status_code, answer.json()) == (400, {"error": reason})
     assert harness.store.deliveries() == []
@@ -308,8 +318,10 @@ def test_health_and_readiness(client: httpx.Client, harness: Harness) -> None:
     assert (answer.status_code, answer.json()) == (503, {"error": "no mappings loaded"})
 
 
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? '
-                     r"(-?[0-9.e+-]+|\+Inf|-Inf|NaN)$")
+_SAMPLE = re.compile(
+    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? '
+    r"(-?[0-9.e+-]+|\+Inf|-Inf|NaN)$"
+)
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -379,8 +391,10 @@ def _raw(url: str, request: bytes, then: bytes = b"", wait: float = 5.0) -> byte
 def test_a_declared_huge_body_is_refused_before_it_is_sent(harness: Harness) -> None:
     with serve(harness.app) as url:
         started = time.monotonic()
-        head = (b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 104857600\r\n\r\n{\"data\":")  # 100 MiB promised, 8 bytes sent
+        head = (
+            b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 104857600\r\n\r\n{"data":'
+        )  # 100 MiB promised, 8 bytes sent
         answer = _raw(url, head)
         assert answer.startswith(b"HTTP/1.1 413")
         assert time.monotonic() - started < 3
@@ -388,8 +402,10 @@ def test_a_declared_huge_body_is_refused_before_it_is_sent(harness: Harness) -> 
 
 def test_a_streamed_body_is_cut_off_once_it_passes_the_limit(harness: Harness) -> None:
     with serve(harness.app) as url:
-        head = (b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Transfer-Encoding: chunked\r\n\r\n")
+        head = (
+            b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
         chunk = b" " * 65536
         body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(17))  # 1.06 MiB, not terminated
         assert _raw(url, head, body).startswith(b"HTTP/1.1 413")
@@ -400,7 +416,8 @@ def test_a_streamed_body_is_cut_off_once_it_passes_the_limit(harness: Harness) -
     [
         b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
         b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nx-scope-hmac-sha256: \xff\xfe\xfd\r\n\r\n{}",
-        b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nx-scope-hmac-sha256: " + b"A" * 60000
+        b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nx-scope-hmac-sha256: "
+        + b"A" * 60000
         + b"\r\n\r\n{}",
         b"POST /webhooks HTTP/1.1\r\nHost: x\r\nBad Header Name: 1\r\nContent-Length: 2\r\n\r\n{}",
         b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",

@@ -62,12 +62,14 @@ def together(*calls: Callable[[], Any]) -> list[Any]:
 
 
 @pytest.mark.parametrize("delivery_id", ["same-id", None], ids=["by-delivery-id", "by-body-within-window"])
-def test_listeners_in_different_processes_accept_one_copy_only(stores: Callable[..., PostgresStore],
-                                                               delivery_id: str | None) -> None:
+def test_listeners_in_different_processes_accept_one_copy_only(
+    stores: Callable[..., PostgresStore], delivery_id: str | None
+) -> None:
     listeners = [stores() for _ in range(4)]
     copy = delivery(delivery_id, b'{"data": {"id": "R1"}, "state": "ended"}')
-    results = together(*(lambda s=s: s.ingest(copy, [NewJob("m", "R1")], dedupe_window=WINDOW)
-                         for s in listeners for _ in range(6)))
+    results = together(
+        *(lambda s=s: s.ingest(copy, [NewJob("m", "R1")], dedupe_window=WINDOW) for s in listeners for _ in range(6))
+    )
     statuses = sorted(r.status for r in results)
     assert statuses == ["accepted"] + ["duplicate"] * 23, results
     assert len(listeners[0].jobs()) == 1
@@ -77,7 +79,8 @@ def test_listeners_in_different_processes_accept_one_copy_only(stores: Callable[
 
 
 def test_workers_in_different_processes_never_share_a_job_and_keep_each_resources_order(
-        stores: Callable[..., PostgresStore]) -> None:
+    stores: Callable[..., PostgresStore],
+) -> None:
     listeners, workers = [stores() for _ in range(3)], [stores() for _ in range(3)]
     claims: list[tuple[str, int]] = []  # (resource, job) in the order they were claimed
     held: set[int] = set()
@@ -132,7 +135,8 @@ def test_workers_in_different_processes_never_share_a_job_and_keep_each_resource
 
 
 def test_a_stalled_worker_is_fenced_out_by_the_process_that_took_its_job_over(
-        stores: Callable[..., PostgresStore]) -> None:
+    stores: Callable[..., PostgresStore],
+) -> None:
     first, second = stores(), stores()
     first.ingest(delivery("e1"), [NewJob("m", "R1")], dedupe_window=WINDOW)
     [stale] = first.claim(1, 0.3)
@@ -179,7 +183,8 @@ def test_concurrent_prunes_do_not_trip_over_each_other(stores: Callable[..., Pos
 
 
 def test_a_store_whose_connections_were_terminated_reconnects_without_losing_a_call(
-        stores: Callable[..., PostgresStore], postgres: PostgresSchema) -> None:
+    stores: Callable[..., PostgresStore], postgres: PostgresSchema
+) -> None:
     store = stores()
     store.ingest(delivery("e1"), [NewJob("m", "R1")], dedupe_window=WINDOW)
     assert postgres.terminate() >= 1
@@ -189,7 +194,8 @@ def test_a_store_whose_connections_were_terminated_reconnects_without_losing_a_c
 
 
 def test_an_unreachable_database_fails_fast_and_is_tried_again_later(
-        stores: Callable[..., PostgresStore], postgres: PostgresSchema) -> None:
+    stores: Callable[..., PostgresStore], postgres: PostgresSchema
+) -> None:
     with Proxy(*upstream(postgres)) as proxy:
         store = stores(url_via(postgres, "127.0.0.1", proxy.port))
         store.ingest(delivery("e1"), [NewJob("m", "R1")], dedupe_window=WINDOW)
@@ -237,10 +243,13 @@ def test_a_size_limit_is_refused_for_postgresql() -> None:
 
 
 def test_without_psycopg_the_message_says_what_to_install() -> None:
-    code = ("import sys; sys.modules['psycopg'] = None\n"
-            "from mapper.store import open_store, StoreError\n"
-            "try:\n    open_store('postgresql://localhost/wlmap')\n"
-            "except StoreError as exc:\n    print(exc)\n")
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from mapper.store import open_store, StoreError\n"
+        "try:\n    open_store('postgresql://localhost/wlmap')\n"
+        "except StoreError as exc:\n    print(exc)\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert done.stdout.strip() == ("the PostgreSQL store needs psycopg, which is not installed: "
-                                   "pip install 'wlmap[postgres]'")
+    assert done.stdout.strip() == (
+        "the PostgreSQL store needs psycopg, which is not installed: pip install 'wlmap[postgres]'"
+    )

@@ -82,8 +82,9 @@ class Sender:
                     urls = self.urls()
                     turn += 1
                     try:
-                        answer = client.post(f"{urls[turn % len(urls)]}/webhooks", content=body,
-                                             headers=signed_headers(body, delivery))
+                        answer = client.post(
+                            f"{urls[turn % len(urls)]}/webhooks", content=body, headers=signed_headers(body, delivery)
+                        )
                     except httpx.HTTPError:
                         time.sleep(0.02)
                         continue
@@ -101,9 +102,12 @@ class Sender:
 
 
 def assert_exactly_once(target: Target, sender: Sender, services: list[PgService], context: str) -> None:
-    jobs = dict(services[0].query(
-        "SELECT d.delivery_id, COUNT(j.id) FROM deliveries d JOIN jobs j ON j.delivery = d.id "
-        "WHERE d.status <> 'duplicate' GROUP BY d.delivery_id"))
+    jobs = dict(
+        services[0].query(
+            "SELECT d.delivery_id, COUNT(j.id) FROM deliveries d JOIN jobs j ON j.delivery = d.id "
+            "WHERE d.status <> 'duplicate' GROUP BY d.delivery_id"
+        )
+    )
     assert all(jobs.get(delivery) == 1 for delivery in sender.acknowledged), context
     assert services[0].query("SELECT DISTINCT status FROM jobs") == [("done",)], context
     keys = target.keys_by_delivery()
@@ -119,12 +123,16 @@ def assert_exactly_once(target: Target, sender: Sender, services: list[PgService
 # ------------------------------------------------------------------------------------------------ roles
 
 
-def test_listeners_and_workers_run_as_separate_processes(tmp_path: Path, target: Target,
-                                                         postgres: PostgresSchema) -> None:
+def test_listeners_and_workers_run_as_separate_processes(
+    tmp_path: Path, target: Target, postgres: PostgresSchema
+) -> None:
     listener = PgService(tmp_path / "listener", target, postgres, args=("--role", "listener"))
-    workers = [PgService(tmp_path / f"worker{n}", target, postgres, args=("--role", "worker"),
-                         env={"WLMAP_WEBHOOK_SECRETS": ""})  # a worker verifies nothing: it needs no secret
-               for n in range(2)]
+    workers = [
+        PgService(
+            tmp_path / f"worker{n}", target, postgres, args=("--role", "worker"), env={"WLMAP_WEBHOOK_SECRETS": ""}
+        )  # a worker verifies nothing: it needs no secret
+        for n in range(2)
+    ]
     try:
         listener.start()
         for n in range(6):
@@ -144,8 +152,9 @@ def test_listeners_and_workers_run_as_separate_processes(tmp_path: Path, target:
     assert "(listener only)" in listener.tail() and "(health and metrics only)" in workers[0].tail()
 
 
-def test_operator_commands_read_and_replay_a_postgresql_store(tmp_path: Path, target: Target,
-                                                              postgres: PostgresSchema) -> None:
+def test_operator_commands_read_and_replay_a_postgresql_store(
+    tmp_path: Path, target: Target, postgres: PostgresSchema
+) -> None:
     from test_service_support import MAPPING
 
     mapping = tmp_path / "effect.yaml"
@@ -153,9 +162,18 @@ def test_operator_commands_read_and_replay_a_postgresql_store(tmp_path: Path, ta
     store = PostgresStore(postgres.url)
     try:
         body = body_for("R1")
-        store.ingest(NewDelivery(tuple(signed_headers(body, "pg-1").items()), body, "sha", "pg-1", "id:pg-1",
-                                 summary="scenario_session/completed - R1"),
-                     [NewJob("effect", "R1", str(mapping))], dedupe_window=300)
+        store.ingest(
+            NewDelivery(
+                tuple(signed_headers(body, "pg-1").items()),
+                body,
+                "sha",
+                "pg-1",
+                "id:pg-1",
+                summary="scenario_session/completed - R1",
+            ),
+            [NewJob("effect", "R1", str(mapping))],
+            dedupe_window=300,
+        )
         [claimed] = store.claim(1, 60.0)
         from mapper.store import Finish
 
@@ -169,8 +187,12 @@ def test_operator_commands_read_and_replay_a_postgresql_store(tmp_path: Path, ta
     assert listed.exit_code == 0 and "dead" in listed.output and "R1" in listed.output
     shown = CliRunner().invoke(app, ["events", "show", str(claimed.job)], env=env, catch_exceptions=False)
     assert shown.exit_code == 0 and "the target answered 404" in shown.output
-    replayed = CliRunner().invoke(app, ["replay", str(claimed.job), "--runner",
-                                        "test_service_support:EffectRunner"], env=env, catch_exceptions=False)
+    replayed = CliRunner().invoke(
+        app,
+        ["replay", str(claimed.job), "--runner", "test_service_support:EffectRunner"],
+        env=env,
+        catch_exceptions=False,
+    )
     assert replayed.exit_code == 0, replayed.output
     assert [hit.delivery_id for hit in target.effects.values()] == ["pg-1"]
     wrong = CliRunner().invoke(app, ["events", "list", "--store", "postgresql://nobody@127.0.0.1:1/none"])
@@ -180,8 +202,9 @@ def test_operator_commands_read_and_replay_a_postgresql_store(tmp_path: Path, ta
 # -------------------------------------------------------------------------------------- connection loss
 
 
-def test_a_database_outage_is_answered_503_and_loses_nothing(tmp_path: Path, target: Target,
-                                                             postgres: PostgresSchema) -> None:
+def test_a_database_outage_is_answered_503_and_loses_nothing(
+    tmp_path: Path, target: Target, postgres: PostgresSchema
+) -> None:
     with Proxy(*upstream(postgres)) as proxy:
         service = PgService(tmp_path, target, postgres, url=url_via(postgres, "127.0.0.1", proxy.port))
         try:
@@ -223,11 +246,11 @@ def test_a_database_outage_is_answered_503_and_loses_nothing(tmp_path: Path, tar
 
 @pytest.mark.slow
 def test_three_replicas_killed_at_random_run_every_acknowledged_event_exactly_once(
-        tmp_path: Path, target: Target, postgres: PostgresSchema) -> None:
+    tmp_path: Path, target: Target, postgres: PostgresSchema
+) -> None:
     seed = random.randrange(1 << 30)
     chance = random.Random(seed)
-    replicas = [PgService(tmp_path / f"replica{n}", target, postgres, args=("--lease", "4"))
-                for n in range(3)]
+    replicas = [PgService(tmp_path / f"replica{n}", target, postgres, args=("--lease", "4")) for n in range(3)]
     live = list(replicas)
     kills = 0
     try:
@@ -250,8 +273,10 @@ def test_three_replicas_killed_at_random_run_every_acknowledged_event_exactly_on
         for replica in replicas:
             replica.close()
     lost = replicas[0].query("SELECT COUNT(*) FROM attempts WHERE status = 'lost'")[0][0]
-    context = (f"seed {seed}, {kills} kills, {len(sender.acknowledged)} acknowledged of {len(sender.sent)} sent, "
-               f"{lost} runs cut off, answers {sender.answers}")
+    context = (
+        f"seed {seed}, {kills} kills, {len(sender.acknowledged)} acknowledged of {len(sender.sent)} sent, "
+        f"{lost} runs cut off, answers {sender.answers}"
+    )
     print(context)
     assert kills >= 8, context
     assert len(sender.acknowledged) > 300, context

@@ -1,8 +1,8 @@
 """Not tests: a TCP proxy to cut and restore the way to PostgreSQL, and the service on a PostgreSQL store.
 
-    with Proxy(host, port) as proxy:     # 127.0.0.1:proxy.port forwards to host:port
-        proxy.stop()                     # every connection through it is cut, new ones are refused
-        proxy.start()                    # the same port again
+with Proxy(host, port) as proxy:     # 127.0.0.1:proxy.port forwards to host:port
+    proxy.stop()                     # every connection through it is cut, new ones are refused
+    proxy.start()                    # the same port again
 """
 
 from __future__ import annotations
@@ -99,8 +99,7 @@ def url_via(database: PostgresSchema, host: str, port: int) -> str:
     user = quote(str(params.get("user") or "postgres"), safe="")
     password = f":{quote(str(params['password']), safe='')}" if params.get("password") else ""
     server = f"postgresql://{user}{password}@{host}:{port}/{params.get('dbname') or ''}"
-    return with_params(server, options=f"-csearch_path%3D{database.schema}",
-                       application_name=database.application_name)
+    return with_params(server, options=f"-csearch_path%3D{database.schema}", application_name=database.application_name)
 
 
 def upstream(database: PostgresSchema) -> tuple[str, int]:
@@ -113,8 +112,9 @@ def upstream(database: PostgresSchema) -> tuple[str, int]:
 class PgService(Service):
     """The service subprocess on a PostgreSQL store; `query` reads the test's schema."""
 
-    def __init__(self, tmp_path: Path, target: Target, database: PostgresSchema, *, url: str | None = None,
-                 **options: Any) -> None:
+    def __init__(
+        self, tmp_path: Path, target: Target, database: PostgresSchema, *, url: str | None = None, **options: Any
+    ) -> None:
         tmp_path.mkdir(parents=True, exist_ok=True)
         super().__init__(tmp_path, target, **options)
         self.database = database

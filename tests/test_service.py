@@ -28,8 +28,12 @@ from mapper.events import normalise
 from mapper.plan import Plan
 from mapper.service import Mappings, matches, truthy
 
-LEGACY = {"time": "2024-05-01T10:12:31Z", "event": "update", "type": "resource",
-          "data": {"resource-id": "Q2FsbA==", "resource-type": "CallSession"}}
+LEGACY = {
+    "time": "2024-05-01T10:12:31Z",
+    "event": "update",
+    "type": "resource",
+    "data": {"resource-id": "Q2FsbA==", "resource-type": "CallSession"},
+}
 
 
 def plan_with(trigger: str, name: str = "m") -> Plan:
@@ -98,15 +102,26 @@ def test_topics_match_exactly_and_every_condition_must_hold() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(0, True), (1, True), ("x", True), ([0], True), ({"a": None}, True), (True, True),
-     (False, False), (None, False), ("", False), ([], False), ({}, False)],
+    [
+        (0, True),
+        (1, True),
+        ("x", True),
+        ([0], True),
+        ({"a": None}, True),
+        (True, True),
+        (False, False),
+        (None, False),
+        ("", False),
+        ([], False),
+        ({}, False),
+    ],
 )
 def test_jmespath_truthiness(value: Any, expected: bool) -> None:
     assert truthy(value) is expected
 
 
 def test_when_sees_event_headers_and_payload() -> None:
-    plan = plan_with("  when: \"payload.state == 'ended' && headers.\\\"x-scope-topic\\\" == event.topic\"")
+    plan = plan_with('  when: "payload.state == \'ended\' && headers.\\"x-scope-topic\\" == event.topic"')
     assert matches(plan, subscription(state="ended"))
     assert not matches(plan, subscription(state="running"))
     count = plan_with("  when: payload.count")
@@ -139,8 +154,7 @@ steps:
 """
 
 
-def test_mappings_route_events_and_reload_only_valid_changes(tmp_path: Path,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_mappings_route_events_and_reload_only_valid_changes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     file = tmp_path / "one.yaml"
     file.write_text(GOOD.format(name="one", topic="scenario_session/completed"))
     mappings = Mappings([tmp_path], {})
@@ -218,8 +232,9 @@ def test_a_target_down_for_a_while_gets_everything_on_schedule(tmp_path: Path, t
         service.drain(timeout=20)
         assert service.query("SELECT status, COUNT(*) FROM jobs GROUP BY status") == [("done", 5)]
         for (job,) in service.query("SELECT id FROM jobs"):
-            rows = service.query("SELECT number, started_at, finished_at, status FROM attempts WHERE job = ? "
-                                 "ORDER BY number", (job,))
+            rows = service.query(
+                "SELECT number, started_at, finished_at, status FROM attempts WHERE job = ? ORDER BY number", (job,)
+            )
             assert [r[3] for r in rows][-1] == "done" and all(r[3] == "retry" for r in rows[:-1])
             assert len(rows) >= 2
             for (_, _, finished, _), (number, started, _, _) in itertools.pairwise(rows):
@@ -366,8 +381,14 @@ def run_service(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -
     import os
 
     environment = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "mapper.service", *args], capture_output=True, text=True,
-                          env=environment, timeout=30, cwd=tmp_path)
+    return subprocess.run(
+        [sys.executable, "-m", "mapper.service", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=30,
+        cwd=tmp_path,
+    )
 
 
 def test_start_up_problems_are_reported_in_plain_words(tmp_path: Path) -> None:

@@ -54,13 +54,22 @@ def mapping(tmp_path: Path) -> Path:
     return file
 
 
-def store_webhook(store: Store, delivery_id: str, resource: str, mapping: Path | None,
-                  topic: str = "scenario_session/completed", extra: tuple[tuple[str, str], ...] = ()) -> Any:
+def store_webhook(
+    store: Store,
+    delivery_id: str,
+    resource: str,
+    mapping: Path | None,
+    topic: str = "scenario_session/completed",
+    extra: tuple[tuple[str, str], ...] = (),
+) -> Any:
     body = body_for(resource)
     headers = tuple(signed_headers(body, delivery_id, topic).items()) + extra
     jobs = [NewJob("effect", resource, str(mapping))] if mapping is not None else []
-    return store.ingest(NewDelivery(headers, body, "sha", delivery_id, f"id:{delivery_id}",
-                                    summary=f"{topic} - {resource}"), jobs, dedupe_window=300)
+    return store.ingest(
+        NewDelivery(headers, body, "sha", delivery_id, f"id:{delivery_id}", summary=f"{topic} - {resource}"),
+        jobs,
+        dedupe_window=300,
+    )
 
 
 def run_all(store: Store, mapping: Path, result: RunResult) -> None:
@@ -81,13 +90,23 @@ def populated(tmp_path: Path, mapping: Path) -> Iterator[Path]:
     path = tmp_path / "wlmap.db"
     store = SqliteStore(path)
     store_webhook(store, "dead-1", "R1", mapping)
-    run_all(store, mapping, RunResult("effect", "dead", "step `post`: the target answered 404", "post",
-                                      trace={"request": {"url": "https://target/***"}, "status": 404}))
+    run_all(
+        store,
+        mapping,
+        RunResult(
+            "effect",
+            "dead",
+            "step `post`: the target answered 404",
+            "post",
+            trace={"request": {"url": "https://target/***"}, "status": 404},
+        ),
+    )
     store_webhook(store, "done-1", "R2", mapping)
     run_all(store, mapping, RunResult("effect", "done", "every step succeeded", trace={"ok": True}))
     store_webhook(store, "pending-1", "R3", mapping)
-    store_webhook(store, "ignored-1", "R4", None, topic="user/created",
-                  extra=(("authorization", "Bearer very-secret"),))
+    store_webhook(
+        store, "ignored-1", "R4", None, topic="user/created", extra=(("authorization", "Bearer very-secret"),)
+    )
     store.close()
     yield path
 
@@ -111,8 +130,13 @@ def test_events_list_shows_jobs_and_ignored_deliveries_newest_first(app: typer.T
 
 @pytest.mark.parametrize(
     ("args", "ids"),
-    [(("--status", "dead"), ["1"]), (("--status", "pending"), ["3"]), (("--status", "ignored"), ["d4"]),
-     (("--mapping", "effect"), ["3", "2", "1"]), (("--mapping", "other"), [])],
+    [
+        (("--status", "dead"), ["1"]),
+        (("--status", "pending"), ["3"]),
+        (("--status", "ignored"), ["d4"]),
+        (("--mapping", "effect"), ["3", "2", "1"]),
+        (("--mapping", "other"), []),
+    ],
 )
 def test_events_list_filters(app: typer.Typer, populated: Path, args: tuple[str, ...], ids: list[str]) -> None:
     result = invoke(app, "events", "list", "--store", str(populated), *args)
@@ -164,11 +188,13 @@ def test_events_show_a_delivery_masks_credentials(app: typer.Typer, populated: P
 def test_replay_runs_a_dead_job_with_the_current_mapping_and_shows_the_change(
     app: typer.Typer, populated: Path, target: Target
 ) -> None:
-    result = invoke(app, "replay", "1", "--store", str(populated), "--runner", RUNNER,
-                    env={"WLMAP_TEST_TARGET": target.url})
+    result = invoke(
+        app, "replay", "1", "--store", str(populated), "--runner", RUNNER, env={"WLMAP_TEST_TARGET": target.url}
+    )
     assert result.exit_code == 0, result.output
     assert result.output.strip() == (
-        "job 1 → job 4 (effect): dead (step `post`: the target answered 404) → done (every step succeeded)")
+        "job 1 → job 4 (effect): dead (step `post`: the target answered 404) → done (every step succeeded)"
+    )
     [hit] = target.hits
     assert hit.key == "wlmap-job-4" and hit.delivery_id == "dead-1"
     listed = invoke(app, "events", "list", "--store", str(populated), "--status", "dead")
@@ -181,8 +207,9 @@ def test_replay_by_status_and_what_cannot_be_replayed(populated: Path, target: T
     store = SqliteStore(populated)
     try:
         env = {"WLMAP_TEST_TARGET": target.url}
-        done = asyncio.run(cli_ops.replay(store, ["3", "77"], status="dead", since="2000-01-01", runner=RUNNER,
-                                          env=env))
+        done = asyncio.run(
+            cli_ops.replay(store, ["3", "77"], status="dead", since="2000-01-01", runner=RUNNER, env=env)
+        )
         lines = [str(line) for line in done]
         assert lines[0] == "job 3: not replayed: job 3 is pending: it still has work to do"
         assert lines[1] == "job 77: not replayed: there is no job 77"
@@ -196,8 +223,9 @@ def test_replay_by_status_and_what_cannot_be_replayed(populated: Path, target: T
         store.close()
 
 
-def test_replaying_an_ignored_webhook_matches_it_against_todays_mappings(populated: Path, target: Target,
-                                                                        mapping: Path) -> None:
+def test_replaying_an_ignored_webhook_matches_it_against_todays_mappings(
+    populated: Path, target: Target, mapping: Path
+) -> None:
     store = SqliteStore(populated)
     try:
         env = {"WLMAP_TEST_TARGET": target.url}
@@ -232,13 +260,21 @@ def test_replay_without_ids_or_status_is_a_usage_error(app: typer.Typer, populat
 
 def test_send_posts_a_correctly_signed_webhook_with_a_fresh_id(app: typer.Typer, tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "listener.db")
-    listener = create_app(store, lambda event: [NewJob("m", event.resource_id)],
-                          ListenerOptions(secrets=(SECRET,)), metrics=Metrics())
+    listener = create_app(
+        store, lambda event: [NewJob("m", event.resource_id)], ListenerOptions(secrets=(SECRET,)), metrics=Metrics()
+    )
     body_file = tmp_path / "event.json"
     body_file.write_bytes(body_for("R-send"))
     headers_file = tmp_path / "headers.json"
-    headers_file.write_text(json.dumps({"X-Scope-Topic": "scenario_session/completed",
-                                        "X-Scope-Webhook-Id": "from-the-file", "X-Scope-Hmac-Sha256": "stale"}))
+    headers_file.write_text(
+        json.dumps(
+            {
+                "X-Scope-Topic": "scenario_session/completed",
+                "X-Scope-Webhook-Id": "from-the-file",
+                "X-Scope-Hmac-Sha256": "stale",
+            }
+        )
+    )
     try:
         with serve(listener) as url:
             args = ["send", str(body_file), "--url", f"{url}/webhooks", "--headers", str(headers_file)]
@@ -264,8 +300,9 @@ def test_send_posts_a_correctly_signed_webhook_with_a_fresh_id(app: typer.Typer,
 def test_send_needs_a_secret_or_says_unsigned(app: typer.Typer, tmp_path: Path) -> None:
     body_file = tmp_path / "event.json"
     body_file.write_bytes(b"{}")
-    result = invoke(app, "send", str(body_file), "--url", "http://127.0.0.1:9/webhooks",
-                    env={"WLMAP_WEBHOOK_SECRETS": ""})
+    result = invoke(
+        app, "send", str(body_file), "--url", "http://127.0.0.1:9/webhooks", env={"WLMAP_WEBHOOK_SECRETS": ""}
+    )
     assert result.exit_code == 1 and "no secret: pass --secret" in result.output
     unreachable = invoke(app, "send", str(body_file), "--url", "http://127.0.0.1:9/webhooks", "--secret", "s")
     assert unreachable.exit_code == 1 and "cannot send to http://127.0.0.1:9/webhooks" in unreachable.output

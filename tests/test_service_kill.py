@@ -56,8 +56,9 @@ def test_kill_9_under_load_loses_nothing_that_was_acknowledged(tmp_path: Path, t
                     sent.add(delivery)
                 while not stop.is_set():  # the same delivery again until it is acknowledged
                     try:
-                        answer = client.post(f"{service.url}/webhooks", content=body,
-                                             headers=signed_headers(body, delivery))
+                        answer = client.post(
+                            f"{service.url}/webhooks", content=body, headers=signed_headers(body, delivery)
+                        )
                     except httpx.HTTPError:
                         time.sleep(0.02)
                         continue
@@ -93,17 +94,22 @@ def test_kill_9_under_load_loses_nothing_that_was_acknowledged(tmp_path: Path, t
 
     lost = service.query("SELECT COUNT(*) FROM attempts WHERE status = 'lost'")[0][0]
     resent = service.query("SELECT COUNT(*) FROM deliveries WHERE status = 'duplicate'")[0][0]
-    context = (f"seed {seed}, {service.starts - 1} kills, {len(acknowledged)} acknowledged of {len(sent)} sent, "
-               f"{lost} runs cut off, {resent} re-sent deliveries")
+    context = (
+        f"seed {seed}, {service.starts - 1} kills, {len(acknowledged)} acknowledged of {len(sent)} sent, "
+        f"{lost} runs cut off, {resent} re-sent deliveries"
+    )
     print(context)
     assert service.starts >= 6, context
     assert checks and all(check == "ok" for check in checks), (checks, context)
     assert integrity(service.store) == "ok"
     assert len(acknowledged) > 300, context
 
-    jobs = dict(service.query(
-        "SELECT d.delivery_id, COUNT(j.id) FROM deliveries d JOIN jobs j ON j.delivery = d.id "
-        "WHERE d.status <> 'duplicate' GROUP BY d.delivery_id"))
+    jobs = dict(
+        service.query(
+            "SELECT d.delivery_id, COUNT(j.id) FROM deliveries d JOIN jobs j ON j.delivery = d.id "
+            "WHERE d.status <> 'duplicate' GROUP BY d.delivery_id"
+        )
+    )
     assert all(jobs.get(delivery) == 1 for delivery in acknowledged), context
     assert service.query("SELECT DISTINCT status FROM jobs") == [("done",)], context
 

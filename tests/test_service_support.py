@@ -41,16 +41,23 @@ class EffectRunner:
         self.client = httpx.AsyncClient(timeout=float(env.get("WLMAP_TEST_TIMEOUT", "2")))
 
     async def run(self, plan: Plan, event: Event, *, idempotency_key: str, attempt: int) -> RunResult:
-        body = {"key": idempotency_key, "delivery_id": event.delivery_id, "resource_id": event.resource_id,
-                "mapping": plan.name, "attempt": attempt, "payload": event.payload}
+        body = {
+            "key": idempotency_key,
+            "delivery_id": event.delivery_id,
+            "resource_id": event.resource_id,
+            "mapping": plan.name,
+            "attempt": attempt,
+            "payload": event.payload,
+        }
         trace: dict[str, Any] = {"request": {"method": "POST", "url": "<target>/effect", "json": body}}
         try:
-            response = await self.client.post(self.url, content=json.dumps(body).encode(),  # ASCII: any payload
-                                              headers={"Idempotency-Key": idempotency_key,
-                                                       "Content-Type": "application/json"})
+            response = await self.client.post(
+                self.url,
+                content=json.dumps(body).encode(),  # ASCII: any payload
+                headers={"Idempotency-Key": idempotency_key, "Content-Type": "application/json"},
+            )
         except httpx.TimeoutException:
-            return RunResult(plan.name, "retry", "step `post`: the target did not answer in time", "post",
-                             trace=trace)
+            return RunResult(plan.name, "retry", "step `post`: the target did not answer in time", "post", trace=trace)
         except httpx.HTTPError as exc:
             return RunResult(plan.name, "retry", f"step `post`: {type(exc).__name__}", "post", trace=trace)
         trace["response"] = {"status": response.status_code}
@@ -58,10 +65,17 @@ class EffectRunner:
             return RunResult(plan.name, "done", "every step succeeded", trace=trace)
         if response.status_code in RETRY_STATUSES:
             after = response.headers.get("retry-after")
-            return RunResult(plan.name, "retry", f"step `post`: the target answered {response.status_code}", "post",
-                             retry_after=float(after) if after else None, trace=trace)
-        return RunResult(plan.name, "dead", f"step `post`: the target answered {response.status_code}", "post",
-                         trace=trace)
+            return RunResult(
+                plan.name,
+                "retry",
+                f"step `post`: the target answered {response.status_code}",
+                "post",
+                retry_after=float(after) if after else None,
+                trace=trace,
+            )
+        return RunResult(
+            plan.name, "dead", f"step `post`: the target answered {response.status_code}", "post", trace=trace
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -131,8 +145,14 @@ class Target:
 
             body = request.json()
             payload = body.get("payload") or {}
-            hit = Hit(body["key"], body["delivery_id"] or "", body["resource_id"] or "", body["attempt"],
-                      payload.get("n") if isinstance(payload, dict) else None, time.monotonic())
+            hit = Hit(
+                body["key"],
+                body["delivery_id"] or "",
+                body["resource_id"] or "",
+                body["attempt"],
+                payload.get("n") if isinstance(payload, dict) else None,
+                time.monotonic(),
+            )
             assert request.header("idempotency-key") == hit.key
             with self.lock:
                 self.hits.append(hit)
@@ -169,8 +189,12 @@ def body_for(resource: str, n: int = 0) -> bytes:
 
 
 def signed_headers(body: bytes, delivery_id: str | None, topic: str = TOPIC) -> dict[str, str]:
-    headers = {"content-type": "application/json", "x-scope-topic": topic, "x-scope-topic-version": "1.1",
-               "x-scope-hmac-sha256": sign(body, SECRET)}
+    headers = {
+        "content-type": "application/json",
+        "x-scope-topic": topic,
+        "x-scope-topic-version": "1.1",
+        "x-scope-hmac-sha256": sign(body, SECRET),
+    }
     if delivery_id is not None:
         headers["x-scope-webhook-id"] = delivery_id
     return headers
@@ -179,8 +203,15 @@ def signed_headers(body: bytes, delivery_id: str | None, topic: str = TOPIC) -> 
 class Service:
     """`python -m mapper.service` in a subprocess on a fixed port, with the EffectRunner."""
 
-    def __init__(self, tmp_path: Path, target: Target, *, schedule: str = "[0, 1s, 2s, 4s, 8s]",
-                 args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        target: Target,
+        *,
+        schedule: str = "[0, 1s, 2s, 4s, 8s]",
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.dir = tmp_path
         self.mappings = tmp_path / "mappings"
         self.mappings.mkdir(exist_ok=True)
@@ -190,16 +221,39 @@ class Service:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = args
-        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
-                    "WLMAP_WEBHOOK_SECRETS": f"old-secret,{SECRET}", "WLMAP_TEST_TARGET": target.url,
-                    **(env or {})}
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+            "WLMAP_WEBHOOK_SECRETS": f"old-secret,{SECRET}",
+            "WLMAP_TEST_TARGET": target.url,
+            **(env or {}),
+        }
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "mapper.service", "--mappings", str(self.mappings), "--store", str(self.store),
-                "--port", str(self.port), "--workers", "4", "--runner", "test_service_support:EffectRunner",
-                "--lease", "2", "--poll", "0.05", "--grace", "2", *self.args]
+        return [
+            sys.executable,
+            "-m",
+            "mapper.service",
+            "--mappings",
+            str(self.mappings),
+            "--store",
+            str(self.store),
+            "--port",
+            str(self.port),
+            "--workers",
+            "4",
+            "--runner",
+            "test_service_support:EffectRunner",
+            "--lease",
+            "2",
+            "--poll",
+            "0.05",
+            "--grace",
+            "2",
+            *self.args,
+        ]
 
     def start(self, wait: bool = True) -> Service:
         self.starts += 1
@@ -240,8 +294,9 @@ class Service:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
 
     def post(self, body: bytes, delivery_id: str | None, topic: str = TOPIC, timeout: float = 10.0) -> Any:
-        return httpx.post(f"{self.url}/webhooks", content=body, headers=signed_headers(body, delivery_id, topic),
-                          timeout=timeout)
+        return httpx.post(
+            f"{self.url}/webhooks", content=body, headers=signed_headers(body, delivery_id, topic), timeout=timeout
+        )
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with contextlib.closing(sqlite3.connect(self.store, timeout=10)) as conn:

@@ -31,9 +31,7 @@ def _expected_b64(body: bytes, secret: bytes) -> str:
     return base64.b64encode(hmac.new(secret, body, hashlib.sha256).digest()).decode()
 
 
-def _reason(
-    body: bytes, headers: dict[str, Any], secrets: list[Any], scheme: SignatureScheme | None = None
-) -> str:
+def _reason(body: bytes, headers: dict[str, Any], secrets: list[Any], scheme: SignatureScheme | None = None) -> str:
     with pytest.raises(SignatureError) as info:
         if scheme is None:
             verify(body, headers, secrets)

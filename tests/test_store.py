@@ -60,8 +60,9 @@ class Backend:
         self.opened: list[Store] = []
 
     def open(self, clock: FakeClock | None = None, migrations: Sequence[Migration] = MIGRATIONS) -> Store:
-        options: dict[str, Any] = {"migrations": migrations} if clock is None else {"clock": clock,
-                                                                                    "migrations": migrations}
+        options: dict[str, Any] = (
+            {"migrations": migrations} if clock is None else {"clock": clock, "migrations": migrations}
+        )
         store = self._open(**options)
         self.opened.append(store)
         return store
@@ -94,8 +95,9 @@ def store(backend: Backend, clock: FakeClock) -> Store:
     return backend.open(clock)
 
 
-def delivery(delivery_id: str | None = "id-1", body: bytes = b'{"data": {"id": "R1"}}',
-             topic: str = "scenario_session/completed") -> NewDelivery:
+def delivery(
+    delivery_id: str | None = "id-1", body: bytes = b'{"data": {"id": "R1"}}', topic: str = "scenario_session/completed"
+) -> NewDelivery:
     digest = hashlib.sha256(body).hexdigest()
     body_key = hashlib.sha256(topic.encode() + b"\n" + body).hexdigest()
     key = f"id:{delivery_id}" if delivery_id else f"sha256:{body_key}"
@@ -106,8 +108,9 @@ def delivery(delivery_id: str | None = "id-1", body: bytes = b'{"data": {"id": "
 def ingest(store: Store, delivery_id: str | None, *jobs: tuple[str, str | None]) -> list[int]:
     """Ingest a delivery with a unique body; returns the job ids."""
     body = f'{{"n": "{delivery_id}"}}'.encode()
-    result = store.ingest(delivery(delivery_id, body), [NewJob(m, r, f"{m}.yaml") for m, r in jobs],
-                          dedupe_window=WINDOW)
+    result = store.ingest(
+        delivery(delivery_id, body), [NewJob(m, r, f"{m}.yaml") for m, r in jobs], dedupe_window=WINDOW
+    )
     assert result.status == ("accepted" if jobs else "ignored")
     return list(result.jobs)
 
@@ -124,8 +127,9 @@ def done(store: Store, claimed: Claimed) -> bool:
 
 
 def test_ingest_stores_delivery_and_jobs_that_claim_returns_with_the_raw_webhook(store: Store) -> None:
-    result = store.ingest(delivery("abc"), [NewJob("m1", "R1", "m1.yaml"), NewJob("m2", "R1", "m2.yaml")],
-                          dedupe_window=WINDOW)
+    result = store.ingest(
+        delivery("abc"), [NewJob("m1", "R1", "m1.yaml"), NewJob("m2", "R1", "m2.yaml")], dedupe_window=WINDOW
+    )
     assert result.status == "accepted" and len(result.jobs) == 2 and result.coalesced == ()
     assert store.counts() == {"pending": 2, "running": 0, "retry": 0, "dead": 0}
     claimed = store.claim(10, 30.0)
@@ -166,8 +170,7 @@ def test_without_an_id_the_same_body_is_a_duplicate_only_within_the_window(store
 
 def test_same_body_under_another_topic_is_not_a_duplicate(store: Store) -> None:
     store.ingest(delivery(None, topic="scenario_session/created"), [NewJob("m", "R1")], dedupe_window=WINDOW)
-    other = store.ingest(delivery(None, topic="scenario_session/completed"), [NewJob("m", "R1")],
-                         dedupe_window=WINDOW)
+    other = store.ingest(delivery(None, topic="scenario_session/completed"), [NewJob("m", "R1")], dedupe_window=WINDOW)
     assert other.status == "accepted"
 
 
@@ -231,8 +234,7 @@ def test_one_resource_runs_in_arrival_order_per_mapping_and_others_go_on(store: 
     assert sorted(c.job for c in others) == sorted([elsewhere, other_mapping])  # not `second`: R1 is busy
     for other in others:
         done(store, other)
-    assert store.finish(claimed.job, claimed.token,
-                        Finish("retry", "target down", next_attempt_at=clock() + 60))
+    assert store.finish(claimed.job, claimed.token, Finish("retry", "target down", next_attempt_at=clock() + 60))
     assert claim_ids(store) == []  # waiting to retry still holds the resource
     clock.advance(61)
     [again] = store.claim(10, 30.0)
@@ -499,15 +501,17 @@ def test_sqlite_adopts_a_store_made_before_migrations_existed(tmp_path: Path) ->
 
 # ------------------------------------------------------------------------------------------- migrations
 
-EXTRA = Migration(2, "a test's extra table", "CREATE TABLE extra (id {id}, payload {blob}); "
-                                             "CREATE INDEX extra_by_id ON extra (id)")
+EXTRA = Migration(
+    2, "a test's extra table", "CREATE TABLE extra (id {id}, payload {blob}); CREATE INDEX extra_by_id ON extra (id)"
+)
 
 
 def test_a_new_store_records_every_migration_once(backend: Backend) -> None:
     backend.open()
     backend.open()  # opening again applies nothing
     assert [row[0] for row in backend.query("SELECT version FROM schema_version ORDER BY version")] == [
-        m.version for m in MIGRATIONS]
+        m.version for m in MIGRATIONS
+    ]
 
 
 def test_a_later_migration_is_applied_once_to_an_existing_store(backend: Backend) -> None:

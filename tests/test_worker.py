@@ -112,8 +112,11 @@ def real_store(tmp_path: Path) -> Iterator[SqliteStore]:
 def ingest(store: SqliteStore, n: int, resource: str = "R1", mapping: str = "m") -> int:
     body = f'{{"data": {{"id": "{resource}"}}, "n": {n}}}'.encode()
     headers = (("x-scope-topic", "scenario_session/completed"), ("x-scope-webhook-id", f"d-{n}"))
-    result = store.ingest(NewDelivery(headers, body, "sha", f"d-{n}", f"id:d-{n}"),
-                          [NewJob(mapping, resource, "m.yaml")], dedupe_window=300)
+    result = store.ingest(
+        NewDelivery(headers, body, "sha", f"d-{n}", f"id:d-{n}"),
+        [NewJob(mapping, resource, "m.yaml")],
+        dedupe_window=300,
+    )
     return result.jobs[0]
 
 
@@ -126,8 +129,7 @@ def returning(*results: RunResult, calls: list[dict[str, Any]] | None = None) ->
     seen = calls if calls is not None else []
 
     async def run(plan: Plan, event: Event, *, idempotency_key: str, attempt: int) -> RunResult:
-        seen.append({"key": idempotency_key, "attempt": attempt, "resource": event.resource_id,
-                     "mapping": plan.name})
+        seen.append({"key": idempotency_key, "attempt": attempt, "resource": event.resource_id, "mapping": plan.name})
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
     return run
@@ -148,7 +150,11 @@ def test_final_outcomes_are_recorded_as_they_are() -> None:
         result = RunResult("m", status, f"it was {status}", "post", trace={"x": 1})  # type: ignore[arg-type]
         outcome = decide(result, 1, RetryPolicy(), 100.0)
         assert (outcome.status, outcome.reason, outcome.step, outcome.next_attempt_at) == (
-            status, f"it was {status}", "post", None)
+            status,
+            f"it was {status}",
+            "post",
+            None,
+        )
         assert outcome.trace == {"x": 1}
 
 
@@ -208,8 +214,9 @@ def process_next(worker: Worker, store: SqliteStore) -> tuple[Claimed, Any]:
     return claimed, asyncio.run(worker.process(claimed))
 
 
-def test_a_failing_job_follows_its_connections_schedule_then_dies(store: SqliteStore, clock: FakeClock,
-                                                                 plan: Plan) -> None:
+def test_a_failing_job_follows_its_connections_schedule_then_dies(
+    store: SqliteStore, clock: FakeClock, plan: Plan
+) -> None:
     calls: list[dict[str, Any]] = []
     worker = drive(store, plan, returning(retry(), calls=calls))
     job = ingest(store, 1)
@@ -265,12 +272,14 @@ def test_a_job_whose_mapping_is_gone_is_dead_with_what_to_do(store: SqliteStore,
     job = ingest(store, 1)
     _, outcome = process_next(worker, store)
     assert outcome.status == "dead"
-    assert outcome.reason == ("mapping `m` is not loaded any more (removed or renamed); "
-                              f"restore it, then replay job {job}")
+    assert outcome.reason == (
+        f"mapping `m` is not loaded any more (removed or renamed); restore it, then replay job {job}"
+    )
 
 
-def test_a_stalled_worker_cannot_overwrite_the_new_owners_result(store: SqliteStore, clock: FakeClock,
-                                                                 plan: Plan) -> None:
+def test_a_stalled_worker_cannot_overwrite_the_new_owners_result(
+    store: SqliteStore, clock: FakeClock, plan: Plan
+) -> None:
     worker = drive(store, plan, returning(RunResult("m", "dead", "stale view", "post")))
     job = ingest(store, 1)
     [stale] = store.claim(1, 10.0)
@@ -295,7 +304,11 @@ def test_the_run_sees_the_stored_webhook_as_an_event(store: SqliteStore, plan: P
     process_next(drive(store, plan, run), store)
     [event] = seen
     assert (event.topic, event.resource_id, event.delivery_id, event.generation) == (
-        "scenario_session/completed", "U2Nl", "d-7", "custom-query")
+        "scenario_session/completed",
+        "U2Nl",
+        "d-7",
+        "custom-query",
+    )
 
 
 # --------------------------------------------------------------------------------------------- the pool
@@ -349,8 +362,12 @@ def test_one_resource_waits_for_its_earlier_job_even_across_retries(real_store: 
     ingest(real_store, 4, resource="R2")
     real_store.release(started.job, started.token)
     worker = drive(real_store, plan, run, concurrency=4, poll=0.01, time_scale=1000.0)
-    asyncio.run(serve_until(worker, lambda: real_store.counts()["pending"] + real_store.counts()["retry"]
-                            + real_store.counts()["running"] == 0))
+    asyncio.run(
+        serve_until(
+            worker,
+            lambda: real_store.counts()["pending"] + real_store.counts()["retry"] + real_store.counts()["running"] == 0,
+        )
+    )
     r1 = [n for n in order if n != 4]
     assert r1 == [1, 1, 3] and attempts[1] == 3  # released once (attempt 1), retried once, then done
     assert real_store.job(first).job.status == "done"
@@ -370,15 +387,16 @@ def test_a_heartbeat_keeps_a_long_run_from_being_taken_over(real_store: SqliteSt
     other = drive(real_store, plan, slow, lease=0.3, poll=0.01)
 
     async def both() -> None:
-        await asyncio.gather(serve_until(worker, lambda: real_store.job(job).job.status == "done"),
-                             serve_until(other, lambda: real_store.job(job).job.status == "done"))
+        await asyncio.gather(
+            serve_until(worker, lambda: real_store.job(job).job.status == "done"),
+            serve_until(other, lambda: real_store.job(job).job.status == "done"),
+        )
 
     asyncio.run(both())
     assert calls == [1]
 
 
-def test_shutdown_releases_runs_that_do_not_finish_in_the_grace_period(real_store: SqliteStore,
-                                                                       plan: Plan) -> None:
+def test_shutdown_releases_runs_that_do_not_finish_in_the_grace_period(real_store: SqliteStore, plan: Plan) -> None:
     async def scenario() -> None:
         began = asyncio.Event()
 

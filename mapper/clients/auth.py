@@ -97,15 +97,25 @@ _REQUIRED = {
 class Credentials:
     """Puts one connection's credentials on each request; for OAuth2, a token from the shared cache."""
 
-    def __init__(self, auth: plan.Auth, values: Mapping[str, str], *, wire: Wire, cache: TokenCache,
-                 timeout: float, connection: str) -> None:
+    def __init__(
+        self,
+        auth: plan.Auth,
+        values: Mapping[str, str],
+        *,
+        wire: Wire,
+        cache: TokenCache,
+        timeout: float,
+        connection: str,
+    ) -> None:
         missing = [name for name in _REQUIRED[auth.kind] if not values.get(name)]
         if missing:
-            raise ConnectionUnusable(f"connection `{connection}`: {auth.kind} auth needs "
-                                     + " and ".join(f"`{name}`" for name in missing) + " (empty or missing)")
+            raise ConnectionUnusable(
+                f"connection `{connection}`: {auth.kind} auth needs "
+                + " and ".join(f"`{name}`" for name in missing)
+                + " (empty or missing)"
+            )
         if auth.kind == "api_key" and not auth.name:
-            raise ConnectionUnusable(f"connection `{connection}`: api_key auth needs a header or parameter "
-                                     "name")
+            raise ConnectionUnusable(f"connection `{connection}`: api_key auth needs a header or parameter name")
         self.auth = auth
         self.values = dict(values)
         self.wire = wire
@@ -115,17 +125,21 @@ class Credentials:
         if auth.kind == "oauth2":
             token_url = values["token_url"]
             if urlsplit(token_url).scheme not in ("http", "https") or "@" in urlsplit(token_url).netloc:
-                raise ConnectionUnusable(f"connection `{connection}`: the OAuth2 token_url must be an "
-                                         "http(s) URL without a user name or password in it")
-            self.oauth2 = OAuth2Settings(token_url, values["client_id"], values["client_secret"], auth.scopes,
-                                         auth.audience, auth.client_auth)
+                raise ConnectionUnusable(
+                    f"connection `{connection}`: the OAuth2 token_url must be an "
+                    "http(s) URL without a user name or password in it"
+                )
+            self.oauth2 = OAuth2Settings(
+                token_url, values["client_id"], values["client_secret"], auth.scopes, auth.audience, auth.client_auth
+            )
 
     @property
     def refreshable(self) -> bool:
         return self.oauth2 is not None
 
-    async def apply(self, headers: dict[str, str], params: list[tuple[str, str]], *,
-                    exchanges: list[Exchange], attempt: int) -> str | None:
+    async def apply(
+        self, headers: dict[str, str], params: list[tuple[str, str]], *, exchanges: list[Exchange], attempt: int
+    ) -> str | None:
         """Add the credentials to `headers` (lower-case names) or `params`; returns the OAuth2 token used."""
         kind = self.auth.kind
         if kind == "basic":
@@ -143,8 +157,7 @@ class Credentials:
             settings = self.oauth2
 
             async def fetch() -> tuple[str, float | None]:
-                return await fetch_oauth2_token(self.wire, settings, self.timeout, exchanges=exchanges,
-                                                attempt=attempt)
+                return await fetch_oauth2_token(self.wire, settings, self.timeout, exchanges=exchanges, attempt=attempt)
 
             token = await self.cache.get(settings.cache_key, fetch)
             self.wire.masker.add(token)  # fetched by any client sharing the cache: still a secret here
@@ -161,8 +174,9 @@ def basic_authorization(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
-async def fetch_oauth2_token(wire: Wire, settings: OAuth2Settings, timeout: float, *,
-                             exchanges: list[Exchange], attempt: int) -> tuple[str, float | None]:
+async def fetch_oauth2_token(
+    wire: Wire, settings: OAuth2Settings, timeout: float, *, exchanges: list[Exchange], attempt: int
+) -> tuple[str, float | None]:
     """POST a client-credentials grant (RFC 6749 §4.4) and return the token with its lifetime in seconds."""
     form = [("grant_type", "client_credentials")]
     if settings.scopes:
@@ -174,16 +188,20 @@ async def fetch_oauth2_token(wire: Wire, settings: OAuth2Settings, timeout: floa
         form += [("client_id", settings.client_id), ("client_secret", settings.client_secret)]
     else:
         # RFC 6749 §2.3.1: id and secret are form-encoded before they are joined for HTTP basic.
-        headers["authorization"] = basic_authorization(quote_plus(settings.client_id),
-                                                       quote_plus(settings.client_secret))
-    request = wire.client.build_request("POST", settings.token_url, content=urlencode(form).encode(),
-                                        headers=headers, timeout=timeout)
+        headers["authorization"] = basic_authorization(
+            quote_plus(settings.client_id), quote_plus(settings.client_secret)
+        )
+    request = wire.client.build_request(
+        "POST", settings.token_url, content=urlencode(form).encode(), headers=headers, timeout=timeout
+    )
     try:
-        response = await wire.exchange(request, kind="oauth2-token", exchanges=exchanges, attempt=attempt,
-                                       reveals=_issued_tokens)
+        response = await wire.exchange(
+            request, kind="oauth2-token", exchanges=exchanges, attempt=attempt, reveals=_issued_tokens
+        )
     except Unanswered as failure:
-        raise Unanswered(f"could not get an OAuth2 token: {failure.reason}", sent=False,
-                         retryable=failure.retryable, auth=True) from None
+        raise Unanswered(
+            f"could not get an OAuth2 token: {failure.reason}", sent=False, retryable=failure.retryable, auth=True
+        ) from None
     body = response.json()
     if not 200 <= response.status < 300:
         reason = f"the OAuth2 token endpoint {response.url} answered {response.status}"
@@ -191,12 +209,16 @@ async def fetch_oauth2_token(wire: Wire, settings: OAuth2Settings, timeout: floa
             reason += f": {body['error']}"
             if isinstance(body.get("error_description"), str):
                 reason += f" ({body['error_description']})"
-        raise AuthFailure(wire.masker.text(reason), retryable=_worth_retrying(response.status),
-                          retry_after=response.retry_after)
+        raise AuthFailure(
+            wire.masker.text(reason), retryable=_worth_retrying(response.status), retry_after=response.retry_after
+        )
     token = body.get("access_token") if isinstance(body, dict) else None
     if not isinstance(token, str) or not token:
-        raise AuthFailure(f"the OAuth2 token endpoint {response.url} answered {response.status} without an "
-                          f"access_token: {response.excerpt(200)}", retryable=False)
+        raise AuthFailure(
+            f"the OAuth2 token endpoint {response.url} answered {response.status} without an "
+            f"access_token: {response.excerpt(200)}",
+            retryable=False,
+        )
     wire.masker.add(token)
     return token, _seconds(body.get("expires_in"))
 
@@ -222,24 +244,36 @@ class CsrfTokens:
             self._token = None
 
 
-async def fetch_csrf_token(wire: Wire, request: httpx.Request, header: str, *, exchanges: list[Exchange],
-                           attempt: int) -> str:
+async def fetch_csrf_token(
+    wire: Wire, request: httpx.Request, header: str, *, exchanges: list[Exchange], attempt: int
+) -> str:
     """GET with `x-csrf-token: Fetch`; SAP answers with the token in the same header and a session cookie."""
     request.headers[header] = "Fetch"
     try:
-        response = await wire.exchange(request, kind="csrf-fetch", exchanges=exchanges, attempt=attempt,
-                                       reveals=lambda answer: [answer.headers.get(header.lower())])
+        response = await wire.exchange(
+            request,
+            kind="csrf-fetch",
+            exchanges=exchanges,
+            attempt=attempt,
+            reveals=lambda answer: [answer.headers.get(header.lower())],
+        )
     except Unanswered as failure:
-        raise Unanswered(f"could not fetch a CSRF token: {failure.reason}", sent=False,
-                         retryable=failure.retryable, auth=True) from None
+        raise Unanswered(
+            f"could not fetch a CSRF token: {failure.reason}", sent=False, retryable=failure.retryable, auth=True
+        ) from None
     where = f"GET {wire.masker.text(request.url.path)}"
     if not 200 <= response.status < 300:
-        raise AuthFailure(f"SAP did not hand out a CSRF token: {where} answered {_status(response)}",
-                          retryable=_worth_retrying(response.status), retry_after=response.retry_after)
+        raise AuthFailure(
+            f"SAP did not hand out a CSRF token: {where} answered {_status(response)}",
+            retryable=_worth_retrying(response.status),
+            retry_after=response.retry_after,
+        )
     token = response.headers.get(header.lower(), "")
     if not token or token.lower() in ("fetch", "required"):
-        raise AuthFailure(f"SAP did not hand out a CSRF token: {where} answered {response.status} without "
-                          f"a `{header}` header", retryable=False)
+        raise AuthFailure(
+            f"SAP did not hand out a CSRF token: {where} answered {response.status} without a `{header}` header",
+            retryable=False,
+        )
     wire.masker.add(token)
     return token
 

@@ -37,8 +37,9 @@ class TransportFailure(ClientError):
     `outcome_unknown`: the request was sent and no answer came, so the target may have applied it.
     """
 
-    def __init__(self, reason: str, retryable: bool, retry_after: float | None = None, *,
-                 outcome_unknown: bool = False) -> None:
+    def __init__(
+        self, reason: str, retryable: bool, retry_after: float | None = None, *, outcome_unknown: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
@@ -53,8 +54,16 @@ class AuthFailure(TransportFailure):
 class GraphQLFailure(TransportFailure):
     """The GraphQL query failed. `denied`: the server said the credentials may not read this."""
 
-    def __init__(self, message: str, retryable: bool, retry_after: float | None = None, *,
-                 status: int | None = None, denied: bool = False, outcome_unknown: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        retryable: bool,
+        retry_after: float | None = None,
+        *,
+        status: int | None = None,
+        denied: bool = False,
+        outcome_unknown: bool = False,
+    ) -> None:
         super().__init__(message, retryable, retry_after, outcome_unknown=outcome_unknown)
         self.message = message
         self.status = status

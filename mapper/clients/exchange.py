@@ -118,15 +118,23 @@ class Unanswered(Exception):
 class Wire:
     """Sends prepared requests on one httpx client, records each exchange masked, never follows redirects."""
 
-    def __init__(self, client: httpx.AsyncClient, masker: Masker, *, keep_cookies: bool,
-                 max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, masker: Masker, *, keep_cookies: bool, max_answer_bytes: int = MAX_ANSWER_BYTES
+    ) -> None:
         self.client = client
         self.masker = masker
         self.keep_cookies = keep_cookies
         self.max_answer_bytes = max_answer_bytes
 
-    async def exchange(self, request: httpx.Request, *, kind: ExchangeKind, exchanges: list[Exchange],
-                       attempt: int, reveals: Reveals | None = None) -> Response:
+    async def exchange(
+        self,
+        request: httpx.Request,
+        *,
+        kind: ExchangeKind,
+        exchanges: list[Exchange],
+        attempt: int,
+        reveals: Reveals | None = None,
+    ) -> Response:
         """Send and record; `reveals` names secrets in the answer (a new token) to keep out of the record."""
         started = time.perf_counter()
         try:
@@ -164,8 +172,17 @@ class Wire:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _record(self, kind: ExchangeKind, request: httpx.Request, attempt: int, started: float, *,
-                response: Response | None = None, error: str | None = None, url: str | None = None) -> Exchange:
+    def _record(
+        self,
+        kind: ExchangeKind,
+        request: httpx.Request,
+        attempt: int,
+        started: float,
+        *,
+        response: Response | None = None,
+        error: str | None = None,
+        url: str | None = None,
+    ) -> Exchange:
         mask = self.masker
         body = request.content.decode(_charset(request.headers.get("content-type", "")), errors="replace")
         return Exchange(
@@ -192,29 +209,38 @@ class Wire:
             return f" within {value:g} s" if isinstance(value, int | float) else ""
 
         if isinstance(exc, _TooLarge):
-            return Unanswered(f"{origin} answered with more than {exc.limit} bytes; the answer was refused",
-                              sent=True, retryable=False)
+            return Unanswered(
+                f"{origin} answered with more than {exc.limit} bytes; the answer was refused",
+                sent=True,
+                retryable=False,
+            )
         if isinstance(exc, httpx.ConnectTimeout):
-            return Unanswered(f"could not connect to {origin}{seconds('connect')}", sent=False,
-                              retryable=True)
+            return Unanswered(f"could not connect to {origin}{seconds('connect')}", sent=False, retryable=True)
         if isinstance(exc, httpx.PoolTimeout):
             return Unanswered(f"no free connection to {origin}{seconds('pool')}", sent=False, retryable=True)
         if isinstance(exc, httpx.ConnectError):
             if _certificate_problem(exc):
-                return Unanswered(f"the TLS certificate of {origin} was not accepted: {detail}", sent=False,
-                                  retryable=False)
-            return Unanswered(f"could not connect to {origin}" + (f" ({detail})" if detail else ""),
-                              sent=False, retryable=True)
+                return Unanswered(
+                    f"the TLS certificate of {origin} was not accepted: {detail}", sent=False, retryable=False
+                )
+            return Unanswered(
+                f"could not connect to {origin}" + (f" ({detail})" if detail else ""), sent=False, retryable=True
+            )
         if isinstance(exc, httpx.WriteTimeout):
-            return Unanswered(f"could not send the request to {origin}{seconds('write')}", sent=True,
-                              retryable=True)
+            return Unanswered(f"could not send the request to {origin}{seconds('write')}", sent=True, retryable=True)
         if isinstance(exc, httpx.ReadTimeout):
             return Unanswered(f"{origin} did not answer{seconds('read')}", sent=True, retryable=True)
         if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
-            return Unanswered(f"the connection to {origin} broke before an answer came"
-                              + (f" ({detail})" if detail else ""), sent=True, retryable=True)
-        return Unanswered(f"the request to {origin} failed: {type(exc).__name__}"
-                          + (f": {detail}" if detail else ""), sent=False, retryable=False)
+            return Unanswered(
+                f"the connection to {origin} broke before an answer came" + (f" ({detail})" if detail else ""),
+                sent=True,
+                retryable=True,
+            )
+        return Unanswered(
+            f"the request to {origin} failed: {type(exc).__name__}" + (f": {detail}" if detail else ""),
+            sent=False,
+            retryable=False,
+        )
 
 
 class _TooLarge(Exception):

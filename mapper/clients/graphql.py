@@ -39,12 +39,26 @@ _DENIED = re.compile(r"not authori[sz]ed|unauthori[sz]ed|forbidden|permission|ac
 class GraphQLClient:
     """Runs GraphQL documents against one connection's `url` (the Scope AR endpoint)."""
 
-    def __init__(self, connection: plan.Connection, env: Mapping[str, str],
-                 transport: httpx.AsyncBaseTransport | None = None, *, token_cache: TokenCache | None = None,
-                 sleep: Sleep = asyncio.sleep, max_answer_bytes: int = MAX_ANSWER_BYTES,
-                 stack: Stack = "aiohttp") -> None:
-        self.http = ConnectionClient(connection, env, transport=transport, token_cache=token_cache,
-                                     sleep=sleep, max_answer_bytes=max_answer_bytes, stack=stack)
+    def __init__(
+        self,
+        connection: plan.Connection,
+        env: Mapping[str, str],
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        token_cache: TokenCache | None = None,
+        sleep: Sleep = asyncio.sleep,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+        stack: Stack = "aiohttp",
+    ) -> None:
+        self.http = ConnectionClient(
+            connection,
+            env,
+            transport=transport,
+            token_cache=token_cache,
+            sleep=sleep,
+            max_answer_bytes=max_answer_bytes,
+            stack=stack,
+        )
         self.masker = self.http.masker
 
     async def aclose(self) -> None:
@@ -56,22 +70,32 @@ class GraphQLClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def execute(self, document: str, variables: Mapping[str, Any], operation: str | None = None, *,
-                      exchanges: list[Exchange]) -> dict[str, Any]:
+    async def execute(
+        self, document: str, variables: Mapping[str, Any], operation: str | None = None, *, exchanges: list[Exchange]
+    ) -> dict[str, Any]:
         """The `data` of the answer; GraphQLFailure for anything else."""
         repeatable = _is_query(document, operation)
         payload: dict[str, Any] = {"query": document, "variables": dict(variables)}
         if operation:
             payload["operationName"] = operation
         try:
-            response = await self.http.send("POST", json=payload, idempotent=repeatable, kind="graphql",
-                                            exchanges=exchanges)
+            response = await self.http.send(
+                "POST", json=payload, idempotent=repeatable, kind="graphql", exchanges=exchanges
+            )
         except AuthFailure as failure:
-            raise GraphQLFailure(f"the GraphQL query could not be sent: {failure.reason}", failure.retryable,
-                                 failure.retry_after, denied=not failure.retryable) from None
+            raise GraphQLFailure(
+                f"the GraphQL query could not be sent: {failure.reason}",
+                failure.retryable,
+                failure.retry_after,
+                denied=not failure.retryable,
+            ) from None
         except TransportFailure as failure:
-            raise GraphQLFailure(f"the GraphQL query got no answer: {failure.reason}", failure.retryable,
-                                 failure.retry_after, outcome_unknown=failure.outcome_unknown) from None
+            raise GraphQLFailure(
+                f"the GraphQL query got no answer: {failure.reason}",
+                failure.retryable,
+                failure.retry_after,
+                outcome_unknown=failure.outcome_unknown,
+            ) from None
         return _data(response)
 
 
@@ -86,21 +110,29 @@ def _data(response: Response) -> dict[str, Any]:
         else:
             what = "; ".join(messages) or response.excerpt(200) or "an empty body"
         retryable = not denied and (status in (408, 425, 429) or status >= 500)
-        raise GraphQLFailure(f"the GraphQL endpoint answered {status}: {what}", retryable,
-                             response.retry_after if retryable else None, status=status, denied=denied)
+        raise GraphQLFailure(
+            f"the GraphQL endpoint answered {status}: {what}",
+            retryable,
+            response.retry_after if retryable else None,
+            status=status,
+            denied=denied,
+        )
     if not response.is_json:
-        raise GraphQLFailure(f"the GraphQL endpoint answered {status} with something that is not JSON: "
-                             f"{response.excerpt(200) or 'an empty body'}", False, status=status)
+        raise GraphQLFailure(
+            f"the GraphQL endpoint answered {status} with something that is not JSON: "
+            f"{response.excerpt(200) or 'an empty body'}",
+            False,
+            status=status,
+        )
     if not isinstance(body, dict):
-        raise GraphQLFailure("the GraphQL endpoint answered JSON that is not an object: "
-                             + response.excerpt(200), False, status=status)
+        raise GraphQLFailure(
+            "the GraphQL endpoint answered JSON that is not an object: " + response.excerpt(200), False, status=status
+        )
     if messages:
-        raise GraphQLFailure("the GraphQL query failed: " + "; ".join(messages), False, status=status,
-                             denied=denied)
+        raise GraphQLFailure("the GraphQL query failed: " + "; ".join(messages), False, status=status, denied=denied)
     data = body.get("data")
     if not isinstance(data, dict):
-        raise GraphQLFailure(f"the GraphQL answer has no `data`: {response.excerpt(200)}", False,
-                             status=status)
+        raise GraphQLFailure(f"the GraphQL answer has no `data`: {response.excerpt(200)}", False, status=status)
     return data
 
 

@@ -74,10 +74,17 @@ class _Call:
 class ConnectionClient:
     """Sends the requests of one connection (`plan.Connection` with its env values read once)."""
 
-    def __init__(self, connection: plan.Connection, env: Mapping[str, str], *,
-                 transport: httpx.AsyncBaseTransport | None = None, token_cache: TokenCache | None = None,
-                 sleep: Sleep = asyncio.sleep, max_answer_bytes: int = MAX_ANSWER_BYTES,
-                 stack: Stack = "aiohttp") -> None:
+    def __init__(
+        self,
+        connection: plan.Connection,
+        env: Mapping[str, str],
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        token_cache: TokenCache | None = None,
+        sleep: Sleep = asyncio.sleep,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+        stack: Stack = "aiohttp",
+    ) -> None:
         self.connection = connection
         name = connection.name
         base_value = connection.base_url or connection.url
@@ -86,14 +93,17 @@ class ConnectionClient:
         auth = connection.auth
         auth_values = {key: _render(value, env, name) for key, value in auth.values.items()}
         key_name = [auth.name] if auth.kind == "api_key" and auth.name else []
-        self.masker = Masker(_secrets(connection, env, auth_values),
-                             sensitive_headers=key_name if auth.placement == "header" else [],
-                             sensitive_params=key_name if auth.placement == "query" else [])
+        self.masker = Masker(
+            _secrets(connection, env, auth_values),
+            sensitive_headers=key_name if auth.placement == "header" else [],
+            sensitive_params=key_name if auth.placement == "query" else [],
+        )
         if auth.kind == "basic":
             self.masker.add_basic(auth_values.get("username", ""), auth_values.get("password", ""))
         if auth.kind == "oauth2":
-            self.masker.add_basic(quote_plus(auth_values.get("client_id", "")),
-                                  quote_plus(auth_values.get("client_secret", "")))
+            self.masker.add_basic(
+                quote_plus(auth_values.get("client_id", "")), quote_plus(auth_values.get("client_secret", ""))
+            )
         # A GraphQL `url` may carry a query (Scope AR super admins add `?permalink=<company>`); a base URL
         # that paths are joined to may not.
         self.base_url = base_url(_render(base_value, env, name), name, query=connection.base_url is None)
@@ -107,16 +117,23 @@ class ConnectionClient:
         quiet_library_logs()
         if transport is None:
             transport = for_stack(stack, verify)
-        client = httpx.AsyncClient(transport=transport, verify=verify, follow_redirects=False,
-                                   trust_env=False, timeout=connection.timeout,
-                                   headers={"user-agent": f"wlmap/{__version__}"})
+        client = httpx.AsyncClient(
+            transport=transport,
+            verify=verify,
+            follow_redirects=False,
+            trust_env=False,
+            timeout=connection.timeout,
+            headers={"user-agent": f"wlmap/{__version__}"},
+        )
         # Cookies are kept only where a CSRF token is bound to the SAP session cookie; elsewhere a lingering
         # session could act as another user after the credentials change.
-        self._wire = Wire(client, self.masker, keep_cookies=connection.csrf is not None,
-                          max_answer_bytes=max_answer_bytes)
+        self._wire = Wire(
+            client, self.masker, keep_cookies=connection.csrf is not None, max_answer_bytes=max_answer_bytes
+        )
         cache = token_cache if token_cache is not None else TokenCache()
-        self._credentials = Credentials(auth, auth_values, wire=self._wire, cache=cache,
-                                        timeout=connection.timeout, connection=name)
+        self._credentials = Credentials(
+            auth, auth_values, wire=self._wire, cache=cache, timeout=connection.timeout, connection=name
+        )
         self._csrf = CsrfTokens(connection.csrf) if connection.csrf else None
         self._csrf_url = None
         if connection.csrf:
@@ -134,12 +151,24 @@ class ConnectionClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def send(self, method: str, *, path: str | None = None, url: str | None = None,
-                   params: Pairs | None = None, headers: Pairs | None = None, json: Any = NO_JSON,
-                   form: Pairs | None = None, content: str | bytes | None = None,
-                   content_type: str | None = None, timeout: float | None = None,
-                   idempotency_key: str | None = None, idempotent: bool | None = None,
-                   kind: ExchangeKind = "request", exchanges: list[Exchange]) -> Response:
+    async def send(
+        self,
+        method: str,
+        *,
+        path: str | None = None,
+        url: str | None = None,
+        params: Pairs | None = None,
+        headers: Pairs | None = None,
+        json: Any = NO_JSON,
+        form: Pairs | None = None,
+        content: str | bytes | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        idempotent: bool | None = None,
+        kind: ExchangeKind = "request",
+        exchanges: list[Exchange],
+    ) -> Response:
         """Send one request (with quick retries) and return the answer, whatever its status.
 
         `path` (rendered and percent-encoded by the caller) is joined to the base URL; `url` is a full
@@ -160,11 +189,15 @@ class ConnectionClient:
         step_params = [(key, text(value)) for key, value in _pairs(params)]
         names = {key for key, _ in step_params}
         call_params = [(key, value) for key, value in self._params if key not in names] + step_params
-        repeatable = idempotent if idempotent is not None else (
-            method in IDEMPOTENT_METHODS or (idempotency_key is not None and header_name is not None))
+        repeatable = (
+            idempotent
+            if idempotent is not None
+            else (method in IDEMPOTENT_METHODS or (idempotency_key is not None and header_name is not None))
+        )
         seconds = timeout if timeout is not None else self.connection.timeout
-        call = _Call(method, self._target(path, url), call_headers, call_params, body, httpx.Timeout(seconds),
-                     kind, exchanges)
+        call = _Call(
+            method, self._target(path, url), call_headers, call_params, body, httpx.Timeout(seconds), kind, exchanges
+        )
         retry = self.connection.retry
         attempts = 1 + max(0, retry.quick_retries)
         for attempt in range(1, attempts + 1):
@@ -172,19 +205,25 @@ class ConnectionClient:
                 response = await self._attempt(call, attempt)
             except Unanswered as failure:
                 unknown = failure.sent and failure.retryable  # sent, and no answer came back
-                if failure.retryable and retry.network_errors and attempt < attempts and (
-                        repeatable or not unknown):
+                if failure.retryable and retry.network_errors and attempt < attempts and (repeatable or not unknown):
                     await self._sleep(0.2 * 2 ** (attempt - 1))
                     continue
                 reason = failure.reason + (f" (tried {attempt} times)" if attempt > 1 else "")
                 if unknown and not repeatable:
-                    reason += (f"; the request was sent, so it may have been applied (outcome unknown); it was "
-                               f"not repeated because {method} is not idempotent and no idempotency key was sent")
+                    reason += (
+                        f"; the request was sent, so it may have been applied (outcome unknown); it was "
+                        f"not repeated because {method} is not idempotent and no idempotency key was sent"
+                    )
                 error = AuthFailure if failure.auth else TransportFailure
                 raise error(reason, retryable=failure.retryable, outcome_unknown=unknown) from None
             wait = response.retry_after
-            if (response.status in QUICK_RETRY_STATUSES and response.status in retry.statuses
-                    and wait is not None and wait <= QUICK_RETRY_MAX_WAIT and attempt < attempts):
+            if (
+                response.status in QUICK_RETRY_STATUSES
+                and response.status in retry.statuses
+                and wait is not None
+                and wait <= QUICK_RETRY_MAX_WAIT
+                and attempt < attempts
+            ):
                 await self._sleep(wait)
                 continue
             return replace(response, attempts=attempt)
@@ -204,8 +243,9 @@ class ConnectionClient:
             self._credentials.invalidate(token)
             await self._credentials.apply(headers, params, exchanges=call.exchanges, attempt=attempt)
             response = await self._exchange(call, headers, params, attempt)
-            notes.append("the target answered 401 to the OAuth2 token; fetched a new token and sent the "
-                         "request once more")
+            notes.append(
+                "the target answered 401 to the OAuth2 token; fetched a new token and sent the request once more"
+            )
         if self._csrf is not None and csrf_token is not None and _csrf_required(response, self._csrf.csrf):
             self._csrf.invalidate(csrf_token)
             csrf_token = await self._csrf_token(call, attempt)
@@ -217,10 +257,12 @@ class ConnectionClient:
             notes.append(note)
         return replace(response, notes=tuple(notes)) if notes else response
 
-    async def _exchange(self, call: _Call, headers: dict[str, str], params: list[tuple[str, str]],
-                        attempt: int) -> Response:
-        request = self._wire.client.build_request(call.method, with_params(call.url, params),
-                                                  headers=headers, content=call.body, timeout=call.timeout)
+    async def _exchange(
+        self, call: _Call, headers: dict[str, str], params: list[tuple[str, str]], attempt: int
+    ) -> Response:
+        request = self._wire.client.build_request(
+            call.method, with_params(call.url, params), headers=headers, content=call.body, timeout=call.timeout
+        )
         return await self._wire.exchange(request, kind=call.kind, exchanges=call.exchanges, attempt=attempt)
 
     async def _csrf_token(self, call: _Call, attempt: int) -> str:
@@ -231,10 +273,12 @@ class ConnectionClient:
             headers = {**self._headers, "accept": "application/json"}
             params = list(self._params)
             await self._credentials.apply(headers, params, exchanges=call.exchanges, attempt=attempt)
-            request = self._wire.client.build_request("GET", with_params(url, params), headers=headers,
-                                                      timeout=call.timeout)
-            return await fetch_csrf_token(self._wire, request, csrf.csrf.header, exchanges=call.exchanges,
-                                          attempt=attempt)
+            request = self._wire.client.build_request(
+                "GET", with_params(url, params), headers=headers, timeout=call.timeout
+            )
+            return await fetch_csrf_token(
+                self._wire, request, csrf.csrf.header, exchanges=call.exchanges, attempt=attempt
+            )
 
         return await csrf.get(fetch)
 
@@ -252,13 +296,11 @@ def _render(value: plan.Value, env: Mapping[str, str], connection: str) -> str:
     try:
         rendered = value.render({"env": env})
     except Exception as exc:
-        raise ConnectionUnusable(f"connection `{connection}` ({value.location}): {value.where}: {exc}") \
-            from None
+        raise ConnectionUnusable(f"connection `{connection}` ({value.location}): {value.where}: {exc}") from None
     return text(rendered)
 
 
-def _secrets(connection: plan.Connection, env: Mapping[str, str],
-             auth_values: Mapping[str, str]) -> list[str]:
+def _secrets(connection: plan.Connection, env: Mapping[str, str], auth_values: Mapping[str, str]) -> list[str]:
     """Every env value the connection reads, and all auth material (the token URL is an address)."""
     values = [connection.url, connection.base_url, *connection.auth.values.values()]
     values += [value for _, value in connection.headers + connection.params]
@@ -282,28 +324,41 @@ def _pairs(values: Pairs | None) -> Iterable[tuple[str, Any]]:
     return values.items() if isinstance(values, Mapping) else values
 
 
-def _connection_headers(pairs: tuple[tuple[str, plan.Value], ...], env: Mapping[str, str],
-                        connection: str) -> dict[str, str]:
+def _connection_headers(
+    pairs: tuple[tuple[str, plan.Value], ...], env: Mapping[str, str], connection: str
+) -> dict[str, str]:
     try:
         return checked_headers((name, _render(value, env, connection)) for name, value in pairs)
     except RequestRejected as exc:
         raise ConnectionUnusable(f"connection `{connection}`: {exc.reason}") from None
 
 
-def _body(json: Any, form: Pairs | None, content: str | bytes | None,
-          content_type: str | None) -> tuple[bytes | None, str | None]:
-    given = [kind for kind, present in (("json", json is not NO_JSON), ("form", form is not None),
-                                        ("content", content is not None)) if present]
+def _body(
+    json: Any, form: Pairs | None, content: str | bytes | None, content_type: str | None
+) -> tuple[bytes | None, str | None]:
+    given = [
+        kind
+        for kind, present in (
+            ("json", json is not NO_JSON),
+            ("form", form is not None),
+            ("content", content is not None),
+        )
+        if present
+    ]
     if len(given) > 1:
         raise TypeError(f"send() takes one body, got {' and '.join(given)}")
     if json is not NO_JSON:
         data = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":")).encode()
         return data, content_type or "application/json"
     if form is not None:
-        fields = [(key, item) for key, value in _pairs(form)
-                  for item in (value if isinstance(value, list | tuple) else [value])]
+        fields = [
+            (key, item)
+            for key, value in _pairs(form)
+            for item in (value if isinstance(value, list | tuple) else [value])
+        ]
         return urlencode([(key, text(item)) for key, item in fields]).encode(), (
-            content_type or "application/x-www-form-urlencoded")
+            content_type or "application/x-www-form-urlencoded"
+        )
     if content is not None:
         if isinstance(content, str):
             return content.encode(), content_type or "text/plain; charset=utf-8"

@@ -46,16 +46,17 @@ def base_url(given: str, connection: str, *, query: bool) -> httpx.URL:
 def join(base: httpx.URL, path: str) -> httpx.URL:
     """The base URL's path + `path` with exactly one `/` between, then proof the origin did not change."""
     if _FORBIDDEN_IN_PATH.search(path):
-        raise RequestRejected("the path contains a space, control character, backslash or `#`; "
-                              "values in a path must be percent-encoded")
+        raise RequestRejected(
+            "the path contains a space, control character, backslash or `#`; values in a path must be percent-encoded"
+        )
     path_part, question, query = path.partition("?")
     relative = path_part[1:] if path_part.startswith("/") else path_part
     if "//" in path_part:
-        raise RequestRejected("the path contains `//` (an empty segment, or an attempt to name another "
-                              "host)")
+        raise RequestRejected("the path contains `//` (an empty segment, or an attempt to name another host)")
     if "@" in path_part:
-        raise RequestRejected("the path contains `@`, which some parsers read as a user name before a "
-                              "host; percent-encode it (%40)")
+        raise RequestRejected(
+            "the path contains `@`, which some parsers read as a user name before a host; percent-encode it (%40)"
+        )
     if _DOT_SEGMENT.search(path_part):
         raise RequestRejected("the path contains a `.` or `..` segment")
     base_path = base.raw_path.decode("ascii").partition("?")[0]
@@ -66,8 +67,7 @@ def join(base: httpx.URL, path: str) -> httpx.URL:
     except httpx.InvalidURL as exc:
         raise RequestRejected(f"the path does not make a valid URL ({exc})") from None
     if (final.scheme, final.host, final.port) != (base.scheme, base.host, base.port) or final.userinfo:
-        raise RequestRejected("the path would send the request to another host than the connection's "
-                              "base URL")
+        raise RequestRejected("the path would send the request to another host than the connection's base URL")
     return final
 
 
@@ -84,8 +84,7 @@ def full_url(given: str) -> httpx.URL:
     if not url.host:
         raise RequestRejected("the URL has no host")
     if url.userinfo:
-        raise RequestRejected("the URL must not contain a user name or password (use the connection's "
-                              "`auth`)")
+        raise RequestRejected("the URL must not contain a user name or password (use the connection's `auth`)")
     return url
 
 
@@ -93,13 +92,16 @@ def with_params(url: httpx.URL, params: Sequence[tuple[str, str]]) -> httpx.URL:
     """Append params to the URL's query as it is (httpx's `params=` replaces it and re-encodes `$filter`)."""
     if not params:
         return url
-    added = "&".join(f"{quote(key, safe=_QUERY_SAFE)}={quote(value, safe=_QUERY_SAFE)}"
-                     for key, value in params)
+    added = "&".join(f"{quote(key, safe=_QUERY_SAFE)}={quote(value, safe=_QUERY_SAFE)}" for key, value in params)
     # One parse of the whole string: `copy_with` re-parses every component (~15 µs a URL, per request).
     whole = str(url)
     joined = httpx.URL(f"{whole}&{added}" if url.query else f"{whole}?{added}")
     if (joined.scheme, joined.host, joined.port, joined.raw_path.partition(b"?")[0]) != (
-            url.scheme, url.host, url.port, url.raw_path.partition(b"?")[0]):
+        url.scheme,
+        url.host,
+        url.port,
+        url.raw_path.partition(b"?")[0],
+    ):
         raise RequestRejected("the query parameters would change where the request goes")
     return joined
 
@@ -113,8 +115,7 @@ def checked_headers(pairs: Iterable[tuple[str, Any]]) -> dict[str, str]:
         if FORBIDDEN_IN_VALUE.search(value):
             raise RequestRejected(f"header `{name}` contains a line break or NUL; it was not sent")
         if not value.isascii():
-            raise RequestRejected(f"header `{name}` contains characters outside ASCII; encode the value "
-                                  "first")
+            raise RequestRejected(f"header `{name}` contains characters outside ASCII; encode the value first")
         checked[name.lower()] = value
     return checked
 

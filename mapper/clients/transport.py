@@ -77,8 +77,13 @@ class _Body(httpx.AsyncByteStream):
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One aiohttp connector (pool) per transport; `verify` as httpx takes it (bool or an SSLContext)."""
 
-    def __init__(self, verify: ssl.SSLContext | bool = True, *, max_connections: int = MAX_CONNECTIONS,
-                 keepalive: float = KEEPALIVE_SECONDS) -> None:
+    def __init__(
+        self,
+        verify: ssl.SSLContext | bool = True,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        keepalive: float = KEEPALIVE_SECONDS,
+    ) -> None:
         # httpx's own context for True (certifi's CAs), so trust is the same whichever transport sends.
         self._ssl: ssl.SSLContext | bool = False if verify is False else httpx.create_ssl_context(verify=verify)
         self._limit, self._keepalive = max_connections, keepalive
@@ -86,9 +91,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def _open(self) -> aiohttp.ClientSession:  # in the running loop, at the first request
         connector = aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=self._keepalive, ssl=self._ssl)
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                     auto_decompress=False, trust_env=False,
-                                     skip_auto_headers=_SKIP_AUTO_HEADERS)
+        return aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            trust_env=False,
+            skip_auto_headers=_SKIP_AUTO_HEADERS,
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._session is None:
@@ -97,16 +106,30 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         content = await request.aread()
         try:
             answer = await self._session.request(
-                request.method, URL(str(request.url), encoded=True),  # the bytes we encoded, not re-quoted
-                headers=list(request.headers.multi_items()), data=content or None, allow_redirects=False,
-                compress=None, timeout=aiohttp.ClientTimeout(total=None, connect=timeouts.get("pool"),
-                                                             sock_connect=timeouts.get("connect"),
-                                                             sock_read=timeouts.get("read")))
+                request.method,
+                URL(str(request.url), encoded=True),  # the bytes we encoded, not re-quoted
+                headers=list(request.headers.multi_items()),
+                data=content or None,
+                allow_redirects=False,
+                compress=None,
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=timeouts.get("pool"),
+                    sock_connect=timeouts.get("connect"),
+                    sock_read=timeouts.get("read"),
+                ),
+            )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise _mapped(exc, request) from exc
-        return httpx.Response(answer.status, headers=list(answer.raw_headers), stream=_Body(answer, request),
-                              extensions={"http_version": b"HTTP/1.1",
-                                          "reason_phrase": (answer.reason or "").encode("latin-1", "replace")})
+        return httpx.Response(
+            answer.status,
+            headers=list(answer.raw_headers),
+            stream=_Body(answer, request),
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": (answer.reason or "").encode("latin-1", "replace"),
+            },
+        )
 
     async def aclose(self) -> None:
         if self._session is not None:

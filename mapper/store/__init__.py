@@ -76,13 +76,16 @@ def open_store(location: str | Path, *, max_bytes: int | None = None, connection
     text = str(location)
     if is_postgres(text):
         if max_bytes is not None:
-            raise StoreError("a size limit (--store-max-mb) applies to the SQLite store only; "
-                             "limit a PostgreSQL database with its own tools")
+            raise StoreError(
+                "a size limit (--store-max-mb) applies to the SQLite store only; "
+                "limit a PostgreSQL database with its own tools"
+            )
         try:
             from mapper.store.postgres import MAX_CONNECTIONS, PostgresStore
         except ImportError:
-            raise StoreError("the PostgreSQL store needs psycopg, which is not installed: "
-                             "pip install 'wlmap[postgres]'") from None
+            raise StoreError(
+                "the PostgreSQL store needs psycopg, which is not installed: pip install 'wlmap[postgres]'"
+            ) from None
         return PostgresStore(text, max_connections=connections or MAX_CONNECTIONS)
     from mapper.store.sqlite import SqliteStore
 

@@ -90,9 +90,7 @@ CREATE TABLE IF NOT EXISTS attempts (
 )
 """
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (
-    Migration(1, "deliveries, jobs and attempts", _V1),
-)
+MIGRATIONS: Final[tuple[Migration, ...]] = (Migration(1, "deliveries, jobs and attempts", _V1),)
 
 CREATE_VERSION_TABLE: Final = (
     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at {real} NOT NULL, "
@@ -104,8 +102,7 @@ RECORD_VERSION: Final = "INSERT INTO schema_version (version, applied_at, descri
 Run = Callable[[str, Sequence[Any]], Any]  # runs one statement (with `?` placeholders), returns a cursor
 
 
-def upgrade(run: Run, types: Types, now: float, where: str,
-            migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
+def upgrade(run: Run, types: Types, now: float, where: str, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
     """Apply the migrations the database has not had yet, in order; the versions applied.
 
     The caller holds the transaction (and the lock that keeps other processes out) around this call.
@@ -115,8 +112,10 @@ def upgrade(run: Run, types: Types, now: float, where: str,
     found = run(CURRENT_VERSION, ()).fetchone()
     current = int(found[0]) if found is not None and found[0] is not None else 0
     if current > newest:
-        raise StoreError(f"the store {where} has layout version {current}, made by a newer wlmap; this one knows "
-                         f"versions up to {newest}: upgrade wlmap (a store is never downgraded)")
+        raise StoreError(
+            f"the store {where} has layout version {current}, made by a newer wlmap; this one knows "
+            f"versions up to {newest}: upgrade wlmap (a store is never downgraded)"
+        )
     applied = []
     for migration in sorted(migrations, key=lambda m: m.version):
         if migration.version <= current:

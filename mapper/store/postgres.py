@@ -51,8 +51,13 @@ _BEGIN_READ: Final = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"  # one sn
 # Connection parameters wlmap sets unless the URL does: give up connecting after 5 s, notice a dead peer
 # within ~30 s even when nothing is being sent.
 _CONNECT_DEFAULTS: Final = {
-    "connect_timeout": "5", "application_name": "wlmap", "keepalives": "1", "keepalives_idle": "10",
-    "keepalives_interval": "5", "keepalives_count": "3", "tcp_user_timeout": "30000",
+    "connect_timeout": "5",
+    "application_name": "wlmap",
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "30000",
 }
 # Session settings: no statement or lock wait holds a webhook for long, and a process that stalls inside a
 # transaction (SIGSTOP, a paused VM) cannot hold its locks for ever.
@@ -148,8 +153,14 @@ class PostgresStore(SqlStore):
 
     lock_clause = " FOR UPDATE OF j SKIP LOCKED"
 
-    def __init__(self, conninfo: str, *, clock: Callable[[], float] | None = None,
-                 max_connections: int = MAX_CONNECTIONS, migrations: Sequence[Migration] = MIGRATIONS) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        clock: Callable[[], float] | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> None:
         self._database_clock = DatabaseClock() if clock is None else None
         super().__init__(clock or self._database_clock or time.time)
         self.where = describe(conninfo)
@@ -205,8 +216,9 @@ class PostgresStore(SqlStore):
                 raise StoreUnavailable("the store is closed")
             wait = self._retry_at - time.monotonic()
             if wait > 0:
-                raise StoreUnavailable(f"the database {self.where} is unreachable ({self._last_error}); "
-                                       f"trying again in {wait:.1f} s")
+                raise StoreUnavailable(
+                    f"the database {self.where} is unreachable ({self._last_error}); trying again in {wait:.1f} s"
+                )
         try:
             conn = self._open()
         except psycopg.Error as exc:
@@ -281,11 +293,13 @@ class PostgresStore(SqlStore):
                     if committing and writing:
                         raise StoreUnavailable(
                             f"the connection to {self.where} was lost while committing; whether the write was "
-                            f"kept is unknown ({plain(exc)})") from None
+                            f"kept is unknown ({plain(exc)})"
+                        ) from None
                     self._pool.drop_idle()
                     if attempt < _ATTEMPTS:
-                        log.warning("store: connection to %s lost (%s); trying again on a new one", self.where,
-                                    plain(exc))
+                        log.warning(
+                            "store: connection to %s lost (%s); trying again on a new one", self.where, plain(exc)
+                        )
                         continue
                     raise StoreUnavailable(f"the connection to {self.where} was lost: {plain(exc)}") from None
                 reusable = _rollback(conn)

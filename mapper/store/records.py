@@ -22,7 +22,14 @@ FinishStatus = Literal["done", "skipped", "retry", "dead"]
 
 DELIVERY_STATUSES: Final[tuple[str, ...]] = ("accepted", "ignored", "duplicate")
 JOB_STATUSES: Final[tuple[str, ...]] = (
-    "pending", "running", "retry", "done", "skipped", "dead", "coalesced", "replayed"
+    "pending",
+    "running",
+    "retry",
+    "done",
+    "skipped",
+    "dead",
+    "coalesced",
+    "replayed",
 )
 ACTIVE: Final[tuple[str, ...]] = ("pending", "running", "retry")  # a job that still has work to do
 FINISHED: Final[tuple[str, ...]] = ("done", "skipped", "dead", "coalesced", "replayed")

@@ -50,18 +50,34 @@ def trace_text(trace: Mapping[str, Any]) -> str:
 
 
 def job(row: Sequence[Any]) -> JobRow:
-    return JobRow(row[0], row[1], float(row[2]), row[3], row[4], row[5], row[6], row[7], float(row[8]),
-                  row[9], row[10], row[11], float(row[12]), float(row[13]))
+    return JobRow(
+        row[0],
+        row[1],
+        float(row[2]),
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        float(row[8]),
+        row[9],
+        row[10],
+        row[11],
+        float(row[12]),
+        float(row[13]),
+    )
 
 
 def delivery(row: Sequence[Any]) -> DeliveryRow:
-    return DeliveryRow(row[0], float(row[1]), row[2], row[3], row[4], row[5], row[6], headers(row[7]),
-                       bytes(row[8]), row[9])
+    return DeliveryRow(
+        row[0], float(row[1]), row[2], row[3], row[4], row[5], row[6], headers(row[7]), bytes(row[8]), row[9]
+    )
 
 
 def claimed(row: Sequence[Any]) -> Claimed:
-    return Claimed(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], float(row[8]),
-                   headers(row[9]), bytes(row[10]))
+    return Claimed(
+        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], float(row[8]), headers(row[9]), bytes(row[10])
+    )
 
 
 def attempt(row: Sequence[Any]) -> AttemptRow:

@@ -16,9 +16,7 @@ class Types:
 
 
 SQLITE: Final = Types(id="INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL", blob="BLOB")
-POSTGRES: Final = Types(
-    id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", real="DOUBLE PRECISION", blob="BYTEA"
-)
+POSTGRES: Final = Types(id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", real="DOUBLE PRECISION", blob="BYTEA")
 
 
 def statements(text: str, types: Types) -> list[str]:

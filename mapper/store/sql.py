@@ -20,9 +20,7 @@ INSERT_JOB: Final = (
     "lease_until, token, replay_of, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "RETURNING id"
 )
-INSERT_ATTEMPT: Final = (
-    "INSERT INTO attempts (job, number, token, started_at, status) VALUES (?, ?, ?, ?, 'running')"
-)
+INSERT_ATTEMPT: Final = "INSERT INTO attempts (job, number, token, started_at, status) VALUES (?, ?, ?, ?, 'running')"
 # These two run once per webhook and per claim. They must use the partial indexes of active jobs: scanning every
 # job of a status made them quadratic under a backlog (88 % of the SQLite writer's time in
 # bench/service_load.py). `{by_resource}`/`{by_time}` are the dialect's index hints (SQLite's planner, without
@@ -55,16 +53,13 @@ CLAIMED: Final = (
     "SELECT j.id, j.token, j.attempts, j.mapping, j.mapping_file, j.resource_key, d.id, d.delivery_id, "
     "d.received_at, d.headers, d.body FROM jobs j JOIN deliveries d ON d.id = j.delivery WHERE j.id = ?"
 )
-EXTEND: Final = (
-    "UPDATE jobs SET lease_until = ?, updated_at = ? WHERE id = ? AND token = ? AND status = 'running'"
-)
+EXTEND: Final = "UPDATE jobs SET lease_until = ?, updated_at = ? WHERE id = ? AND token = ? AND status = 'running'"
 FINISH_JOB: Final = (
     "UPDATE jobs SET status = ?, last_reason = ?, next_attempt_at = COALESCE(?, next_attempt_at), "
     "lease_until = NULL, updated_at = ? WHERE id = ? AND token = ? AND status = 'running'"
 )
 FINISH_ATTEMPT: Final = (
-    "UPDATE attempts SET finished_at = ?, status = ?, reason = ?, step = ?, trace = ? "
-    "WHERE job = ? AND token = ?"
+    "UPDATE attempts SET finished_at = ?, status = ?, reason = ?, step = ?, trace = ? WHERE job = ? AND token = ?"
 )
 RELEASE_JOB: Final = (
     "UPDATE jobs SET status = 'pending', lease_until = NULL, next_attempt_at = ?, updated_at = ? "
@@ -85,12 +80,9 @@ PRUNABLE: Final = (
 DELETE_ATTEMPTS: Final = "DELETE FROM attempts WHERE job IN (SELECT id FROM jobs WHERE delivery IN ({marks}))"
 DELETE_JOBS: Final = "DELETE FROM jobs WHERE delivery IN ({marks})"
 DELETE_DELIVERIES: Final = "DELETE FROM deliveries WHERE id IN ({marks})"
-PING: Final = (
-    "INSERT INTO meta (key, value) VALUES ('ping', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-)
+PING: Final = "INSERT INTO meta (key, value) VALUES ('ping', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 COUNTS: Final = (
-    "SELECT status, COUNT(*) FROM jobs WHERE status IN ('pending', 'running', 'retry', 'dead') "
-    "GROUP BY status"
+    "SELECT status, COUNT(*) FROM jobs WHERE status IN ('pending', 'running', 'retry', 'dead') GROUP BY status"
 )
 
 JOB_COLUMNS: Final = (
