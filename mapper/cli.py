@@ -123,7 +123,9 @@ def run(
     store: Annotated[
         str, typer.Option("--store", envvar="WLMAP_STORE", help="SQLite file (or PostgreSQL URL).")
     ] = "wlmap.db",
-    workers: Annotated[int, typer.Option("--workers", help="Jobs run at the same time.")] = 8,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Jobs run at the same time (see docs/operations.md, Sizing).")
+    ] = 16,
     allow_unsigned: Annotated[
         bool, typer.Option("--allow-unsigned", help="Accept legacy webhooks without a signature.")
     ] = False,

@@ -519,7 +519,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=4, help="mapping runs at the same time")
+    p.add_argument(
+        "--workers", type=int, default=16, help="mapping runs at the same time (see docs/operations.md, Sizing)"
+    )
     p.add_argument("--path", default="/webhooks", help="URL path of the webhook endpoint")
     p.add_argument(
         "--allow-unsigned", action="store_true", help="accept (legacy) webhooks that carry no signature header"
