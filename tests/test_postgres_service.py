@@ -224,7 +224,11 @@ def test_a_database_outage_is_answered_503_and_loses_nothing(
             assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
             assert answer.json() == {"error": "store unavailable"}
             assert service.proc is not None and service.proc.poll() is None  # still running
-            assert service.post(body_for("Ry"), "after-outage").status_code == 200
+            # The store tries to reconnect with a back-off of up to 5 s: give it that, and a little more.
+            deadline = time.monotonic() + 15
+            while (after := service.post(body_for("Ry"), "after-outage")).status_code != 200:
+                assert after.status_code == 503 and time.monotonic() < deadline, after.status_code
+                time.sleep(0.25)
             sender.acknowledged.add("after-outage")
             sender.sent.add("after-outage")
             service.drain(timeout=30)
