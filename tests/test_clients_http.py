@@ -240,8 +240,8 @@ def test_a_missing_env_value_makes_the_connection_unusable():
     with pytest.raises(ConnectionUnusable) as caught:
         ConnectionClient(connection(base_url="{{ env.SAP_URL }}"), {})
     assert (
-        str(caught.value) == "connection `target` (tests/fake-mapping.yaml:1:1): base_url: `SAP_URL` is missing "
-        "from the data"
+        str(caught.value) == "connection `target` (tests/fake-mapping.yaml:1:1): base_url: environment variable "
+        "`SAP_URL` is not set"
     )
 
 

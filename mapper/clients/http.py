@@ -293,6 +293,11 @@ class ConnectionClient:
 
 
 def _render(value: plan.Value, env: Mapping[str, str], connection: str) -> str:
+    unset = sorted({c[1] for t in value.templates for c in t.references if c[0] == "env" and len(c) > 1} - set(env))
+    if unset:
+        raise ConnectionUnusable(
+            f"connection `{connection}` ({value.location}): {value.where}: environment variable `{unset[0]}` is not set"
+        )
     try:
         rendered = value.render({"env": env})
     except Exception as exc:
