@@ -6,6 +6,7 @@ Every function raises ConversionError (plain words) on a value it cannot convert
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import urllib.parse
@@ -154,3 +155,17 @@ def add_seconds(value: Any, seconds: Any) -> str:
     except OverflowError:
         raise ConversionError(f"{value!r} plus {seconds!r} seconds is out of the range of dates") from None
     return iso8601(moment)
+
+
+def from_json(value: Any) -> Any:
+    """A JSON text decoded; a value that is not text is returned as it is, so `from_json(x)` accepts both.
+
+    Scope AR does not document whether `externalData` arrives as an object or as JSON-encoded text.
+    Text that is not JSON gives null (a missing value), never an error.
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError):
+        return None

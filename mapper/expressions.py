@@ -94,6 +94,10 @@ class _Functions(jmespath.functions.Functions):
     def _func_now(self) -> str:
         return conversions.now()
 
+    @jmespath.functions.signature({"types": []})
+    def _func_from_json(self, value: Any) -> Any:
+        return conversions.from_json(value)
+
 
 FUNCTION_NAMES = frozenset(
     name[len("_func_") :] for name in dir(jmespath.functions.Functions) + dir(_Functions) if name.startswith("_func_")
@@ -369,6 +373,7 @@ _FILTERS: dict[str, Callable[..., Any]] = {
     "hours_minutes": conversions.hours_minutes,
     "odata_quote": conversions.odata_quote,
     "truncate_text": conversions.truncate_text,
+    "from_json": conversions.from_json,
 }
 _UNSAFE_FILTERS = ("center", "indent", "wordwrap", "xmlattr", "pprint", "filesizeformat")
 

@@ -150,6 +150,8 @@ def test_urlencode_in_a_path_is_not_encoded_twice() -> None:
         ("{{ 'abcdef' | truncate_text(3) }}", "abc"),
         ("{{ 'a/b c' | urlencode }}", "a%2Fb%20c"),
         ("{{ items | tojson }}", '[{"id":1},{"id":2}]'),
+        ("{{ ('{\"a\": [1]}' | from_json).a }}", [1]),
+        ("{{ (items | from_json)[1].id }}", 2),
         ("{{ nothing | default('none', true) }}", "none"),
         ("{{ (n | minutes) | round(1) }}", 12.6),
         ("{{ order | lower }}", "a-17"),
@@ -175,6 +177,7 @@ def test_every_wlmap_filter_is_tested_above() -> None:
         "truncate_text",
         "urlencode",
         "tojson",
+        "from_json",
     }
     assert tested == set(expressions._FILTERS)
 
@@ -208,6 +211,9 @@ DATA = {"at": "2024-05-01T12:00:00+02:00", "secs": 754, "site": None, "code": "A
         ("contains(['A-17'], order)", True),
         ("starts_with(order, 'A')", True),
         ("join('/', split(order, '-'))", "A/17"),
+        ('from_json(\'{"incident": "INC1"}\').incident', "INC1"),
+        ("from_json(list)", [3, 1, 2]),
+        ("from_json('not json')", None),
         ("to_string(secs)", "754"),
         ("to_number('12')", 12),
         ("list[?@ > `1`]", [3, 2]),
@@ -234,7 +240,17 @@ def test_now_is_an_iso_time() -> None:
 
 def test_every_custom_function_is_tested_above() -> None:
     custom = {name[len("_func_") :] for name in vars(expressions._Functions) if name.startswith("_func_")}
-    assert custom == {"to_iso8601", "sap_date", "duration_iso", "default", "lower", "upper", "split", "now"}
+    assert custom == {
+        "to_iso8601",
+        "sap_date",
+        "duration_iso",
+        "default",
+        "lower",
+        "upper",
+        "split",
+        "now",
+        "from_json",
+    }
 
 
 def test_a_function_failing_on_data_is_an_evaluation_error() -> None:
