@@ -45,6 +45,8 @@ from mapper.clients.target import (
     full_url,
     join,
     text,
+    Target,
+    origin_of,
     with_params,
 )
 from mapper.clients.transport import Stack, for_stack
@@ -62,7 +64,7 @@ Pairs = Mapping[str, Any] | Sequence[tuple[str, Any]]
 @dataclass(frozen=True)
 class _Call:
     method: str
-    url: httpx.URL
+    url: Target
     headers: dict[str, str]
     params: list[tuple[str, str]]
     body: bytes | None
@@ -134,6 +136,7 @@ class ConnectionClient:
         self._credentials = Credentials(
             auth, auth_values, wire=self._wire, cache=cache, timeout=connection.timeout, connection=name
         )
+        self._own_url = origin_of(self.base_url)
         self._csrf = CsrfTokens(connection.csrf) if connection.csrf else None
         self._csrf_url = None
         if connection.csrf:
@@ -282,13 +285,13 @@ class ConnectionClient:
 
         return await csrf.get(fetch)
 
-    def _target(self, path: str | None, url: str | None) -> httpx.URL:
+    def _target(self, path: str | None, url: str | None) -> Target:
         if path is not None and url is not None:
             raise RequestRejected("a request takes a `path` or a `url`, not both")
         if url is not None:
             return full_url(url)
         if path is None:
-            return self.base_url
+            return self._own_url
         return join(self.base_url, path)
 
 
