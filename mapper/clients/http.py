@@ -40,13 +40,13 @@ from mapper.clients.exchange import (
 from mapper.clients.target import (
     FORBIDDEN_IN_VALUE,
     TOKEN,
+    Target,
     base_url,
     checked_headers,
     full_url,
     join,
-    text,
-    Target,
     origin_of,
+    text,
     with_params,
 )
 from mapper.clients.transport import Stack, for_stack
