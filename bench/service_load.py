@@ -108,13 +108,7 @@ class Server:
 
     def stop(self) -> str:
         """SIGTERM, wait, and the process's output."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         return self.log.read_text(errors="replace")
 
 
@@ -150,6 +144,17 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM and wait up to 30 s; SIGKILL if it is still there."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def free_port() -> int:
