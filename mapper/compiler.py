@@ -6,7 +6,6 @@ file's every mistake in one run. The runner uses the same function, so validatio
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from collections.abc import Callable, Mapping
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mapper import conversions, expressions, graphql_check, schema
-from mapper.errors import Location, Problem, Problems
+from mapper.errors import Location, Problem, Problems, did_you_mean
 from mapper.events import EVENT_FIELDS, event_key, type_key
 from mapper.expressions import Chain, ExpressionSyntaxError, Template
 from mapper.plan import (
@@ -195,7 +194,7 @@ class _Compiler:
             self.error(
                 path,
                 f"the event has no field `{chain[1]}`",
-                _suggest(chain[1], EVENT_FIELDS) or f"its fields are: {', '.join(EVENT_FIELDS)}",
+                did_you_mean(chain[1], EVENT_FIELDS) or f"its fields are: {', '.join(EVENT_FIELDS)}",
                 location=self._locate_name(path, source, chain[1]),
             )
         elif root == "steps" and len(chain) > 1:
@@ -215,7 +214,7 @@ class _Compiler:
                     location=self._locate_name(path, source, chain[1]),
                 )
             elif key not in scope.steps:
-                hint = _suggest(key, scope.steps) or (
+                hint = did_you_mean(key, scope.steps) or (
                     f"steps before this one: {', '.join(scope.steps)}"
                     if scope.steps
                     else "this is the first step: no step has run before it"
@@ -228,7 +227,7 @@ class _Compiler:
                 )
             elif len(chain) > 2 and chain[2] not in scope.steps[key]:
                 captured = scope.steps[key]
-                hint = _suggest(chain[2], captured) or (
+                hint = did_you_mean(chain[2], captured) or (
                     f"it captures: {', '.join(captured)}" if captured else "add a `capture:` to that step"
                 )
                 self.error(
@@ -247,7 +246,7 @@ class _Compiler:
             if level is None:  # a leaf (a scalar or JSON field such as externalData): anything below is data
                 return
             if name not in level:
-                hint = _suggest(name, level) or (
+                hint = did_you_mean(name, level) or (
                     f"{parent} selects: {', '.join(level)}; add `{name}` to the query"
                     if level
                     else "add it to the query"
@@ -556,7 +555,7 @@ class _Compiler:
             self.error(
                 path,
                 f"there is no connection `{name}`",
-                _suggest(name, connections)
+                did_you_mean(name, connections)
                 or (f"connections: {', '.join(connections)}" if connections else "add it under `connections:`"),
             )
             return
@@ -772,13 +771,13 @@ def _not_here(root: str, scope: Scope) -> tuple[str, str | None]:
             "`env` cannot be used here",
             "environment variables may be used in connections, query variables and steps",
         )
-    if scope.place == "trigger" and root not in RESERVED and not _suggest(root, scope.names):
+    if scope.place == "trigger" and root not in RESERVED and not did_you_mean(root, scope.names):
         return (
             f"`{root}` is not defined in `trigger`",
             "the trigger is checked before the query and `extract`: use `event`, `headers` or `payload`",
         )
     hint = _ROOT_HINTS.get(root) if root in RESERVED else None
-    hint = hint or _suggest(root, scope.names) or f"names that can be used here: {', '.join(sorted(scope.names))}"
+    hint = hint or did_you_mean(root, scope.names) or f"names that can be used here: {', '.join(sorted(scope.names))}"
     return f"`{root}` is not defined here", hint
 
 
@@ -792,11 +791,6 @@ _ROOT_HINTS = {
 def _list(value: Any) -> list[Any]:
     """A list from the YAML, or nothing (the schema check reports any other type)."""
     return value if isinstance(value, list) else []
-
-
-def _suggest(name: str, candidates: Any) -> str | None:
-    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else None
 
 
 def _find_name(source: str, name: str) -> int:

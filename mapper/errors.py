@@ -63,6 +63,14 @@ class MappingError(Exception):
         return [p for p in self.problems if p.severity == "error"]
 
 
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """The hint for a name that does not exist: the closest candidate, when one is close enough."""
+    import difflib  # only on the way to a message
+
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
 @dataclass
 class Problems:
     """Collects problems during one load; `error()` and `warning()` take the location they know."""

@@ -32,6 +32,7 @@ from jinja2.runtime import Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from mapper import closures, conversions
+from mapper.errors import did_you_mean
 
 MAX_OUTPUT = 1024 * 1024  # characters one template or expression may produce
 MAX_RESULT_ITEMS = 100_000
@@ -152,7 +153,7 @@ def compile_query(source: str) -> Query:
             f"JMESPath: unknown function `{name}()`",
             source.find(name + "("),
             len(name),
-            hint=_did_you_mean(name, FUNCTION_NAMES),
+            hint=did_you_mean(name, FUNCTION_NAMES),
         )
     return Query(source, _searcher(ast, parsed), references)
 
@@ -196,20 +197,6 @@ def _guard_size(result: Any) -> None:
         raise EvaluationError(f"an expression produced {len(result)} items; at most {MAX_RESULT_ITEMS} are allowed")
     if isinstance(result, str) and len(result) > MAX_OUTPUT:
         raise EvaluationError(f"an expression produced {len(result)} characters; at most {MAX_OUTPUT} are allowed")
-
-
-def _field_chain(node: dict[str, Any]) -> list[str] | None:
-    if node["type"] == "field":
-        return [node["value"]]
-    if node["type"] == "subexpression":  # n-ary in jmespath >= 1.1, binary before
-        chain: list[str] = []
-        for child in node["children"]:
-            part = _field_chain(child)
-            if part is None:
-                return None
-            chain += part
-        return chain
-    return None
 
 
 def _root_chains(node: dict[str, Any]) -> Iterator[Chain]:
@@ -731,7 +718,7 @@ def _check_names(source: str, tree: nodes.Template, environment: _Sandbox) -> No
             spot = re.search(before + r"(" + re.escape(name) + r")\b", source) or re.search(re.escape(name), source)
             offset = spot.start(spot.lastindex or 0) if spot else 0
             listed = "see the filters in docs/mapping.md" if kind == "filter" else f"tests: {', '.join(_PLAIN_TESTS)}"
-            hint = _did_you_mean(name, table) or listed
+            hint = did_you_mean(name, table) or listed
             raise ExpressionSyntaxError(f"unknown {kind} `{name}`", offset, len(name), hint=hint)
 
 
@@ -783,7 +770,7 @@ def _plain_jinja(message: str) -> tuple[str, str | None, str | None]:
         if tag.startswith("end") or tag in ("else", "elif"):
             return f"template: `{{% {tag} %}}` has no opening tag", "remove it, or add the tag it belongs to", tag
         known = ("if", "for", "set", "filter", "elif", "else")
-        return f"template: unknown tag `{{% {tag} %}}`", _did_you_mean(tag, known) or f"tags: {', '.join(known)}", tag
+        return f"template: unknown tag `{{% {tag} %}}`", did_you_mean(tag, known) or f"tags: {', '.join(known)}", tag
     if message.startswith("unexpected end of template"):
         return "template: `{{` is never closed", "add `}}`", None
     if match := re.match(r"""unexpected char ['"](.)['"] at (\d+)""", message):
@@ -885,10 +872,3 @@ def _find_token(block: str, token: str | None) -> tuple[int, int] | None:
     if position < 0:
         return None
     return position, len(token)
-
-
-def _did_you_mean(name: str, candidates: Any) -> str | None:
-    import difflib
-
-    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else None

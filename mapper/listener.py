@@ -8,7 +8,6 @@ with a short, stable reason.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -17,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -28,9 +27,8 @@ from starlette.types import Receive, Scope, Send
 from mapper.events import Event, normalise
 from mapper.metrics import Metrics
 from mapper.signature import SignatureError, SignatureScheme, verify
-from mapper.store import Ingested, NewDelivery, NewJob, Store, StoreError
+from mapper.store import Ingested, NewDelivery, NewJob, Store, StoreError, run_blocking
 
-T = TypeVar("T")
 log = logging.getLogger("wlmap.listener")
 
 MAX_BODY: Final = 1024 * 1024
@@ -201,11 +199,6 @@ class Webhooks:
             )
             self.on_stored()
         return JSONResponse({"status": stored.status, "id": stored.delivery, "jobs": list(stored.jobs)})
-
-
-async def run_blocking(executor: Executor | None, fn: Callable[[], T]) -> T:
-    """fn() in a thread, so the event loop keeps serving while the store commits."""
-    return await asyncio.get_running_loop().run_in_executor(executor, fn)
 
 
 def create_app(

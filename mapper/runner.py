@@ -233,7 +233,7 @@ class Runner:
         if outcome == "skip":
             raise _Stop("skipped", f"{answered}, which this step treats as skip", step.name)
         if outcome == "retry":
-            raise _Stop("retry", answered, step.name, _retry_after(response))
+            raise _Stop("retry", answered, step.name, response.retry_after)
         if outcome == "fail":
             if 300 <= response.status < 400:
                 answered += " (redirects are never followed)"
@@ -287,10 +287,6 @@ def _default_outcome(connection: Connection, status: int) -> str:
     if status in connection.retry.statuses or status >= 500:
         return "retry"
     return "fail"
-
-
-def _retry_after(response: Response) -> float | None:
-    return response.retry_after
 
 
 def _body(response: Response) -> Any:

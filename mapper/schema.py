@@ -13,7 +13,7 @@ from typing import Any
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
 from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped, unused-ignore]
 
-from mapper.errors import Problem
+from mapper.errors import Problem, did_you_mean
 from mapper.source import Document, Path
 
 SCHEMA_FILE = FilePath(__file__).with_name("mapping.schema.json")
@@ -124,10 +124,7 @@ def _explain(document: Document, error: ValidationError) -> Iterator[Problem]:
     if kind == "additionalProperties" and isinstance(value, dict):
         allowed = sorted(error.schema.get("properties", {}))
         for extra in sorted(set(value) - set(allowed)):
-            close = difflib.get_close_matches(extra, allowed, n=1, cutoff=0.6)
-            hint = (
-                f"did you mean `{close[0]}`?" if close else f"allowed here: {', '.join(allowed)}" if allowed else None
-            )
+            hint = did_you_mean(extra, allowed) or (f"allowed here: {', '.join(allowed)}" if allowed else None)
             yield _problem(document, (*path, extra), f"unknown key `{extra}`", hint, key=True)
         return
     if kind == "required":

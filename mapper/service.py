@@ -35,9 +35,10 @@ from mapper.errors import MappingError
 from mapper.events import Event
 from mapper.matching import match, truthy  # noqa: F401 (truthy: re-exported)
 from mapper.plan import Plan
-from mapper.store import NewJob, Store, StoreError
-from mapper.worker import RunFunction, run_blocking
+from mapper.store import NewJob, Store, StoreError, run_blocking
+from mapper.worker import RunFunction
 
+DEFAULT_WORKERS: Final = 16  # mapping runs at the same time; `wlmap run --serve --workers` says the same
 log = logging.getLogger("wlmap.service")
 
 DEFAULT_RUNNER: Final = "mapper.runner:Runner"
@@ -261,7 +262,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     store: str | Path = "wlmap.db",
-    workers: int = 4,
+    workers: int = DEFAULT_WORKERS,
     options: ServiceOptions | None = None,
 ) -> int:
     """Run the listener and the workers until SIGTERM or Ctrl-C; returns the exit code."""
@@ -282,7 +283,7 @@ def run_from_cli(
     host: str = "127.0.0.1",
     port: int = 8000,
     store: str | Path = "wlmap.db",
-    workers: int = 4,
+    workers: int = DEFAULT_WORKERS,
     allow_unsigned: bool = False,
     log_format: str = "text",
     role: str = "all",
@@ -520,7 +521,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
-        "--workers", type=int, default=16, help="mapping runs at the same time (see docs/operations.md, Sizing)"
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help="mapping runs at the same time (see docs/operations.md, Sizing)",
     )
     p.add_argument("--path", default="/webhooks", help="URL path of the webhook endpoint")
     p.add_argument(

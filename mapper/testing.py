@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mapper import source
-from mapper.errors import Location, MappingError, Problem, Problems
+from mapper.errors import Location, MappingError, Problem, Problems, did_you_mean
 from mapper.events import normalise
 from mapper.matching import match
 from mapper.outcome import RunResult
@@ -106,12 +106,12 @@ def load_cases(path: Path) -> tuple[list[Case], dict[str, str]]:
             continue
         for key in spec:
             if key not in CASE_KEYS:
-                hint = difflib.get_close_matches(str(key), sorted(CASE_KEYS), n=1)
+                hint = did_you_mean(str(key), CASE_KEYS)
                 found.add(
                     document.problem(
                         (*path_in, key),
                         f"unknown key `{key}` in a test case",
-                        f"did you mean `{hint[0]}`?" if hint else f"allowed: {', '.join(sorted(CASE_KEYS))}",
+                        hint or f"allowed: {', '.join(sorted(CASE_KEYS))}",
                         key=True,
                     )
                 )

@@ -16,15 +16,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from mapper.events import Event, normalise
 from mapper.metrics import Metrics
 from mapper.outcome import RunResult
 from mapper.plan import Plan, RetryPolicy
-from mapper.store import Claimed, Finish, Store, StoreError
+from mapper.store import Claimed, Finish, Store, StoreError, run_blocking
 
-T = TypeVar("T")
 log = logging.getLogger("wlmap.worker")
 
 MAX_BACKOFF = 5.0  # seconds between claims at most while the store cannot be reached
@@ -263,11 +262,6 @@ class Worker:
             log.error("job %s attempt %d: dead: %s", job.job, job.attempt, outcome.reason, extra=extra)
         else:
             log.info("job %s attempt %d: %s in %.3f s", job.job, job.attempt, outcome.status, elapsed, extra=extra)
-
-
-async def run_blocking(executor: Executor | None, fn: Callable[[], T]) -> T:
-    """fn() in a thread: store calls block on disk, the event loop must not."""
-    return await asyncio.get_running_loop().run_in_executor(executor, fn)
 
 
 def _extra(job: Claimed) -> dict[str, object]:

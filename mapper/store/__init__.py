@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from mapper.store.base import Clock, SqlStore, Store
+from mapper.store.base import Clock, SqlStore, Store, run_blocking
 from mapper.store.records import (
     AttemptRow,
     Claimed,
@@ -47,6 +47,7 @@ __all__ = [
     "describe",
     "is_postgres",
     "open_store",
+    "run_blocking",
 ]
 
 

@@ -49,6 +49,11 @@ Clock = Callable[[], float]
 PRUNE_BATCH: Final = 500  # deliveries deleted per transaction
 
 
+async def run_blocking(executor: Executor | None, fn: Callable[[], T]) -> T:
+    """fn() in a thread: store calls wait on the disk or the database, the event loop must not."""
+    return await asyncio.get_running_loop().run_in_executor(executor, fn)
+
+
 class Cursor(Protocol):
     """The part of a DB-API cursor the rules use (sqlite3 and psycopg both have it)."""
 
@@ -79,8 +84,7 @@ class Store(ABC):
         self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float, executor: Executor | None = None
     ) -> Ingested:
         """`ingest` for an event loop: returns once committed, without holding up the loop meanwhile."""
-        call = partial(self.ingest, delivery, jobs, dedupe_window=dedupe_window)
-        return await asyncio.get_running_loop().run_in_executor(executor, call)
+        return await run_blocking(executor, partial(self.ingest, delivery, jobs, dedupe_window=dedupe_window))
 
     @abstractmethod
     def claim(self, limit: int, lease: float) -> list[Claimed]:
