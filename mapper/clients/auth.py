@@ -191,7 +191,7 @@ async def fetch_oauth2_token(
         headers["authorization"] = basic_authorization(
             quote_plus(settings.client_id), quote_plus(settings.client_secret)
         )
-    request = wire.client.build_request(
+    request = wire.request(
         "POST", settings.token_url, content=urlencode(form).encode(), headers=headers, timeout=timeout
     )
     try:

@@ -27,6 +27,9 @@ ExchangeKind = Literal["request", "oauth2-token", "csrf-fetch", "graphql"]
 EXCERPT_LIMIT = 4096  # characters of each body kept in an Exchange
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # an answer larger than this is refused: answers are untrusted
 
+# What httpx.AsyncClient sends by default (gzip and deflate are always decoded; no br/zstd decoder is assumed).
+DEFAULT_HEADERS = {"accept": "*/*", "accept-encoding": "gzip, deflate", "connection": "keep-alive"}
+
 Reveals = Callable[["Response"], Iterable[str | None]]
 
 log = logging.getLogger("mapper.clients")
@@ -116,15 +119,50 @@ class Unanswered(Exception):
 
 
 class Wire:
-    """Sends prepared requests on one httpx client, records each exchange masked, never follows redirects."""
+    """Sends requests straight to one transport, records each exchange masked, never follows redirects.
+
+    httpx.AsyncClient's per-request machinery (auth flows, redirect handling, a cookie jar run through
+    urllib for every answer) does nothing wlmap wants: redirects are never followed, credentials are ours, and
+    cookies are kept only for SAP's CSRF session. So requests are built here and handed to the transport.
+    """
 
     def __init__(
-        self, client: httpx.AsyncClient, masker: Masker, *, keep_cookies: bool, max_answer_bytes: int = MAX_ANSWER_BYTES
+        self,
+        transport: httpx.AsyncBaseTransport,
+        masker: Masker,
+        *,
+        keep_cookies: bool,
+        user_agent: str,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
-        self.client = client
+        self.transport = transport
         self.masker = masker
         self.keep_cookies = keep_cookies
+        self.cookies = httpx.Cookies()  # filled only when keep_cookies
         self.max_answer_bytes = max_answer_bytes
+        self._defaults = {**DEFAULT_HEADERS, "user-agent": user_agent}
+
+    def request(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        headers: Mapping[str, str],
+        timeout: float | httpx.Timeout,
+        content: bytes | None = None,
+    ) -> httpx.Request:
+        """A request with the default headers under `headers` (lower-case names), and the session cookies."""
+        merged = self._defaults.copy()
+        merged.update(headers)
+        if not isinstance(timeout, httpx.Timeout):
+            timeout = httpx.Timeout(timeout)
+        request = httpx.Request(method, url, headers=merged, content=content, extensions={"timeout": timeout.as_dict()})
+        if self.keep_cookies and self.cookies:
+            self.cookies.set_cookie_header(request)
+        return request
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
 
     async def exchange(
         self,
@@ -138,7 +176,8 @@ class Wire:
         """Send and record; `reveals` names secrets in the answer (a new token) to keep out of the record."""
         started = time.perf_counter()
         try:
-            answer = await self.client.send(request, stream=True, follow_redirects=False)
+            answer = await self.transport.handle_async_request(request)
+            answer.request = request
             try:
                 content = await self._read(answer)
             finally:
@@ -148,9 +187,8 @@ class Wire:
             exchanges.append(self._record(kind, request, attempt, started, error=failure.reason))
             log.debug("%s %s: %s", request.method, self.masker.url(str(request.url)), failure.reason)
             raise failure from None
-        finally:
-            if not self.keep_cookies:
-                self.client.cookies.clear()
+        if self.keep_cookies:
+            self.cookies.extract_cookies(answer)
         headers = _header_dict(answer.headers)
         shown_url = self.masker.url(str(request.url))
         response = Response(answer.status_code, headers, content, _ms(started), shown_url, masker=self.masker)

@@ -119,18 +119,14 @@ class ConnectionClient:
         quiet_library_logs()
         if transport is None:
             transport = for_stack(stack, verify)
-        client = httpx.AsyncClient(
-            transport=transport,
-            verify=verify,
-            follow_redirects=False,
-            trust_env=False,
-            timeout=connection.timeout,
-            headers={"user-agent": f"wlmap/{__version__}"},
-        )
         # Cookies are kept only where a CSRF token is bound to the SAP session cookie; elsewhere a lingering
         # session could act as another user after the credentials change.
         self._wire = Wire(
-            client, self.masker, keep_cookies=connection.csrf is not None, max_answer_bytes=max_answer_bytes
+            transport,
+            self.masker,
+            keep_cookies=connection.csrf is not None,
+            user_agent=f"wlmap/{__version__}",
+            max_answer_bytes=max_answer_bytes,
         )
         cache = token_cache if token_cache is not None else TokenCache()
         self._credentials = Credentials(
@@ -146,7 +142,7 @@ class ConnectionClient:
                 raise ConnectionUnusable(f"connection `{name}`: csrf fetch_path: {exc.reason}") from None
 
     async def aclose(self) -> None:
-        await self._wire.client.aclose()
+        await self._wire.aclose()
 
     async def __aenter__(self) -> ConnectionClient:
         return self
@@ -263,7 +259,7 @@ class ConnectionClient:
     async def _exchange(
         self, call: _Call, headers: dict[str, str], params: list[tuple[str, str]], attempt: int
     ) -> Response:
-        request = self._wire.client.build_request(
+        request = self._wire.request(
             call.method, with_params(call.url, params), headers=headers, content=call.body, timeout=call.timeout
         )
         return await self._wire.exchange(request, kind=call.kind, exchanges=call.exchanges, attempt=attempt)
@@ -276,9 +272,7 @@ class ConnectionClient:
             headers = {**self._headers, "accept": "application/json"}
             params = list(self._params)
             await self._credentials.apply(headers, params, exchanges=call.exchanges, attempt=attempt)
-            request = self._wire.client.build_request(
-                "GET", with_params(url, params), headers=headers, timeout=call.timeout
-            )
+            request = self._wire.request("GET", with_params(url, params), headers=headers, timeout=call.timeout)
             return await fetch_csrf_token(
                 self._wire, request, csrf.csrf.header, exchanges=call.exchanges, attempt=attempt
             )

@@ -35,9 +35,11 @@ _SKIP_AUTO_HEADERS: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content
 Stack = Literal["aiohttp", "httpcore"]  # "httpcore": httpx's own transport (kept to compare, and as a fallback)
 
 
-def for_stack(stack: Stack, verify: ssl.SSLContext | bool) -> httpx.AsyncBaseTransport | None:
-    """The transport a client uses on `stack`; None lets httpx build its own."""
-    return AiohttpTransport(verify) if stack == "aiohttp" else None
+def for_stack(stack: Stack, verify: ssl.SSLContext | bool) -> httpx.AsyncBaseTransport:
+    """The transport a client uses on `stack`."""
+    if stack == "aiohttp":
+        return AiohttpTransport(verify)
+    return httpx.AsyncHTTPTransport(verify=verify, trust_env=False)
 
 
 def _mapped(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
