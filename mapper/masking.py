@@ -47,13 +47,17 @@ class Masker:
 
     Every secret is also looked for in the forms it takes on the wire: percent-encoded (path and query
     style), JSON-escaped, and for user/password pairs told about with `add_basic`, base64 of `user:password`
-    (HTTP basic auth). All forms go into one compiled regex, longest first, rebuilt only after `add`.
+    (HTTP basic auth). `text` replaces the forms one after another, longest first (a C-speed search per form
+    beats one regex alternation by ~3x on a trace); excerpts find a secret at their cut with one compiled
+    regex of all forms. Both are rebuilt only after `add`.
     """
 
     def __init__(
         self, secrets: Iterable[str] = (), sensitive_headers: Iterable[str] = (), sensitive_params: Iterable[str] = ()
     ) -> None:
         self._forms: set[str] = set()
+        self._ordered: tuple[str, ...] = ()  # longest first
+        self._risky: frozenset[str] = frozenset()  # forms whose masking may break JSON text (see json_text)
         self._pattern: re.Pattern[str] | None = None
         self._dirty = False
         self._longest = 0
@@ -78,6 +82,8 @@ class Masker:
         if new:
             self._forms |= new
             self._longest = max(self._longest, *(len(form) for form in new))
+            self._ordered = tuple(sorted(self._forms, key=lambda form: (-len(form), form)))
+            self._risky = frozenset(form for form in self._forms if not _inside_a_json_string(form))
             self._dirty = True
 
     @property
@@ -87,16 +93,41 @@ class Masker:
 
     def _compiled(self) -> re.Pattern[str] | None:
         if self._dirty:
-            ordered = sorted(self._forms, key=lambda form: (-len(form), form))
-            self._pattern = re.compile("|".join(re.escape(form) for form in ordered))
+            self._pattern = re.compile("|".join(re.escape(form) for form in self._ordered))
             self._dirty = False
         return self._pattern
 
     def text(self, s: str) -> str:
-        pattern = self._compiled()
-        if pattern is None or not s:
+        if not s:
             return s
-        return pattern.sub(MASK, s)
+        for form in self._ordered:
+            if form in s:
+                s = s.replace(form, MASK)
+        return s
+
+    def json_text(self, s: str) -> tuple[str, bool]:
+        """`text` over a JSON document, and whether the result is surely still JSON.
+
+        A mask is surely harmless where the secret can only sit inside one string: the form holds a character
+        that never appears outside strings, no quote or backslash, and no escape sequence (`\\uXXXX` at most)
+        starts just before it. Otherwise the caller parses the result to find out.
+        """
+        valid = True
+        for form in self._ordered:
+            if form not in s:
+                continue
+            if valid:
+                if form in self._risky:
+                    valid = False
+                else:
+                    at = s.find(form)
+                    while at >= 0:
+                        if "\\" in s[max(0, at - 5) : at]:
+                            valid = False
+                            break
+                        at = s.find(form, at + len(form))
+            s = s.replace(form, MASK)
+        return s, valid
 
     def excerpt(self, s: str, limit: int) -> str:
         """At most `limit` characters of `s`, masked, with no part of a secret left at the cut."""
@@ -114,14 +145,18 @@ class Masker:
 
     def headers(self, headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
         """Header values with credentials replaced; names are lower-cased."""
-        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
+        # One pass over all values at once: a header value holds no line break, so "\n" keeps them apart
+        # (a secret with a line break in it that spans two values masks both: the values are masked one by one).
+        joined = "\n".join(value for _, value in pairs)
+        shown_values = self.text(joined).split("\n")
+        if len(shown_values) != len(pairs):
+            shown_values = [self.text(value) for _, value in pairs]
         masked: dict[str, str] = {}
-        for name, value in pairs:
+        for (name, value), shown in zip(pairs, shown_values, strict=True):
             key = name.lower()
             if key in self.sensitive_headers and not (key == "x-csrf-token" and value.lower() in _CSRF_WORDS):
                 shown = MASK
-            else:
-                shown = self.text(value)
             masked[key] = f"{masked[key]}, {shown}" if key in masked else shown
         return masked
 
@@ -159,6 +194,15 @@ class Masker:
         if isinstance(v, list | tuple):
             return [self.value(item) for item in v]
         return v
+
+
+# Every character that JSON text may hold outside strings: structure, whitespace, numbers, true/false/null.
+_JSON_OUTSIDE_STRINGS = frozenset("{}[]:, \t\r\n0123456789+-.eEtruefalsn")
+
+
+def _inside_a_json_string(form: str) -> bool:
+    """Whether every match of `form` in JSON text lies inside one string (so masking keeps the text JSON)."""
+    return '"' not in form and "\\" not in form and not set(form) <= _JSON_OUTSIDE_STRINGS
 
 
 def _encoded_forms(secret: str) -> set[str]:

@@ -8,7 +8,9 @@ dead      a failure that will not fix itself (4xx, mapping error, GraphQL author
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 Status = Literal["done", "skipped", "retry", "dead"]
@@ -22,7 +24,13 @@ class RunResult:
     reason: str
     step: str | None = None  # the step that decided the outcome, if any
     retry_after: float | None = None  # seconds the target asked us to wait (Retry-After), when it did
-    trace: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable, secrets masked
+    trace_json: str = "{}"  # the trace as JSON text (ASCII), secrets masked: stored as it is
+
+    @cached_property
+    def trace(self) -> dict[str, Any]:
+        """The trace as data (parsed on first use: the service only stores the text)."""
+        parsed: dict[str, Any] = json.loads(self.trace_json)
+        return parsed
 
     @property
     def final(self) -> bool:

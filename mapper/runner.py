@@ -116,9 +116,9 @@ class Runner:
         scope.update(values)
         if plan.skip_unless is not None:
             passed = truthy(_evaluate(plan, plan.skip_unless, scope))
-            shown = ", ".join(f"{k}={json.dumps(v, default=str)[:60]}" for k, v in values.items())
             trace.stage("skip_unless", expression=plan.skip_unless.source, passed=passed)
             if not passed:
+                shown = ", ".join(f"{k}={json.dumps(v, default=str)[:60]}" for k, v in values.items())
                 raise _Stop("skipped", f"skip_unless `{plan.skip_unless.source}` is false ({shown})")
         scope["env"] = self.env
         scope["steps"] = {}

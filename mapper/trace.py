@@ -1,7 +1,7 @@
 """The record of one run: every stage, every request and response (auxiliary ones too), secrets masked.
 
-A trace is plain JSON-ready data so it can be stored with the event, printed by `wlmap run`, compared by
-`wlmap test` and shown by `wlmap events show`. Masking happens once, in `finish`, over the whole record.
+A trace is JSON so it can be stored with the event as it is, printed by `wlmap run`, compared by `wlmap test`
+and shown by `wlmap events show`. Masking happens once, in `finish`, over the whole serialised record.
 """
 
 from __future__ import annotations
@@ -49,27 +49,27 @@ class Trace:
         return RunResult(self.plan.name, status, masker.text(reason), step, retry_after, mask(self.record, masker))
 
 
-def mask(record: dict[str, Any], masker: Masker) -> dict[str, Any]:
-    """The record as plain JSON data with every secret masked.
+def mask(record: dict[str, Any], masker: Masker) -> str:
+    """The record as JSON text (ASCII, so lone surrogates survive storage) with every secret masked.
 
-    One regex pass over the serialised record (the masker knows each secret's JSON-escaped forms) is an
-    order of magnitude faster than visiting every string; if a secret happened to span JSON syntax, the
-    masked text no longer parses and every string is visited instead.
+    One pass over the serialised record (the masker knows each secret's JSON-escaped forms) is an order of
+    magnitude faster than visiting every string. Where a secret could have spanned JSON syntax the masked text
+    is parsed to make sure; if it no longer parses, every string is visited instead.
     """
-    text = json.dumps(record, ensure_ascii=False, default=_json_default)
-    masked = masker.text(text)
-    if masked is not text and masked != text:
+    text = json.dumps(record, default=_json_default)
+    masked, surely_json = masker.json_text(text)
+    if not surely_json:
         try:
-            result: dict[str, Any] = json.loads(masked)
-            return result
+            json.loads(masked)
         except json.JSONDecodeError:
-            value: dict[str, Any] = masker.value(_plain(record))
-            return value
-    result = json.loads(text)
-    return result
+            return json.dumps(masker.value(_plain(record)), default=_json_default)
+    return masked
 
 
 def _json_default(value: Any) -> Any:
+    as_dict = getattr(value, "as_dict", None)  # an Exchange
+    if callable(as_dict):
+        return as_dict()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     if isinstance(value, bytes):

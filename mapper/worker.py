@@ -76,15 +76,15 @@ def decide(
     max_retry_after.
     """
     if result.status != "retry":
-        return Finish(result.status, result.reason, result.step, result.trace)
+        return Finish(result.status, result.reason, result.step, result.trace_json)
     if attempts >= len(policy.schedule):
         noun = "attempt" if attempts == 1 else "attempts"
-        return Finish("dead", f"gave up after {attempts} {noun}: {result.reason}", result.step, result.trace)
+        return Finish("dead", f"gave up after {attempts} {noun}: {result.reason}", result.step, result.trace_json)
     delay = policy.schedule[attempts] * (1.0 + policy.jitter * (2.0 * rand() - 1.0))
     if result.retry_after is not None:
         delay = max(delay, min(max(result.retry_after, 0.0), policy.max_retry_after))
     wait = max(delay, 0.0) / time_scale
-    return Finish("retry", result.reason, result.step, result.trace, next_attempt_at=now + wait)
+    return Finish("retry", result.reason, result.step, result.trace_json, next_attempt_at=now + wait)
 
 
 class Worker:

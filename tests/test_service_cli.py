@@ -98,11 +98,11 @@ def populated(tmp_path: Path, mapping: Path) -> Iterator[Path]:
             "dead",
             "step `post`: the target answered 404",
             "post",
-            trace={"request": {"url": "https://target/***"}, "status": 404},
+            trace_json=json.dumps({"request": {"url": "https://target/***"}, "status": 404}),
         ),
     )
     store_webhook(store, "done-1", "R2", mapping)
-    run_all(store, mapping, RunResult("effect", "done", "every step succeeded", trace={"ok": True}))
+    run_all(store, mapping, RunResult("effect", "done", "every step succeeded", trace_json=json.dumps({"ok": True})))
     store_webhook(store, "pending-1", "R3", mapping)
     store_webhook(
         store, "ignored-1", "R4", None, topic="user/created", extra=(("authorization", "Bearer very-secret"),)

@@ -57,12 +57,20 @@ class EffectRunner:
                 headers={"Idempotency-Key": idempotency_key, "Content-Type": "application/json"},
             )
         except httpx.TimeoutException:
-            return RunResult(plan.name, "retry", "step `post`: the target did not answer in time", "post", trace=trace)
+            return RunResult(
+                plan.name,
+                "retry",
+                "step `post`: the target did not answer in time",
+                "post",
+                trace_json=json.dumps(trace),
+            )
         except httpx.HTTPError as exc:
-            return RunResult(plan.name, "retry", f"step `post`: {type(exc).__name__}", "post", trace=trace)
+            return RunResult(
+                plan.name, "retry", f"step `post`: {type(exc).__name__}", "post", trace_json=json.dumps(trace)
+            )
         trace["response"] = {"status": response.status_code}
         if response.status_code < 300:
-            return RunResult(plan.name, "done", "every step succeeded", trace=trace)
+            return RunResult(plan.name, "done", "every step succeeded", trace_json=json.dumps(trace))
         if response.status_code in RETRY_STATUSES:
             after = response.headers.get("retry-after")
             return RunResult(
@@ -71,7 +79,7 @@ class EffectRunner:
                 f"step `post`: the target answered {response.status_code}",
                 "post",
                 retry_after=float(after) if after else None,
-                trace=trace,
+                trace_json=json.dumps(trace),
             )
         return RunResult(
             plan.name, "dead", f"step `post`: the target answered {response.status_code}", "post", trace=trace

@@ -147,7 +147,7 @@ DONE = RunResult("m", "done", "every step succeeded")
 
 def test_final_outcomes_are_recorded_as_they_are() -> None:
     for status in ("done", "skipped", "dead"):
-        result = RunResult("m", status, f"it was {status}", "post", trace={"x": 1})  # type: ignore[arg-type]
+        result = RunResult("m", status, f"it was {status}", "post", trace_json='{"x": 1}')  # type: ignore[arg-type]
         outcome = decide(result, 1, RetryPolicy(), 100.0)
         assert (outcome.status, outcome.reason, outcome.step, outcome.next_attempt_at) == (
             status,
@@ -155,7 +155,7 @@ def test_final_outcomes_are_recorded_as_they_are() -> None:
             "post",
             None,
         )
-        assert outcome.trace == {"x": 1}
+        assert outcome.trace == '{"x": 1}'
 
 
 def test_the_default_schedule_is_svix_like_and_then_gives_up() -> None:

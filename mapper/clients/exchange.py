@@ -13,7 +13,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from functools import cached_property
 from typing import Any, Literal
@@ -60,7 +60,19 @@ class Exchange:
     attempt: int
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "kind": self.kind,
+            "method": self.method,
+            "url": self.url,
+            "request_headers": self.request_headers,
+            "request_body": self.request_body,
+            "status": self.status,
+            "response_headers": self.response_headers,
+            "response_body": self.response_body,
+            "duration_ms": self.duration_ms,
+            "error": self.error,
+            "attempt": self.attempt,
+        }
 
 
 @dataclass(frozen=True)
@@ -189,7 +201,7 @@ class Wire:
             raise failure from None
         if self.keep_cookies:
             self.cookies.extract_cookies(answer)
-        headers = _header_dict(answer.headers)
+        headers = _header_dict(answer.headers.raw)
         shown_url = self.masker.url(str(request.url))
         response = Response(answer.status_code, headers, content, _ms(started), shown_url, masker=self.masker)
         for secret in reveals(response) if reveals else ():
@@ -227,7 +239,7 @@ class Wire:
             kind=kind,
             method=request.method,
             url=url if url is not None else mask.url(str(request.url)),
-            request_headers=mask.headers(request.headers.multi_items()),
+            request_headers=mask.headers(_decoded(request.headers.raw)),
             request_body=mask.excerpt(body, EXCERPT_LIMIT),
             status=response.status if response else None,
             response_headers=mask.headers(response.headers) if response else {},
@@ -303,12 +315,24 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def _header_dict(headers: httpx.Headers) -> dict[str, str]:
+def _header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     result: dict[str, str] = {}
-    for name, value in headers.multi_items():
+    for name, value in _decoded(raw):
         key = name.lower()
         result[key] = f"{result[key]}, {value}" if key in result else value
     return result
+
+
+def _decoded(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """Header names and values as text: UTF-8 where they are, else Latin-1 (as httpx guesses, per value)."""
+    pairs = []
+    for name, value in raw:
+        try:
+            text = value.decode()
+        except UnicodeDecodeError:
+            text = value.decode("latin-1")
+        pairs.append((name.decode("latin-1"), text))
+    return pairs
 
 
 def _charset(content_type: str) -> str:

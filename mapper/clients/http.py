@@ -225,7 +225,7 @@ class ConnectionClient:
             ):
                 await self._sleep(wait)
                 continue
-            return replace(response, attempts=attempt)
+            return response if attempt == 1 else replace(response, attempts=attempt)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _attempt(self, call: _Call, attempt: int) -> Response:

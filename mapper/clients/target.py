@@ -53,6 +53,7 @@ class Target(NamedTuple):
     text: str
     origin: httpx.URL
     path: str  # the path the parameters must not change
+    parsed_text: str | None = None  # `text` when `origin` is that very URL, parsed
 
 
 def join(base: httpx.URL, path: str) -> Target:
@@ -79,7 +80,8 @@ def join(base: httpx.URL, path: str) -> Target:
 
 def origin_of(url: httpx.URL) -> Target:
     """A parsed URL as a Target (a GraphQL endpoint, a step's own `url`)."""
-    return Target(str(url), url, url.raw_path.decode("ascii").partition("?")[0])
+    text = str(url)
+    return Target(text, url, url.raw_path.decode("ascii").partition("?")[0], text)
 
 
 def full_url(given: str) -> Target:
@@ -102,6 +104,8 @@ def full_url(given: str) -> Target:
 def with_params(target: Target, params: Sequence[tuple[str, str]]) -> httpx.URL:
     """The URL with params appended to its query as it is (httpx's `params=` would replace the query and
     re-encode `$filter`), parsed once; then proof that it still goes to the target's origin and path."""
+    if not params and target.text is target.parsed_text:
+        return target.origin  # the connection's own URL (a GraphQL endpoint), parsed once when it was read
     text = target.text
     if params:
         added = "&".join(f"{quote(key, safe=_QUERY_SAFE)}={quote(value, safe=_QUERY_SAFE)}" for key, value in params)

@@ -115,7 +115,7 @@ class Finish:
     status: FinishStatus
     reason: str
     step: str | None = None
-    trace: Mapping[str, Any] = field(default_factory=dict)
+    trace: Mapping[str, Any] | str = field(default_factory=dict)  # str: JSON text from RunResult.trace_json
     next_attempt_at: float | None = None  # status "retry" only
 
 

@@ -41,9 +41,11 @@ def reason(text: str | None) -> str | None:
     return text if text is None or len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
 
 
-def trace_text(trace: Mapping[str, Any]) -> str:
-    """The runner's trace as stored JSON; an oversized trace is replaced by a note saying so."""
-    text = json.dumps(dict(trace), default=str)  # ASCII-escaped: lone surrogates survive the round trip
+def trace_text(trace: Mapping[str, Any] | str) -> str:
+    """The runner's trace as stored JSON (text from the runner is ASCII JSON already); an oversized trace is
+    replaced by a note saying so."""
+    # ASCII-escaped: lone surrogates survive the round trip
+    text = trace if isinstance(trace, str) else json.dumps(dict(trace), default=str)
     if len(text) > MAX_TRACE:
         return json.dumps({"truncated": f"the trace had {len(text)} characters; only {MAX_TRACE} are kept"})
     return text
