@@ -7,6 +7,7 @@ an implementation, add its name to IMPLEMENTATIONS and a branch to `backend`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
 import threading
@@ -473,6 +474,141 @@ def test_sqlite_that_cannot_write_raises_store_unavailable_and_keeps_what_it_had
         store.close()
 
 
+def _ingest_many(store: Store, count: int, prefix: str = "a") -> list[Any]:
+    """`count` ingests from concurrent tasks on one event loop; each result or the error it raised."""
+
+    async def one(n: int) -> Any:
+        body = f'{{"n": "{prefix}{n}"}}'.encode()
+        try:
+            return await store.ingest_async(
+                delivery(f"{prefix}-{n}", body), [NewJob("m", f"R{prefix}{n}", "m.yaml")], dedupe_window=WINDOW
+            )
+        except StoreError as exc:
+            return exc
+
+    async def all_of_them() -> list[Any]:
+        return list(await asyncio.gather(*(one(n) for n in range(count))))
+
+    return asyncio.run(all_of_them())
+
+
+def test_webhooks_of_one_loop_iteration_are_committed_together_on_the_loop(tmp_path: Path) -> None:
+    path = tmp_path / "wlmap.db"
+    store = SqliteStore(path)
+    try:
+        results = _ingest_many(store, 50)
+        assert [r.status for r in results] == ["accepted"] * 50
+        assert len({r.delivery for r in results}) == 50
+        assert store._loop_conn is not None  # committed on the loop's connection, not by the writer thread
+        again = _ingest_many(store, 5)  # the same deliveries from a new event loop: duplicates
+        assert [r.status for r in again] == ["duplicate"] * 5
+    finally:
+        store.close()
+    with sqlite3.connect(path) as conn:  # durable: another connection sees every row after close
+        assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 50
+        assert conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 55
+
+
+def test_a_write_lock_held_elsewhere_never_blocks_the_loop(tmp_path: Path) -> None:
+    """Another process writing: the group goes to the writer thread, which waits; the loop keeps running."""
+    path = tmp_path / "wlmap.db"
+    store = SqliteStore(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # holds SQLite's write lock
+
+    async def scenario() -> tuple[int, Any]:
+        ticks = 0
+        task = asyncio.ensure_future(store.ingest_async(delivery("locked"), [NewJob("m", "R1")], dedupe_window=WINDOW))
+        for _ in range(20):  # 0.2 s in which the loop must keep turning
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not task.done()  # not committed while the lock is held elsewhere
+        other.execute("COMMIT")
+        return ticks, await asyncio.wait_for(task, 10)
+
+    try:
+        ticks, result = asyncio.run(scenario())
+        assert ticks == 20 and result.status == "accepted"
+        assert [j.id for j in store.jobs()] == list(result.jobs)
+    finally:
+        other.close()
+        store.close()
+
+
+def test_a_failing_ingest_on_the_loop_does_not_spoil_the_others(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "wlmap.db")
+
+    class Broken:
+        mapping, mapping_file = "m", "m.yaml"
+
+        @property
+        def resource_key(self) -> str:
+            raise RuntimeError("a bug in this one job")
+
+    async def scenario() -> list[Any]:
+        good = [
+            store.ingest_async(delivery(f"ok-{n}", f"{n}".encode()), [NewJob("m", f"R{n}")], dedupe_window=WINDOW)
+            for n in range(5)
+        ]
+        bad = store.ingest_async(delivery("bad", b"bad"), [Broken()], dedupe_window=WINDOW)  # type: ignore[list-item]
+        return list(await asyncio.gather(*good, bad, return_exceptions=True))
+
+    try:
+        *good, bad = asyncio.run(scenario())
+        assert [r.status for r in good] == ["accepted"] * 5
+        assert isinstance(bad, RuntimeError)
+        assert len(store.jobs()) == 5 and len(store.deliveries()) == 5  # the broken one left nothing behind
+    finally:
+        store.close()
+
+
+def test_a_full_disk_on_the_loop_fails_the_group_with_store_unavailable(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "small.db", max_bytes=400_000)
+    try:
+
+        async def big(n: int) -> Any:
+            try:
+                return await store.ingest_async(
+                    delivery(f"big-{n}", b"x" * 50_000 + str(n).encode()), [NewJob("m", f"R{n}")], dedupe_window=WINDOW
+                )
+            except StoreUnavailable as exc:
+                return exc
+
+        async def scenario() -> list[Any]:
+            results = []
+            for n in range(20):  # one at a time: each its own group
+                results.append(await big(n))
+            return results
+
+        results = asyncio.run(scenario())
+        failed = [r for r in results if isinstance(r, StoreUnavailable)]
+        assert failed and "full" in str(failed[0])
+        stored = [r for r in results if not isinstance(r, StoreUnavailable)]
+        assert len(store.jobs(limit=100)) == len(stored) > 0  # nothing half-written
+    finally:
+        store.close()
+
+
+def test_a_closed_store_refuses_webhooks_from_the_loop(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "wlmap.db")
+    store.close()
+    results = _ingest_many(store, 3)
+    assert all(isinstance(r, StoreUnavailable) for r in results)
+
+
+def test_sqlite_finds_a_body_without_an_id_through_its_partial_index(tmp_path: Path) -> None:
+    from mapper.store import sql
+
+    path = tmp_path / "wlmap.db"
+    SqliteStore(path).close()
+    with sqlite3.connect(path) as conn:
+        query = sql.FIND_BY_DEDUPE_KEY.format(**SqliteStore.index_hints)
+        plan = conn.execute("EXPLAIN QUERY PLAN " + query, ("sha256:x", 0.0)).fetchall()
+        assert "deliveries_without_id_by_dedupe_key" in str(plan)
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "deliveries_by_dedupe_key" not in names  # every webhook with an id no longer pays for it
+
+
 def test_sqlite_explains_files_it_cannot_use(tmp_path: Path) -> None:
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not a database" * 100)
@@ -490,19 +626,26 @@ def test_sqlite_adopts_a_store_made_before_migrations_existed(tmp_path: Path) ->
     with sqlite3.connect(path) as conn:  # what the first release left: tables and meta, no schema_version
         conn.execute("DROP TABLE schema_version")
         conn.execute("INSERT INTO meta (key, value) VALUES ('schema', '1')")
+        conn.execute("DROP INDEX deliveries_without_id_by_dedupe_key")
+        conn.execute("CREATE INDEX deliveries_by_dedupe_key ON deliveries (dedupe_key, received_at)")
     again = SqliteStore(path)
     try:
         assert [j.mapping for j in again.jobs()] == ["m"]
     finally:
         again.close()
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    with sqlite3.connect(path) as conn:  # adopted as version 1, then upgraded
+        versions = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+        assert versions == [(m.version,) for m in MIGRATIONS]
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "deliveries_without_id_by_dedupe_key" in names and "deliveries_by_dedupe_key" not in names
 
 
 # ------------------------------------------------------------------------------------------- migrations
 
 EXTRA = Migration(
-    2, "a test's extra table", "CREATE TABLE extra (id {id}, payload {blob}); CREATE INDEX extra_by_id ON extra (id)"
+    MIGRATIONS[-1].version + 1,
+    "a test's extra table",
+    "CREATE TABLE extra (id {id}, payload {blob}); CREATE INDEX extra_by_id ON extra (id)",
 )
 
 
@@ -521,13 +664,16 @@ def test_a_later_migration_is_applied_once_to_an_existing_store(backend: Backend
     backend.open(migrations=(*MIGRATIONS, EXTRA))
     assert [j.mapping for j in upgraded.jobs()] == ["m"]
     versions = [row[0] for row in backend.query("SELECT version FROM schema_version ORDER BY version")]
-    assert versions == [*(m.version for m in MIGRATIONS), 2]
+    assert versions == [*(m.version for m in MIGRATIONS), EXTRA.version]
     assert backend.query("SELECT COUNT(*) FROM extra") == [(0,)]
 
 
 def test_a_store_from_a_newer_wlmap_is_refused_in_plain_words(backend: Backend) -> None:
     backend.open(migrations=(*MIGRATIONS, EXTRA))
-    with pytest.raises(StoreError, match=r"has layout version 2, made by a newer wlmap; .* up to 1: upgrade"):
+    newer, known = EXTRA.version, MIGRATIONS[-1].version
+    with pytest.raises(
+        StoreError, match=rf"has layout version {newer}, made by a newer wlmap; .* up to {known}: upgrade"
+    ):
         backend.open()
 
 

@@ -157,7 +157,7 @@ class SqlStore(Store):
     """The state machine in SQL that SQLite and PostgreSQL both run; subclasses supply transactions."""
 
     lock_clause: str = ""  # PostgreSQL: " FOR UPDATE OF j SKIP LOCKED", so concurrent claimers do not collide
-    index_hints: ClassVar[dict[str, str]] = {"by_resource": "", "by_time": ""}  # see sql.COALESCE_OLDER
+    index_hints: ClassVar[dict[str, str]] = {"by_resource": "", "by_time": "", "by_body": ""}  # see sql.py
 
     def __init__(self, clock: Clock = time.time) -> None:
         self.clock = clock
@@ -200,20 +200,8 @@ class SqlStore(Store):
 
     # ------------------------------------------------------------------------------------ ingest
 
-    writes_in_background = False  # True when `_write` only queues the op (SQLite's writer thread)
-
     def ingest(self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float) -> Ingested:
         return self._write(lambda tx: self._ingest(tx, delivery, tuple(jobs), dedupe_window)).result()
-
-    async def ingest_async(
-        self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float, executor: Executor | None = None
-    ) -> Ingested:
-        if not self.writes_in_background:
-            return await super().ingest_async(delivery, jobs, dedupe_window=dedupe_window, executor=executor)
-        # The writer thread commits it with whatever else is queued; the loop awaits that commit directly,
-        # instead of parking a pool thread per webhook on `.result()` (bench/service_load.py: ack throughput).
-        op = partial(self._ingest, delivery=delivery, jobs=tuple(jobs), window=dedupe_window)
-        return await asyncio.wrap_future(self._write(op))
 
     def _ingest(self, tx: Tx, delivery: NewDelivery, jobs: tuple[NewJob, ...], window: float) -> Ingested:
         # Locks in one order everywhere (the dedupe key, then resources sorted): no two ingests deadlock.
@@ -223,7 +211,7 @@ class SqlStore(Store):
         if delivery.delivery_id is not None:
             first = self._one(tx, sql.FIND_BY_DELIVERY_ID, (rows.storable(delivery.delivery_id),))
         else:
-            first = self._one(tx, sql.FIND_BY_DEDUPE_KEY, (dedupe_key, now - window))
+            first = self._one(tx, sql.FIND_BY_DEDUPE_KEY.format(**self.index_hints), (dedupe_key, now - window))
         if first is not None:  # kept for the audit trail, without the body the first copy already holds
             row_id = self._insert_delivery(tx, delivery, now, "duplicate", b"", first[0])
             return Ingested(row_id, "duplicate", duplicate_of=first[0])

@@ -90,7 +90,18 @@ CREATE TABLE IF NOT EXISTS attempts (
 )
 """
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (Migration(1, "deliveries, jobs and attempts", _V1),)
+# Only webhooks without a delivery id are found by their body (sql.FIND_BY_DEDUPE_KEY says `delivery_id IS
+# NULL`); indexing every webhook's key cost each ingest one more insert at a random place in a B-tree.
+_V2: Final = """
+DROP INDEX IF EXISTS deliveries_by_dedupe_key;
+CREATE INDEX IF NOT EXISTS deliveries_without_id_by_dedupe_key ON deliveries (dedupe_key, received_at)
+    WHERE delivery_id IS NULL
+"""
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(1, "deliveries, jobs and attempts", _V1),
+    Migration(2, "index webhook bodies only for deliveries without an id", _V2),
+)
 
 CREATE_VERSION_TABLE: Final = (
     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at {real} NOT NULL, "

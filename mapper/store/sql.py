@@ -7,8 +7,10 @@ from typing import Final
 ACTIVE_IN: Final = "('pending', 'running', 'retry')"
 
 FIND_BY_DELIVERY_ID: Final = "SELECT id FROM deliveries WHERE delivery_id = ? AND status <> 'duplicate'"
+# `{by_body}`: SQLite's planner would otherwise look NULL up in deliveries_by_delivery_id (every webhook without
+# an id) instead of using the partial index on the body's key.
 FIND_BY_DEDUPE_KEY: Final = (
-    "SELECT id FROM deliveries WHERE dedupe_key = ? AND delivery_id IS NULL AND status <> 'duplicate' "
+    "SELECT id FROM deliveries{by_body} WHERE dedupe_key = ? AND delivery_id IS NULL AND status <> 'duplicate' "
     "AND received_at >= ? ORDER BY id DESC LIMIT 1"
 )
 INSERT_DELIVERY: Final = (
