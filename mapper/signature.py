@@ -90,9 +90,13 @@ def sign(body: bytes, secret: str | bytes, scheme: SignatureScheme = DEFAULT_SCH
 def _header_value(headers: Mapping[str, str], name: str) -> str:
     wanted = name.strip().lower()
     values: set[str] = set()
-    for key, value in headers.items():
-        if isinstance(key, str | bytes) and _text(key).strip().lower() == wanted:
-            values.add(_text(value))
+    getlist = getattr(headers, "getlist", None)  # starlette's Headers: every value of one name, repeats too
+    if callable(getlist):
+        values.update(_text(value) for value in getlist(wanted))
+    else:
+        for key, value in headers.items():
+            if isinstance(key, str | bytes) and _text(key).strip().lower() == wanted:
+                values.add(_text(value))
     if not values:
         raise SignatureError(MISSING_HEADER)
     if len(values) > 1:  # the same header sent twice with different values

@@ -289,6 +289,10 @@ class SqlStore(Store):
         """Older jobs of this mapping for this resource that never started: the new job makes them moot."""
         if job.resource_key is None:
             return []
+        resource = rows.storable(job.resource_key)
+        anything = sql.ANY_TO_COALESCE.format(**self.index_hints)
+        if self._one(tx, anything, (job.mapping, resource, job_id)) is None:
+            return []  # the UPDATE below re-checks every condition: a job started meanwhile is left alone
         found = self._all(
             tx,
             sql.COALESCE_OLDER.format(**self.index_hints),
@@ -297,7 +301,7 @@ class SqlStore(Store):
                 f"superseded by job {job_id}, a newer event for the same resource",
                 now,
                 job.mapping,
-                rows.storable(job.resource_key),
+                resource,
                 job_id,
             ),
         )

@@ -27,6 +27,11 @@ INSERT_ATTEMPT: Final = "INSERT INTO attempts (job, number, token, started_at, s
 # job of a status made them quadratic under a backlog (88 % of the SQLite writer's time in
 # bench/service_load.py). `{by_resource}`/`{by_time}` are the dialect's index hints (SQLite's planner, without
 # statistics, prefers jobs_by_status); `status IN ACTIVE_IN` states the partial indexes' own condition.
+# Most webhooks are the first for their resource: looking first costs a third of an UPDATE that finds nothing.
+ANY_TO_COALESCE: Final = (
+    "SELECT 1 FROM jobs{by_resource} WHERE mapping = ? AND resource_key = ? AND status = 'pending' "
+    f"AND attempts = 0 AND id < ? AND status IN {ACTIVE_IN} LIMIT 1"
+)
 COALESCE_OLDER: Final = (
     "UPDATE jobs{by_resource} SET status = 'coalesced', superseded_by = ?, last_reason = ?, updated_at = ? "
     "WHERE mapping = ? AND resource_key = ? AND status = 'pending' AND attempts = 0 AND id < ? "
