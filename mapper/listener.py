@@ -12,14 +12,13 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -52,8 +51,48 @@ class ListenerOptions:
     retry_after: int = 5  # seconds, sent with 503
 
 
-def _refuse(status: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": reason}, status_code=status, headers=headers)
+Answer = tuple[int, dict[str, Any], dict[str, str] | None]  # status, JSON body, extra headers
+
+
+def _refuse(status: int, reason: str, headers: dict[str, str] | None = None) -> Answer:
+    return status, {"error": reason}, headers
+
+
+async def _send_json(send: Send, answer: Answer) -> None:
+    """The answer as starlette's JSONResponse would send it (same bytes and headers), without building one."""
+    status, content, extra = answer
+    body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    headers = [(b"content-length", str(len(body)).encode("latin-1")), (b"content-type", b"application/json")]
+    if extra:
+        headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra.items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Headers(Mapping[str, str]):
+    """A request's headers decoded once: lower-case names (as ASGI gives them), the first value of each;
+    `getlist` and `pairs` keep repeats (the signature check refuses one header sent with two values)."""
+
+    __slots__ = ("_first", "pairs")
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        self.pairs = [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw]
+        self._first: dict[str, str] = {}
+        for name, value in self.pairs:
+            self._first.setdefault(name, value)
+
+    def __getitem__(self, name: str) -> str:
+        return self._first[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._first)
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    def getlist(self, name: str) -> list[str]:
+        wanted = name.lower()
+        return [value for key, value in self.pairs if key == wanted]
 
 
 def _is_json(content_type: str) -> bool:
@@ -97,30 +136,31 @@ class Webhooks:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         self.metrics.received.inc()
-        response = await self.handle(Request(scope, receive))
-        if response.status_code < 300:
+        answer = await self.handle(scope, receive)
+        if answer[0] < 300:
             self.metrics.acknowledged.inc()
             self.metrics.ack_seconds.observe(time.perf_counter() - started)
         else:
-            self.metrics.rejected.inc(reason=str(response.status_code))
-        await response(scope, receive, send)
+            self.metrics.rejected.inc(reason=str(answer[0]))
+        await _send_json(send, answer)
 
-    async def handle(self, request: Request) -> Response:
-        if request.method != "POST":
+    async def handle(self, scope: Scope, receive: Receive) -> Answer:
+        if scope["method"] != "POST":
             return _refuse(405, "method not allowed", {"Allow": "POST"})
-        content_type = request.headers.get("content-type")
+        headers = _Headers(scope["headers"])
+        content_type = headers.get("content-type")
         if content_type is not None and not _is_json(content_type):
             return _refuse(415, "content type must be application/json")
-        body_or_refusal = await self._read_body(request)
-        if isinstance(body_or_refusal, Response):
+        body_or_refusal = await self._read_body(headers, receive)
+        if isinstance(body_or_refusal, tuple):
             return body_or_refusal
         body = body_or_refusal
         signature: Literal["verified", "unsigned"] = "verified"
-        if self.options.allow_unsigned and self.options.scheme.header.lower() not in request.headers:
+        if self.options.allow_unsigned and not headers.getlist(self.options.scheme.header):
             signature = "unsigned"
         else:
             try:
-                verify(body, request.headers, self.options.secrets, self.options.scheme)
+                verify(body, headers, self.options.secrets, self.options.scheme)
             except SignatureError as exc:
                 log.warning("webhook refused: %s", exc.reason)
                 return _refuse(401, exc.reason)
@@ -130,36 +170,36 @@ class Webhooks:
             return _refuse(400, "body is not JSON")
         if not isinstance(payload, dict):
             return _refuse(400, "body is not a JSON object")
-        event = normalise(payload, request.headers)
+        event = normalise(payload, dict(headers.pairs))  # a repeated header: its last value, as before
         if event.delivery_id is not None and len(event.delivery_id) > MAX_DELIVERY_ID:
             return _refuse(400, "delivery id is too long")
-        return await self._store(request, event, body, signature)
+        return await self._store(headers, event, body, signature)
 
-    async def _read_body(self, request: Request) -> bytes | Response:
+    async def _read_body(self, headers: _Headers, receive: Receive) -> bytes | Answer:
         limit = self.options.max_body
-        declared = request.headers.get("content-length")
+        declared = headers.get("content-length")
         if declared is not None:
             if not declared.strip().isdigit():
                 return _refuse(400, "invalid content-length")
             if int(declared) > limit:  # refused before a byte of it is read
                 return _refuse(413, "body too large", {"Connection": "close"})
         chunks = bytearray()
-        try:
-            async with aclosing(request.stream()) as stream:
-                async for chunk in stream:
-                    chunks += chunk
-                    if len(chunks) > limit:
-                        return _refuse(413, "body too large", {"Connection": "close"})
-        except ClientDisconnect:
-            return _refuse(400, "client disconnected")
-        return bytes(chunks)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return _refuse(400, "client disconnected")
+            chunks += message.get("body", b"")
+            if len(chunks) > limit:
+                return _refuse(413, "body too large", {"Connection": "close"})
+            if not message.get("more_body", False):
+                return bytes(chunks)
 
     async def _store(
-        self, request: Request, event: Event, body: bytes, signature: Literal["verified", "unsigned"]
-    ) -> Response:
+        self, headers: _Headers, event: Event, body: bytes, signature: Literal["verified", "unsigned"]
+    ) -> Answer:
         jobs = list(self.route(event))
         delivery = NewDelivery(
-            headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw),
+            headers=tuple(headers.pairs),
             body=body,
             body_sha256=hashlib.sha256(body).hexdigest(),
             delivery_id=event.delivery_id,
@@ -179,26 +219,22 @@ class Webhooks:
             return _refuse(503, "store unavailable", {"Retry-After": str(self.options.retry_after)})
         return self._acknowledge(event, stored)
 
-    def _acknowledge(self, event: Event, stored: Ingested) -> Response:
+    def _acknowledge(self, event: Event, stored: Ingested) -> Answer:
         extra = {"event_id": event.delivery_id, "delivery": stored.delivery}
         if stored.status == "duplicate":
             self.metrics.duplicates.inc()
             log.info("duplicate of delivery d%s, not run again", stored.duplicate_of, extra=extra)
-            return JSONResponse({"duplicate": True, "id": stored.duplicate_of})
+            return 200, {"duplicate": True, "id": stored.duplicate_of}, None
         if stored.status == "ignored":
             self.metrics.ignored.inc()
             log.info("stored d%s; no mapping wants %s", stored.delivery, _summary(event), extra=extra)
         else:
             self.metrics.coalesced.inc(len(stored.coalesced))
-            log.info(
-                "stored d%s: %d job(s) %s",
-                stored.delivery,
-                len(stored.jobs),
-                ", ".join(map(str, stored.jobs)),
-                extra=extra,
-            )
+            if log.isEnabledFor(logging.INFO):
+                jobs = ", ".join(map(str, stored.jobs))
+                log.info("stored d%s: %d job(s) %s", stored.delivery, len(stored.jobs), jobs, extra=extra)
             self.on_stored()
-        return JSONResponse({"status": stored.status, "id": stored.delivery, "jobs": list(stored.jobs)})
+        return 200, {"status": stored.status, "id": stored.delivery, "jobs": list(stored.jobs)}, None
 
 
 def create_app(
@@ -219,7 +255,7 @@ def create_app(
     async def readyz(request: Request) -> Response:
         problem = await run_blocking(executor, readiness) if readiness is not None else None
         if problem is not None:
-            return _refuse(503, problem)
+            return JSONResponse({"error": problem}, status_code=503)
         return JSONResponse({"status": "ready"})
 
     async def metrics_text(request: Request) -> Response:
@@ -233,7 +269,7 @@ def create_app(
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return _refuse(404, "not found")
+        return JSONResponse({"error": "not found"}, status_code=404)
 
     webhooks = Webhooks(store, route, options, metrics, executor, on_stored)
     return Starlette(

@@ -5,7 +5,8 @@ waiting, runs each in its own SAVEPOINT inside one transaction, commits once (on
 and only then resolves each caller's future: a caller hears "done" only after ITS rows are durable.
 
 Webhooks (`ingest_async`) are group-committed on the event loop's own thread instead: the ingests of one loop
-iteration share one transaction on a second connection. Through the writer thread every SQL statement let go
+iteration share one transaction on a second connection, and only its COMMIT (the WAL write and fsync) runs in
+a helper thread while the loop goes on with HTTP. Through the writer thread every SQL statement let go
 of the GIL and took it back while the loop was busy with HTTP, hundreds of hand-overs per group
 (bench/service_load.py, ack: ~1,550/s through the writer thread, ~2,100/s on the loop). That connection never
 waits for SQLite's write lock (busy_timeout 0): when the writer thread or another process holds it, the group
@@ -23,7 +24,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -95,6 +96,10 @@ class SqliteStore(SqlStore):
         self._group_loop: asyncio.AbstractEventLoop | None = None
         self._loop_conn: sqlite3.Connection | None = None
         self._loop_lock = threading.Lock()  # the loop connection is used by one thread at a time
+        self._committing = False  # a group's COMMIT is running in the committer thread
+        # COMMIT writes the group's pages to the WAL and waits for fsync: in this thread the loop goes on with
+        # HTTP meanwhile (the statements before it stay on the loop: each would hand the GIL over twice).
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wlmap-store-commit")
         conn = self._open()
         try:
             self._prepare(conn, migrations)
@@ -227,6 +232,8 @@ class SqliteStore(SqlStore):
         return await future
 
     def _commit_group(self) -> None:
+        if self._committing:  # the commit in flight starts the next group when it ends
+            return
         group, self._group = self._group, []
         live = [op for op in group if not op.future.done()]  # a cancelled caller's webhook is not stored
         if not live:
@@ -235,20 +242,38 @@ class SqliteStore(SqlStore):
             self._hand_over(live)
             return
         try:
-            values = self._commit_on_loop(live)
+            conn, values = self._write_on_loop(live)
+            done = asyncio.get_running_loop().run_in_executor(self._committer, _commit, conn)
         except _HandOver:
+            self._loop_lock.release()
             self._hand_over(live)
             return
-        except StoreError as exc:
-            for op in live:
-                _settle(op.future, error=exc)
-            return
-        finally:
+        except (StoreError, RuntimeError) as exc:  # RuntimeError: the committer was shut down (closed)
             self._loop_lock.release()
-        for op, value in zip(live, values, strict=True):
-            _settle(op.future, value)
+            error = exc if isinstance(exc, StoreError) else StoreUnavailable("the store is closed")
+            for op in live:
+                _settle(op.future, error=error)
+            return
+        self._committing = True
+        done.add_done_callback(partial(self._committed, live, values))
 
-    def _commit_on_loop(self, group: list[_LoopOp]) -> list[Ingested]:
+    def _committed(self, group: list[_LoopOp], values: list[Ingested], done: asyncio.Future[None]) -> None:
+        """On the loop, once the group's COMMIT (in the committer thread) has returned."""
+        self._committing = False
+        self._loop_lock.release()
+        failure = StoreUnavailable("the store is closed") if done.cancelled() else done.exception()
+        if failure is not None:
+            error = _unavailable(failure) if isinstance(failure, sqlite3.Error) else failure
+            for op in group:
+                _settle(op.future, error=error)
+        else:
+            for op, value in zip(group, values, strict=True):
+                _settle(op.future, value)
+        if self._group:
+            self._commit_group()
+
+    def _write_on_loop(self, group: list[_LoopOp]) -> tuple[sqlite3.Connection, list[Ingested]]:
+        """BEGIN and every op of the group, on the loop's thread; the caller has the COMMIT done elsewhere."""
         if self._closed:
             raise StoreUnavailable("the store is closed")
         try:
@@ -261,15 +286,13 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             raise _unavailable(exc) from None
         try:
-            values = [op.fn(conn) for op in group]
-            conn.execute("COMMIT")
+            return conn, [op.fn(conn) for op in group]
         except (sqlite3.OperationalError, sqlite3.InternalError) as exc:  # the database itself is failing
             _roll_back(conn)
             raise _unavailable(exc) from None
         except Exception:  # one op's problem (not found, a bug): the writer runs each op in its own savepoint
             _roll_back(conn)
             raise _HandOver from None
-        return values
 
     def _loop_connection(self) -> sqlite3.Connection:
         if self._loop_conn is None:
@@ -314,14 +337,22 @@ class SqliteStore(SqlStore):
             self._closed = True
             self._queue.put(None)
         self._writer.join()
-        with self._loop_lock:
-            if self._loop_conn is not None:
-                self._loop_conn.close()
-                self._loop_conn = None
+        self._committer.shutdown(wait=True)  # a COMMIT in flight ends first
+        if self._loop_conn is not None:
+            self._loop_conn.close()
+            self._loop_conn = None
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
     return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        _roll_back(conn)
+        raise
 
 
 def _roll_back(conn: sqlite3.Connection) -> None:
