@@ -284,6 +284,9 @@ class BrokenStore(SqliteStore):
     def _ingest(self, tx: Any, delivery: NewDelivery, jobs: tuple[NewJob, ...], window: float) -> Any:
         raise StoreUnavailable("the store cannot write: disk I/O error")
 
+    def _write_group(self, requests: list[Any]) -> Any:  # webhooks in groups (mapper/store/group.py)
+        raise StoreUnavailable("the store cannot write: disk I/O error")
+
 
 def test_a_store_that_cannot_write_means_503_with_retry_after(tmp_path: Path) -> None:
     harness = Harness(tmp_path, store=BrokenStore(tmp_path / "broken.db"))
