@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -284,8 +285,8 @@ class BrokenStore(SqliteStore):
     def _ingest(self, tx: Any, delivery: NewDelivery, jobs: tuple[NewJob, ...], window: float) -> Any:
         raise StoreUnavailable("the store cannot write: disk I/O error")
 
-    def _write_group(self, requests: list[Any]) -> Any:  # webhooks in groups (mapper/store/group.py)
-        raise StoreUnavailable("the store cannot write: disk I/O error")
+    def _loop_connection(self) -> Any:  # webhooks in groups (mapper/store/sqlite.py): a real disk error
+        raise sqlite3.OperationalError("disk I/O error")
 
 
 def test_a_store_that_cannot_write_means_503_with_retry_after(tmp_path: Path) -> None:

@@ -535,6 +535,31 @@ def test_a_write_lock_held_elsewhere_never_blocks_the_loop(tmp_path: Path) -> No
         store.close()
 
 
+def test_a_group_waits_for_the_writer_threads_turn_in_the_committer_not_on_the_loop(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "wlmap.db")
+    handed_over: list[Any] = []
+    store._hand_over = handed_over.append  # type: ignore[method-assign]
+    store._turn.acquire()  # as the writer thread holds it while it writes
+
+    async def scenario() -> tuple[int, Any]:
+        task = asyncio.ensure_future(store.ingest_async(delivery("turn"), [NewJob("m", "R1")], dedupe_window=WINDOW))
+        ticks = 0
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not task.done()
+        store._turn.release()  # the writer's transaction ended
+        return ticks, await asyncio.wait_for(task, 10)
+
+    try:
+        ticks, result = asyncio.run(scenario())
+        assert ticks == 20 and result.status == "accepted" and handed_over == []
+        assert not store._turn.locked()  # given back after the group's COMMIT
+        store.ping()  # and the writer thread can write again
+    finally:
+        store.close()
+
+
 def test_a_failing_ingest_on_the_loop_does_not_spoil_the_others(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "wlmap.db")
 

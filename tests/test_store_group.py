@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mapper.store import NewDelivery, NewJob
+from mapper.store import NewDelivery, NewJob, group
 from mapper.store.sqlite import SqliteStore
 
 WINDOW = 300.0
@@ -109,17 +109,17 @@ def test_a_group_is_written_exactly_as_one_webhook_after_another(tmp_path_factor
     assert _rows(folder / "b.db") == _rows(folder / "a.db")
 
 
-def test_one_group_holds_every_webhook_of_a_loop_iteration(tmp_path: Path) -> None:
+def test_one_group_holds_every_webhook_of_a_loop_iteration(tmp_path: Path, monkeypatch: Any) -> None:
     """The case the differential test relies on, and the point of grouping: one transaction for all."""
     store = SqliteStore(tmp_path / "wlmap.db")
     sizes: list[int] = []
-    original = store._write_group
+    original = group.ingest
 
-    def spy(requests: list[Any]) -> Any:
+    def spy(conn: Any, requests: list[Any], *rest: Any) -> Any:
         sizes.append(len(requests))
-        return original(requests)
+        return original(conn, requests, *rest)
 
-    store._write_group = spy  # type: ignore[method-assign]
+    monkeypatch.setattr(group, "ingest", spy)
 
     async def together() -> list[Any]:
         waits = [
