@@ -130,8 +130,7 @@ class Worker:
             free = self.options.concurrency - len(self._tasks)
             if free > 0:
                 try:
-                    claim = partial(self.store.claim, free, self.options.lease)
-                    claimed = await run_blocking(self.executor, claim)
+                    claimed = await self.store.claim_async(free, self.options.lease, self.executor)
                 except StoreError as exc:
                     failures += 1
                     if failures == 1:
@@ -216,7 +215,7 @@ class Worker:
                 time_scale=self.options.time_scale,
             )
         elapsed = time.perf_counter() - started
-        recorded = await run_blocking(self.executor, partial(self.store.finish, job.job, job.token, outcome))
+        recorded = await self.store.finish_async(job.job, job.token, outcome, self.executor)
         self._count(job, outcome, elapsed, recorded)
         return outcome
 

@@ -90,6 +90,10 @@ class Store(ABC):
     def claim(self, limit: int, lease: float) -> list[Claimed]:
         """Lease up to `limit` runnable jobs for `lease` seconds, oldest first."""
 
+    async def claim_async(self, limit: int, lease: float, executor: Executor | None = None) -> list[Claimed]:
+        """`claim` for an event loop."""
+        return await run_blocking(executor, partial(self.claim, limit, lease))
+
     @abstractmethod
     def extend(self, job: int, token: int, lease: float) -> bool:
         """Push the lease on; False when the job is no longer this token's."""
@@ -97,6 +101,10 @@ class Store(ABC):
     @abstractmethod
     def finish(self, job: int, token: int, outcome: Finish) -> bool:
         """Record an attempt's outcome; False (job unchanged) when the token has been fenced out."""
+
+    async def finish_async(self, job: int, token: int, outcome: Finish, executor: Executor | None = None) -> bool:
+        """`finish` for an event loop."""
+        return await run_blocking(executor, partial(self.finish, job, token, outcome))
 
     @abstractmethod
     def release(self, job: int, token: int) -> bool:
@@ -309,10 +317,19 @@ class SqlStore(Store):
 
     # ----------------------------------------------------------------------------------- working
 
+    async def _write_async(self, op: Callable[[Tx], T], executor: Executor | None) -> T:
+        """`_write` for an event loop (SQLite's writer thread resolves it without a pool thread waiting)."""
+        return await run_blocking(executor, lambda: self._write(op).result())
+
     def claim(self, limit: int, lease: float) -> list[Claimed]:
         if limit <= 0:
             return []
         return self._write(lambda tx: self._claim(tx, limit, lease)).result()
+
+    async def claim_async(self, limit: int, lease: float, executor: Executor | None = None) -> list[Claimed]:
+        if limit <= 0:
+            return []
+        return await self._write_async(lambda tx: self._claim(tx, limit, lease), executor)
 
     def _claim(self, tx: Tx, limit: int, lease: float) -> list[Claimed]:
         now = self.clock()
@@ -338,9 +355,12 @@ class SqlStore(Store):
         return self._write(op).result()
 
     def finish(self, job: int, token: int, outcome: Finish) -> bool:
-        if (outcome.status == "retry") != (outcome.next_attempt_at is not None):
-            raise ValueError("a retry needs next_attempt_at, and only a retry has one")
+        _check(outcome)
         return self._write(lambda tx: self._finish(tx, job, token, outcome)).result()
+
+    async def finish_async(self, job: int, token: int, outcome: Finish, executor: Executor | None = None) -> bool:
+        _check(outcome)
+        return await self._write_async(lambda tx: self._finish(tx, job, token, outcome), executor)
 
     def _finish(self, tx: Tx, job: int, token: int, outcome: Finish) -> bool:
         now = self.clock()
@@ -488,3 +508,8 @@ class SqlStore(Store):
         if row is None:
             raise NotFound(f"there is no delivery d{delivery}")
         return rows.delivery(row)
+
+
+def _check(outcome: Finish) -> None:
+    if (outcome.status == "retry") != (outcome.next_attempt_at is not None):
+        raise ValueError("a retry needs next_attempt_at, and only a retry has one")

@@ -226,6 +226,9 @@ class SqliteStore(SqlStore):
             else:
                 op.future.set_exception(failure)
 
+    async def _write_async(self, op: Callable[[Tx], T], executor: Executor | None) -> T:
+        return await asyncio.wrap_future(self._write(op))  # the writer thread resolves it; no pool thread waits
+
     # ------------------------------------------------------------------------------ webhooks, in groups
 
     async def ingest_async(
