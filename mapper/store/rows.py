@@ -14,7 +14,7 @@ MAX_TRACE: Final = 1_000_000  # characters of trace JSON kept per attempt
 
 def headers_text(headers: Headers) -> str:
     """Headers as stored: a JSON list of [name, value] pairs, in the order and spelling received."""
-    return json.dumps([list(pair) for pair in headers])
+    return json.dumps(headers)  # pairs (tuples) are JSON arrays
 
 
 def headers(text: str) -> Headers:
