@@ -238,22 +238,7 @@ class SqlStore(Store):
     def _insert_delivery(
         self, tx: Tx, d: NewDelivery, now: float, status: str, body: bytes, duplicate_of: int | None
     ) -> int:
-        row = self._one(
-            tx,
-            sql.INSERT_DELIVERY,
-            (
-                now,
-                rows.storable(d.delivery_id),
-                rows.storable(d.dedupe_key),
-                d.body_sha256,
-                d.signature,
-                rows.storable(d.summary),
-                rows.headers_text(d.headers),
-                body,
-                status,
-                duplicate_of,
-            ),
-        )
+        row = self._one(tx, sql.INSERT_DELIVERY, rows.delivery_values(d, now, status, body, duplicate_of))
         return int(row[0])
 
     def _insert_job(

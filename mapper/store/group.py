@@ -161,19 +161,7 @@ def _coalesce(
 def _delivery_row(
     row_id: int, d: NewDelivery, now: float, status: str, body: bytes, duplicate_of: int | None
 ) -> tuple[Any, ...]:
-    return (
-        row_id,
-        now,
-        rows.storable(d.delivery_id),
-        rows.storable(d.dedupe_key),
-        d.body_sha256,
-        d.signature,
-        rows.storable(d.summary),
-        rows.headers_text(d.headers),
-        body,
-        status,
-        duplicate_of,
-    )
+    return (row_id, *rows.delivery_values(d, now, status, body, duplicate_of))
 
 
 def _insert(table: str, columns: str, width: int, count: int) -> str:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from mapper.store.records import AttemptRow, Claimed, DeliveryRow, Headers, JobRow
+from mapper.store.records import AttemptRow, Claimed, DeliveryRow, Headers, JobRow, NewDelivery
 
 MAX_REASON: Final = 2000  # characters of a reason kept in a row
 MAX_TRACE: Final = 1_000_000  # characters of trace JSON kept per attempt
@@ -15,6 +15,22 @@ MAX_TRACE: Final = 1_000_000  # characters of trace JSON kept per attempt
 def headers_text(headers: Headers) -> str:
     """Headers as stored: a JSON list of [name, value] pairs, in the order and spelling received."""
     return json.dumps(headers)  # pairs (tuples) are JSON arrays
+
+
+def delivery_values(d: NewDelivery, now: float, status: str, body: bytes, duplicate_of: int | None) -> tuple[Any, ...]:
+    """A delivery row's values in sql.INSERT_DELIVERY's column order (received_at ... duplicate_of)."""
+    return (
+        now,
+        storable(d.delivery_id),
+        storable(d.dedupe_key),
+        d.body_sha256,
+        d.signature,
+        storable(d.summary),
+        headers_text(d.headers),
+        body,
+        status,
+        duplicate_of,
+    )
 
 
 def headers(text: str) -> Headers:
