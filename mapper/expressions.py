@@ -31,7 +31,7 @@ from jinja2.parser import Parser
 from jinja2.runtime import Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from mapper import closures, conversions
+from mapper import closures, conversions, direct
 from mapper.errors import did_you_mean
 
 MAX_OUTPUT = 1024 * 1024  # characters one template or expression may produce
@@ -422,11 +422,11 @@ def compile_template(source: str, environment: _Sandbox = TEXT) -> Template:
     _check_names(source, tree, environment)
     if single and environment is TEXT and not _is_expression(single.group("expr"), environment):
         single = None  # `{{ a, b }}` prints as a template but is no expression on its own: render it as text
-    plain = _plain_parts(tree)
+    plain = _plain_parts(tree, environment)
     if single and environment is TEXT:
         expression_source = single.group("expr")
         if plain is not None and len(plain) == 1 and not isinstance(plain[0], str):
-            # A plain name: rendered by look-up; Jinja's code is only the fallback, generated when first needed.
+            # Rendered by look-up and plain computing; Jinja's code is only the fallback, made when first needed.
             fallback = _lazy(lambda: _native_renderer(environment, expression_source))
             return Template(source, True, _direct_native(plain[0], fallback), references)
         return Template(source, True, _lazy(lambda: _native_renderer(environment, expression_source)), references)
@@ -507,69 +507,54 @@ def _text_renderer(environment: _Sandbox, tree: nodes.Template) -> Render:
     return render_text
 
 
-# -- the direct path: text and plain names only -----------------------------------------------------------
-# Most templates are text with `{{ name.attr }}` holes. Those are rendered by looking the names up in plain
-# dicts, which is what Jinja would do, without building a Jinja context per render. Anything else (a value
-# that is not a dict on the way, a missing key, a key that is also a dict method) goes to Jinja, so the
-# result and the error messages are always Jinja's.
+# -- the direct path: lookups and plain computing, without Jinja's runtime (see mapper/direct.py) -----------
+# Anything a closure does not cover (a value that is not a dict on the way, a missing key, a number that is a
+# string...) goes to Jinja, so the result and the error messages are always Jinja's.
 
-_DICT_ATTRIBUTES = frozenset(dir(dict))
+Part = str | Chain | direct.Eval  # text, a plain name (its null is named in the error), or a computed value
 
 
-class _NotPlain(Exception):
-    pass
-
-
-def _plain_parts(tree: nodes.Template) -> list[str | Chain] | None:
+def _plain_parts(tree: nodes.Template, environment: _Sandbox) -> list[Part] | None:
     if len(tree.body) != 1 or not isinstance(tree.body[0], nodes.Output):
         return None
-    parts: list[str | Chain] = []
+    parts: list[Part] = []
     for node in tree.body[0].nodes:
         if isinstance(node, nodes.TemplateData):
             parts.append(node.data)
             continue
-        chain = _strict_chain(node)
-        if chain is None or any(key in _DICT_ATTRIBUTES for key in chain[1:]):
+        chain = direct.plain_chain(node)
+        computed = direct.compile_node(node, environment.filters, _checked_binop) if chain is None else None
+        if chain is None and computed is None:
             return None
-        parts.append(chain)
+        parts.append(chain if chain is not None else computed)  # type: ignore[arg-type]
     return parts
 
 
-def _strict_chain(node: nodes.Node) -> Chain | None:
-    if isinstance(node, nodes.Name) and node.ctx == "load":
-        return (node.name,)
-    if isinstance(node, nodes.Getattr):
-        head = _strict_chain(node.node)
-        return (*head, node.attr) if head is not None else None
-    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-        head = _strict_chain(node.node)
-        return (*head, node.arg.value) if head is not None else None
-    return None
+def _direct_native(part: Chain | direct.Eval, fallback: Render) -> Render:
+    if isinstance(part, tuple):
+        chain = part
 
+        def render(scope: Mapping[str, Any]) -> Any:
+            try:
+                value = direct.lookup(scope, chain)
+            except direct.NotPlain:
+                return fallback(scope)
+            return _plain(value) if type(value) is str or type(value) is tuple else value
 
-def _lookup(scope: Mapping[str, Any], chain: Chain) -> Any:
-    value: Any = scope
-    for key in chain:
-        if type(value) is not dict or key not in value:
-            raise _NotPlain
-        value = value[key]
-    return value
+        return render
+    compute = part
 
-
-def _direct_native(chain: Chain, fallback: Callable[[Mapping[str, Any]], Any]) -> Callable[[Mapping[str, Any]], Any]:
-    def render(scope: Mapping[str, Any]) -> Any:
+    def render_computed(scope: Mapping[str, Any]) -> Any:
         try:
-            value = _lookup(scope, chain)
-        except _NotPlain:
+            value = compute(scope)
+        except direct.NotPlain:
             return fallback(scope)
-        return _plain(value) if type(value) is str or type(value) is tuple else value
+        return _plain(value)
 
-    return render
+    return render_computed
 
 
-def _direct_text(
-    parts: list[str | Chain], finalize: Callable[[Any], Any] | None, fallback: Callable[[Mapping[str, Any]], Any]
-) -> Callable[[Mapping[str, Any]], Any]:
+def _direct_text(parts: list[Part], finalize: Callable[[Any], Any] | None, fallback: Render) -> Render:
     frozen = tuple(parts)
 
     def render(scope: Mapping[str, Any]) -> Any:
@@ -578,16 +563,21 @@ def _direct_text(
             for part in frozen:
                 if type(part) is str:
                     pieces.append(part)
-                else:
-                    value = _lookup(scope, part)  # type: ignore[arg-type]
+                    continue
+                if type(part) is tuple:
+                    value = direct.lookup(scope, part)
                     if value is None:
                         name = ".".join(part)
                         raise EvaluationError(
                             f"`{name}` is empty (null), so it cannot be inserted into the text; "
                             f"write `{{{{ {name} or '' }}}}` if empty is fine there"
                         )
-                    pieces.append(str(finalize(value) if finalize is not None else value))
-        except _NotPlain:
+                else:
+                    value = part(scope)  # type: ignore[operator]
+                    if value is None:  # Jinja's own words for it
+                        raise direct.NotPlain
+                pieces.append(str(finalize(value) if finalize is not None else value))
+        except direct.NotPlain:
             return fallback(scope)
         text = "".join(pieces)
         if len(text) > MAX_OUTPUT:
