@@ -85,7 +85,9 @@ class LoopGroups(SqlStore):
         request = group.Request(delivery, tuple(jobs), dedupe_window)
         loop = asyncio.get_running_loop()
         if self._group_loop is not loop:
-            if self._group:  # a group is gathering on another event loop: not ours to join
+            # A group gathering or in flight on another event loop (or left by one that was closed meanwhile):
+            # not ours to join or wait for. The writer thread takes this webhook on its own.
+            if self._group or self._committing:
                 return await asyncio.wrap_future(self._write(_one_by_one(self, request)))
             self._group_loop = loop
         future: asyncio.Future[Ingested] = loop.create_future()
