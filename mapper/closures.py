@@ -70,26 +70,12 @@ class Compiler:
 
             return path
 
-        def chain(value: Any) -> Any:
-            for part in parts:
-                value = part(value)
-                if value is None:
-                    return None
-            return value
-
-        return chain
+        return _chained(parts)
 
     def _index_expression(self, node: dict[str, Any]) -> Evaluate:
         parts = [self.compile(child) for child in node["children"]]
 
-        def chain(value: Any) -> Any:
-            for part in parts:
-                value = part(value)
-                if value is None:
-                    return None
-            return value
-
-        return chain
+        return _chained(parts)
 
     def _index(self, node: dict[str, Any]) -> Evaluate:
         position = node["value"]
@@ -204,3 +190,16 @@ class Compiler:
 
 def compile_ast(ast: dict[str, Any], options: jmespath.Options) -> Evaluate:
     return Compiler(options).compile(ast)
+
+
+def _chained(parts: list[Evaluate]) -> Evaluate:
+    """Each part applied to what the one before gave; null stops the chain (JMESPath's projection rule)."""
+
+    def chain(value: Any) -> Any:
+        for part in parts:
+            value = part(value)
+            if value is None:
+                return None
+        return value
+
+    return chain

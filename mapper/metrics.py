@@ -40,6 +40,14 @@ def _key(labels: Mapping[str, str]) -> Labels:
     return tuple(sorted((name, str(value)) for name, value in labels.items()))
 
 
+def _samples(name: str, help_text: str, kind: str, values: Mapping[Labels, float]) -> Iterable[str]:
+    """A counter's or gauge's exposition: HELP, TYPE, then one line per label set."""
+    yield f"# HELP {name} {help_text}"
+    yield f"# TYPE {name} {kind}"
+    for labels, value in sorted(values.items()):
+        yield f"{name}{_labels(labels)} {_number(value)}"
+
+
 @dataclass
 class Counter:
     """A number that only goes up, per label set."""
@@ -56,10 +64,7 @@ class Counter:
         return self.values.get(_key(labels), 0.0)
 
     def lines(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.help}"
-        yield f"# TYPE {self.name} counter"
-        for labels, value in sorted(self.values.items()):
-            yield f"{self.name}{_labels(labels)} {_number(value)}"
+        return _samples(self.name, self.help, "counter", self.values)
 
 
 @dataclass
@@ -74,10 +79,7 @@ class Gauge:
         self.values[_key(labels)] = value
 
     def lines(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.help}"
-        yield f"# TYPE {self.name} gauge"
-        for labels, value in sorted(self.values.items()):
-            yield f"{self.name}{_labels(labels)} {_number(value)}"
+        return _samples(self.name, self.help, "gauge", self.values)
 
 
 @dataclass

@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import httpx
 
@@ -29,6 +29,8 @@ from mapper.matching import truthy, webhook_scope
 from mapper.outcome import RunResult, Status
 from mapper.plan import Connection, Plan, Step, Value
 from mapper.trace import Trace
+
+C = TypeVar("C", ConnectionClient, GraphQLClient)
 
 # Which step is sending: lets a stub transport (dry runs, `wlmap test`) answer per step.
 CURRENT_STEP: contextvars.ContextVar[str | None] = contextvars.ContextVar("wlmap_step", default=None)
@@ -71,24 +73,21 @@ class Runner:
         return self._maskers[key]
 
     def _client(self, plan: Plan, connection: Connection) -> ConnectionClient:
-        key = (plan.name, plan.digest, connection.name)
-        if key not in self._http:
-            client = ConnectionClient(
-                connection, self.env, transport=self.transport, token_cache=self.tokens, stack=self.stack
-            )
-            self._share_secrets(plan, client.masker)
-            self._http[key] = client
-        return self._http[key]
+        return self._cached(self._http, ConnectionClient, plan, connection)
 
     def _graphql_client(self, plan: Plan, connection: Connection) -> GraphQLClient:
+        return self._cached(self._graphql, GraphQLClient, plan, connection)
+
+    def _cached(
+        self, cache: dict[tuple[str, str, str], C], make: Callable[..., C], plan: Plan, connection: Connection
+    ) -> C:
+        """The client of this plan version's connection, made on first use and kept (pools, tokens)."""
         key = (plan.name, plan.digest, connection.name)
-        if key not in self._graphql:
-            client = GraphQLClient(
-                connection, self.env, transport=self.transport, token_cache=self.tokens, stack=self.stack
-            )
+        if key not in cache:
+            client = make(connection, self.env, transport=self.transport, token_cache=self.tokens, stack=self.stack)
             self._share_secrets(plan, client.masker)
-            self._graphql[key] = client
-        return self._graphql[key]
+            cache[key] = client
+        return cache[key]
 
     def _share_secrets(self, plan: Plan, masker: Masker) -> None:
         """A client knows the secrets of its connection; steps may use others (a token in a header or body),

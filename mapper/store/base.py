@@ -291,7 +291,7 @@ class SqlStore(Store):
             sql.COALESCE_OLDER.format(**self.index_hints),
             (
                 job_id,
-                f"superseded by job {job_id}, a newer event for the same resource",
+                rows.superseded_reason(job_id),
                 now,
                 job.mapping,
                 resource,

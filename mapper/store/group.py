@@ -56,10 +56,6 @@ class Request(NamedTuple):
     window: float
 
 
-def superseded_reason(job: int) -> str:
-    return f"superseded by job {job}, a newer event for the same resource"
-
-
 def ingest(conn: sqlite3.Connection, group: Sequence[Request], now: float, hints: dict[str, str]) -> list[Ingested]:
     """Write the group inside the caller's transaction; one Ingested per request, in order."""
     ids = [rows.storable(r.delivery.delivery_id) for r in group if r.delivery.delivery_id is not None]
@@ -136,7 +132,7 @@ def _coalesce(
         key = (mapping, resource)
         if key in latest:  # the group's earlier job never started: this one makes it moot
             earlier = jobs[latest[key]]
-            earlier[5], earlier[10], earlier[12] = "coalesced", superseded_reason(row[0]), row[0]
+            earlier[5], earlier[10], earlier[12] = "coalesced", rows.superseded_reason(row[0]), row[0]
             superseded.setdefault(index, []).append(earlier[0])
         else:
             firsts[key] = index
@@ -151,7 +147,7 @@ def _coalesce(
             for old, resource in conn.execute(statement, (mapping, *chunk)):
                 index = firsts[(mapping, resource)]
                 job_id = jobs[index][0]
-                updates.append((job_id, superseded_reason(job_id), now, old))
+                updates.append((job_id, rows.superseded_reason(job_id), now, old))
                 superseded.setdefault(index, []).append(int(old))
     if updates:
         conn.executemany(_SUPERSEDE, updates)

@@ -36,8 +36,13 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS: Final = 10_000
 
 
+def plain(exc: sqlite3.Error) -> str:
+    """SQLite's message, or the error's name when it has none."""
+    return str(exc) or type(exc).__name__
+
+
 def unavailable(exc: sqlite3.Error) -> StoreUnavailable:
-    return StoreUnavailable(f"the store cannot write: {str(exc) or type(exc).__name__}")
+    return StoreUnavailable(f"the store cannot write: {plain(exc)}")
 
 
 @dataclass

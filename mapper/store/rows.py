@@ -17,6 +17,11 @@ def headers_text(headers: Headers) -> str:
     return json.dumps(headers)  # pairs (tuples) are JSON arrays
 
 
+def superseded_reason(job: int) -> str:
+    """Why a job that never started was coalesced."""
+    return f"superseded by job {job}, a newer event for the same resource"
+
+
 def delivery_values(d: NewDelivery, now: float, status: str, body: bytes, duplicate_of: int | None) -> tuple[Any, ...]:
     """A delivery row's values in sql.INSERT_DELIVERY's column order (received_at ... duplicate_of)."""
     return (

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Final, TypeVar
 
 from mapper.store import schema
 from mapper.store.base import Clock, Tx
-from mapper.store.loop_groups import BUSY_TIMEOUT_MS, LoopGroups, unavailable
+from mapper.store.loop_groups import BUSY_TIMEOUT_MS, LoopGroups, plain, unavailable
 from mapper.store.migrations import MIGRATIONS, Migration
 from mapper.store.records import StoreError, StoreUnavailable
 
@@ -40,10 +40,6 @@ MAX_BATCH: Final = 256  # writes committed together at most
 class _Op:
     fn: Callable[[Tx], Any]
     future: Future[Any]
-
-
-def _plain(exc: sqlite3.Error) -> str:
-    return str(exc) or type(exc).__name__
 
 
 class SqliteStore(LoopGroups):
@@ -78,7 +74,7 @@ class SqliteStore(LoopGroups):
             self._prepare(conn, migrations)
         except sqlite3.Error as exc:
             conn.close()
-            raise StoreError(f"cannot use the store {self.path}: {_plain(exc)}") from None
+            raise StoreError(f"cannot use the store {self.path}: {plain(exc)}") from None
         except StoreError:
             conn.close()
             raise
@@ -91,7 +87,7 @@ class SqliteStore(LoopGroups):
                 self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
             )
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the store {self.path}: {_plain(exc)}") from None
+            raise StoreError(f"cannot open the store {self.path}: {plain(exc)}") from None
         return conn
 
     def _prepare(self, conn: sqlite3.Connection, steps: Sequence[Migration]) -> None:
@@ -200,13 +196,13 @@ class SqliteStore(LoopGroups):
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot read the store {self.path}: {_plain(exc)}") from None
+            raise StoreUnavailable(f"cannot read the store {self.path}: {plain(exc)}") from None
         try:
             conn.execute("PRAGMA query_only = ON")
             conn.execute("BEGIN")  # one snapshot for every statement of op
             return op(conn)
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot read the store {self.path}: {_plain(exc)}") from None
+            raise StoreUnavailable(f"cannot read the store {self.path}: {plain(exc)}") from None
         finally:
             conn.close()
 
