@@ -27,6 +27,7 @@ test: $(VENV)/.test-deps
 	$(BIN)/ruff check mapper tests bench
 	$(BIN)/ruff format --check mapper tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/wlmap validate $(MAPPINGS)
 	$(BIN)/wlmap test $(MAPPINGS)
 	$(BIN)/pytest

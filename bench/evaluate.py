@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import timeit
 
-from mapper import loader
+from mapper.language import loader
 
 MAPPING = """
 version: 1

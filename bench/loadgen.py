@@ -3,7 +3,7 @@
 The client is plain HTTP/1.1 with keep-alive on asyncio streams, so the generator costs little CPU and is the
 same for every server it is pointed at. Bodies are the subscription form (`{"data": {"id": ...}}`) with the
 headers of /work/shared/reference/scope-ar.md §1b: X-Scope-Topic, X-Scope-Webhook-Id (a UUID) and
-X-Scope-Hmac-Sha256 = base64(HMAC-SHA256(secret, raw body)) from `mapper.signature.sign`.
+X-Scope-Hmac-Sha256 = base64(HMAC-SHA256(secret, raw body)) from `mapper.service.signature.sign`.
 
 Open loop: request i is due at start + i / rate whatever happened to the earlier ones, and its latency is
 counted from that due time, so a stalled server cannot hide its stall by slowing the generator down
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from mapper.signature import sign
+from mapper.service.signature import sign
 
 SECRET = "bench-webhook-secret"
 TOPIC = "scenario_session/completed"

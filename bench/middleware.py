@@ -8,7 +8,7 @@ hand-written middleware Scope AR's reference app is (receive, verify, answer 200
 webhook, at most `--concurrency` of them working at once (a semaphore), each POSTing the GraphQL query and
 PATCHing the target. Nothing is stored: a crash or a failed request loses the event. `--client` picks the HTTP
 stack: httpx (its own httpcore pool), httpx-aiohttp (the httpx API on an aiohttp transport) or aiohttp.
-Served by uvicorn with the settings `mapper.service` uses (h11, no lifespan, no access log, backlog 2048,
+Served by uvicorn with the settings `mapper.service.server` uses (h11, no lifespan, no access log, backlog 2048,
 TCP_NODELAY on every connection).
 Prints `ready http://127.0.0.1:PORT` when listening; at exit, `stats {...}` (failures, background tasks).
 """

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 
-from mapper import loader
 from mapper.events import normalise
-from mapper.runner import Runner
+from mapper.language import loader
+from mapper.run.runner import Runner
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = 2000

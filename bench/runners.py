@@ -1,4 +1,4 @@
-"""Runner factories for `--runner module:factory`: the same mapper.runner.Runner on other HTTP client stacks.
+"""Runner factories for `--runner module:factory`: the same mapper.run.runner.Runner on other HTTP client stacks.
 
 service_load.py starts wlmap with each, so the client stack is chosen by measurement in the same run.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from mapper.runner import Runner
+from mapper.run.runner import Runner
 
 
 def httpcore(env: Mapping[str, str]) -> Runner:

@@ -207,7 +207,7 @@ def middleware(workdir: Path, fakes: str, client: str, concurrency: int) -> Serv
 
 
 def wlmap(workdir: Path, fakes: str, workers: int, runner: str | None, extra: Sequence[str] = ()) -> Server:
-    """`python -m mapper.service` with the bench mapping, on a new store in its own folder."""
+    """`python -m mapper.service.server` with the bench mapping, on a new store in its own folder."""
     home = Path(tempfile.mkdtemp(prefix="wlmap-", dir=workdir))
     (home / "mappings").mkdir()
     (home / "mappings" / "bench.yaml").write_text(MAPPING)
@@ -354,7 +354,7 @@ def main() -> None:
         help="wlmap also run with these client stacks (bench/runners.py factories), for the ratio",
     )
     parser.add_argument("--events", type=int, default=2000)
-    parser.add_argument("--wlmap-arg", action="append", default=[], help="extra argument for mapper.service")
+    parser.add_argument("--wlmap-arg", action="append", default=[], help="extra argument for mapper.service.server")
     parser.add_argument(
         "--profile",
         default=None,

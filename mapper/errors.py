@@ -104,3 +104,31 @@ class Problems:
 
     def sorted(self) -> list[Problem]:
         return sorted(self.items, key=lambda p: p.sort_key)
+
+
+def as_text(problems: Iterable[Problem]) -> str:
+    blocks = []
+    for problem in problems:
+        label = "warning: " if problem.severity == "warning" else ""
+        lines = [f"{problem.location}: {label}{problem.message}"]
+        if problem.source_line is not None and problem.location.line:
+            number = str(problem.location.line)
+            pad = " " * len(number)
+            shown = _visible(problem.source_line)
+            lines.append(f"   {number} | {shown}")
+            width = max(1, min(problem.location.width, max(1, len(shown) - problem.location.column + 1)))
+            lines.append(f"   {pad} | {' ' * (problem.location.column - 1)}{'^' * width}")
+        # A lone top-level key the message already names in backticks would only repeat it.
+        if problem.path and not (len(problem.path) == 1 and f"`{problem.path[0]}`" in problem.message):
+            lines.append(f"  in: {problem.where}")
+        if problem.hint:
+            lines.append(f"  hint: {problem.hint}")
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
+def _visible(line: str) -> str:
+    """The line as it can be shown: a tab as one space, other control characters as their symbol (␇)."""
+    return "".join(
+        " " if c == "\t" else chr(0x2400 + ord(c)) if ord(c) < 0x20 else "\u2421" if c == "\x7f" else c for c in line
+    )

@@ -35,9 +35,9 @@ from urllib.parse import parse_qs, unquote_plus
 
 import uvicorn
 
-from mapper import plan
 from mapper.errors import Location
-from mapper.expressions import compile_template
+from mapper.language import plan
+from mapper.language.expressions import compile_template
 
 ASGIApp = Callable[..., Awaitable[None]]
 

@@ -29,7 +29,7 @@ def wlmap(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> su
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SNOW_", "SCOPE_", "SAP_", "MAXIMO_"))}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-c", "from mapper.cli import main; main()", *args],
+        [sys.executable, "-c", "from mapper.cli.main import main; main()", *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,

@@ -4,8 +4,8 @@ import json
 import pytest
 from fakes import FakeClock, FakeOAuth2, FakeSap, FakeServer, Reply, auth, connection
 
-from mapper import plan
-from mapper.clients import AuthFailure, ConnectionClient, ConnectionUnusable, Exchange, TokenCache
+from mapper.language import plan
+from mapper.run.clients import AuthFailure, ConnectionClient, ConnectionUnusable, Exchange, TokenCache
 
 SAP_SERVICE = "/sap/opu/odata/sap/API_MAINTNOTIFICATION"
 

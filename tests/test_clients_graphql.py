@@ -4,7 +4,7 @@ import socket
 
 from fakes import FakeScope, FakeServer, FakeSleep, Reply, connection
 
-from mapper.clients import Exchange, GraphQLClient, GraphQLFailure
+from mapper.run.clients import Exchange, GraphQLClient, GraphQLFailure
 
 QUERY = """
 query Session($id: ID!) {

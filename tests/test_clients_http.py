@@ -7,8 +7,8 @@ import httpx
 import pytest
 from fakes import FakeServer, FakeSleep, Reply, auth, connection, make_certificates
 
-from mapper import plan
-from mapper.clients import (
+from mapper.language import plan
+from mapper.run.clients import (
     ConnectionClient,
     ConnectionUnusable,
     Exchange,

@@ -10,8 +10,8 @@ import httpx
 from fakes import FakeServer, FakeSleep, Reply, connection
 from test_clients_http import send
 
-from mapper.clients import TransportFailure
-from mapper.clients.transport import AiohttpTransport
+from mapper.run.clients import TransportFailure
+from mapper.run.clients.transport import AiohttpTransport
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""mapper.compiler: a read mapping → an immutable Plan, every expression compiled and every name resolved."""
+"""mapper.language.compiler: a read mapping → an immutable Plan, every expression compiled and every name resolved."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mapper import compiler, loader
 from mapper.errors import Problem
-from mapper.plan import DEFAULT_RETRY_STATUSES, DEFAULT_SCHEDULE, Plan
+from mapper.language import compiler, loader
+from mapper.language.plan import DEFAULT_RETRY_STATUSES, DEFAULT_SCHEDULE, Plan
 
 ENV = {"SCOPE_URL": "https://cms.example.com/api/v3/graphql", "TOKEN": "t", "TARGET": "https://t.example.com"}
 

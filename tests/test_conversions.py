@@ -1,4 +1,4 @@
-"""mapper.conversions: every conversion with worked examples (the ones docs/mapping.md shows), and its refusals."""
+"""mapper.language.conversions: every conversion with worked examples (as in docs/mapping.md), and its refusals."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mapper import conversions
-from mapper.conversions import ConversionError
+from mapper.language import conversions
+from mapper.language.conversions import ConversionError
 
 MAY_1 = 1714557600  # 2024-05-01T10:00:00Z
 

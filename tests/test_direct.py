@@ -13,8 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mapper import direct
-from mapper.expressions import (
+from mapper.language.expressions import (
     PATH,
     TEXT,
     EvaluationError,
@@ -22,6 +21,7 @@ from mapper.expressions import (
     _native_renderer,
     _text_renderer,
     compile_template,
+    direct,
 )
 
 TEXT_TEMPLATES = [

@@ -1,4 +1,4 @@
-"""mapper.expressions: JMESPath and Jinja compiled once with located syntax errors, evaluated in a sandbox."""
+"""mapper.language.expressions: JMESPath and Jinja compiled once with located syntax errors, evaluated in a sandbox."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mapper import expressions
-from mapper.expressions import EvaluationError, ExpressionSyntaxError, compile_query, compile_template
+from mapper.language import expressions
+from mapper.language.expressions import EvaluationError, ExpressionSyntaxError, compile_query, compile_template
 
 SCOPE: dict[str, Any] = {
     "event": {"resource_id": "U2Nl/+=", "name": "completed", "domain": "scopear.com"},

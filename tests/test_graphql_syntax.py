@@ -1,4 +1,4 @@
-"""Tests for mapper.graphql_syntax: the dependency-free GraphQL lexer, parser and schema-free checks."""
+"""Tests for mapper.language.graphql.syntax: the dependency-free GraphQL lexer, parser and schema-free checks."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from graphql.language import FragmentDefinitionNode, OperationDefinitionNode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mapper.graphql_syntax import (
+from mapper.language.graphql.syntax import (
     Document,
     EnumValue,
     Field,
@@ -251,7 +251,7 @@ def test_deep_nesting_at_the_limit_parses() -> None:
 
 
 def test_module_does_not_import_graphql_core() -> None:
-    path = Path(__file__).resolve().parent.parent / "mapper" / "graphql_syntax.py"
+    path = Path(__file__).resolve().parent.parent / "mapper" / "language" / "graphql" / "syntax.py"
     code = (
         "import importlib.util, sys\n"
         f"spec = importlib.util.spec_from_file_location('gs', {str(path)!r})\n"

@@ -21,11 +21,11 @@ import pytest
 from fakes import serve
 
 from mapper.events import Event
-from mapper.listener import ListenerOptions, create_app
-from mapper.metrics import Metrics
-from mapper.signature import SignatureScheme, sign
-from mapper.store import NewDelivery, NewJob, Store, StoreUnavailable
-from mapper.store.sqlite import SqliteStore
+from mapper.service.listener import ListenerOptions, create_app
+from mapper.service.metrics import Metrics
+from mapper.service.signature import SignatureScheme, sign
+from mapper.service.store import NewDelivery, NewJob, Store, StoreUnavailable
+from mapper.service.store.sqlite import SqliteStore
 
 SECRET = "current-secret"
 OLD_SECRET = "previous-secret"

@@ -2,7 +2,7 @@
 
 1. `wlmap test mappings/` (the CLI, as CI and a mapping author run it) exits 0 with every case `ok`.
 2. Runtime conformance proof: every case of every shipped mapping is run again in-process, the way
-   `mapper.testing.run_case` runs it, on a stub transport that keeps every request. Each request sent to the
+   `mapper.rehearse.cases.run_case` runs it, on a stub transport that keeps every request. Each request sent to the
    target system (the Scope GraphQL query excepted) goes through the vendor checker of
    tests/test_vendor_conformance.py (`wire_request` + `check_request`) and must show no violation. For SAP,
    every modifying request must also carry the token and the session cookie the CSRF fetch just returned, and
@@ -37,15 +37,15 @@ from test_vendor_conformance import (
     wire_request,
 )
 
-from mapper import testing
 from mapper.events import normalise
-from mapper.loader import load_file, load_text
-from mapper.matching import match
-from mapper.outcome import RunResult
-from mapper.plan import Plan
-from mapper.runner import CURRENT_STEP, Runner
-from mapper.stubs import DRY_RUN_TOKEN, StubTransport
-from mapper.testing import Case, load_cases
+from mapper.language.loader import load_file, load_text
+from mapper.language.plan import Plan
+from mapper.rehearse import cases as testing
+from mapper.rehearse.cases import Case, load_cases
+from mapper.rehearse.stubs import DRY_RUN_TOKEN, StubTransport
+from mapper.run.matching import match
+from mapper.run.outcome import RunResult
+from mapper.run.runner import CURRENT_STEP, Runner
 
 # ------------------------------------------------------------------------------------------- running a case
 
@@ -80,7 +80,7 @@ class Ran:
 
 
 async def run_recorded(plan: Plan, case: Case) -> Ran:
-    """What `mapper.testing.run_case` does, keeping the transport."""
+    """What `mapper.rehearse.cases.run_case` does, keeping the transport."""
     body = case.event if isinstance(case.event, bytes | str) else json.dumps(case.event).encode()
     event = normalise(body, case.headers)
     matched, _ = match(plan, event)

@@ -6,7 +6,7 @@ from urllib.parse import quote, quote_plus
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mapper.masking import Masker
+from mapper.run.masking import Masker
 
 SECRET = "canary-s3cret-XYZ"
 
@@ -152,7 +152,7 @@ _secrets = st.one_of(
 
 @given(_json_values, st.lists(_secrets, min_size=1, max_size=3))
 def test_masking_a_trace_keeps_it_json_and_hides_every_secret(value, secrets):
-    from mapper.trace import mask
+    from mapper.run.trace import mask
 
     masker = Masker(secrets)
     record = {"data": value, "note": f"{secrets[0]} in text", "list": [secrets[-1], 1234]}

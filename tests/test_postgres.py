@@ -18,9 +18,9 @@ from conftest import PostgresSchema
 from test_postgres_support import Proxy, upstream, url_via
 from test_store import delivery
 
-from mapper.store import Finish, NewJob, Store, StoreError, StoreUnavailable, describe, open_store
-from mapper.store.migrations import MIGRATIONS
-from mapper.store.postgres import PostgresStore
+from mapper.service.store import Finish, NewJob, Store, StoreError, StoreUnavailable, describe, open_store
+from mapper.service.store.migrations import MIGRATIONS
+from mapper.service.store.postgres import PostgresStore
 
 WINDOW = 300.0
 
@@ -248,7 +248,7 @@ def test_a_size_limit_is_refused_for_postgresql() -> None:
 def test_without_psycopg_the_message_says_what_to_install() -> None:
     code = (
         "import sys; sys.modules['psycopg'] = None\n"
-        "from mapper.store import open_store, StoreError\n"
+        "from mapper.service.store import open_store, StoreError\n"
         "try:\n    open_store('postgresql://localhost/wlmap')\n"
         "except StoreError as exc:\n    print(exc)\n"
     )

@@ -1,6 +1,6 @@
 """Several wlmap processes on one PostgreSQL, end to end: roles, database outages, kill -9 of replicas.
 
-The processes are real subprocesses (`python -m mapper.service --store postgresql://...`) with the stand-in
+The processes are real subprocesses (`python -m mapper.service.server --store postgresql://...`) with the stand-in
 runner of test_service_support, which POSTs each run to a fake target that counts effects per idempotency key
 and records when each request started and ended. Needs WLMAP_TEST_POSTGRES (see conftest.py).
 """
@@ -22,9 +22,9 @@ from test_postgres_support import PgService, Proxy, upstream, url_via
 from test_service_support import Hit, Target, body_for, signed_headers
 from typer.testing import CliRunner
 
-from mapper import cli_ops
-from mapper.store import NewDelivery, NewJob
-from mapper.store.postgres import PostgresStore
+from mapper.cli import operations as commands
+from mapper.service.store import NewDelivery, NewJob
+from mapper.service.store.postgres import PostgresStore
 
 SLOW_TARGET = 0.05  # seconds the target takes per request: long enough to see two runs of one job overlap
 
@@ -175,13 +175,13 @@ def test_operator_commands_read_and_replay_a_postgresql_store(
             dedupe_window=300,
         )
         [claimed] = store.claim(1, 60.0)
-        from mapper.store import Finish
+        from mapper.service.store import Finish
 
         store.finish(claimed.job, claimed.token, Finish("dead", "step `post`: the target answered 404", "post"))
     finally:
         store.close()
     app = typer.Typer(add_completion=False)
-    cli_ops.register(app)
+    commands.register(app)
     env = {"WLMAP_STORE": postgres.url, "WLMAP_TEST_TARGET": target.url}
     listed = CliRunner().invoke(app, ["events", "list"], env=env, catch_exceptions=False)
     assert listed.exit_code == 0 and "dead" in listed.output and "R1" in listed.output

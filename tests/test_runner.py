@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from fakes import FakeOAuth2, FakeSap, FakeScope, FakeServer, Reply
 
-from mapper import loader
 from mapper.events import normalise
-from mapper.outcome import RunResult
-from mapper.plan import Plan
-from mapper.runner import Runner
+from mapper.language import loader
+from mapper.language.plan import Plan
+from mapper.run.outcome import RunResult
+from mapper.run.runner import Runner
 
 CALL = "Q2FsbFNlc3Npb24tMQ=="
 EVENT = {

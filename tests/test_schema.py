@@ -1,4 +1,4 @@
-"""mapper.schema and the published JSON Schema: one schema, described everywhere, errors in plain words."""
+"""mapper.language.schema and the published JSON Schema: one schema, described everywhere, errors in plain words."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from mapper import schema, source
 from mapper.errors import Problem
+from mapper.language import schema, source
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "schemas" / "mapping.schema.json"
-PACKAGED = ROOT / "mapper" / "mapping.schema.json"
+PACKAGED = ROOT / "mapper" / "language" / "mapping.schema.json"
 DOCS = ROOT / "docs" / "mapping.md"
 
 

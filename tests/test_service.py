@@ -1,6 +1,6 @@
 """The service: trigger matching, mapping reloads, and the whole thing end to end as a real subprocess.
 
-End-to-end cases run `python -m mapper.service` on 127.0.0.1 with a real SQLite file and the stand-in runner
+End-to-end cases run `python -m mapper.service.server` on 127.0.0.1 with a real SQLite file and the stand-in runner
 from test_service_support, which POSTs to a fake target that counts effects per idempotency key.
 """
 
@@ -22,11 +22,11 @@ import pytest
 from test_listener import parse_metrics
 from test_service_support import ROOT, Hit, Service, Target, body_for, signed_headers
 
-from mapper import loader
 from mapper.errors import MappingError
 from mapper.events import normalise
-from mapper.plan import Plan
-from mapper.service import Mappings, matches, truthy
+from mapper.language import loader
+from mapper.language.plan import Plan
+from mapper.service.server import Mappings, matches, truthy
 
 LEGACY = {
     "time": "2024-05-01T10:12:31Z",

@@ -1,4 +1,4 @@
-"""Operator commands (mapper.cli_ops): events list/show, replay with the current mapping, send a signed test.
+"""Operator commands (mapper.cli.operations): events list/show, replay with the current mapping, send a signed test.
 
 Driven through typer's CliRunner on an app that `register` filled; the store is a real SQLite file, replays
 run the stand-in runner against a fake target, `send` posts to a real listener on 127.0.0.1.
@@ -18,16 +18,17 @@ from fakes import serve
 from test_service_support import MAPPING, SECRET, Target, body_for, signed_headers
 from typer.testing import CliRunner
 
-from mapper import cli_ops
+from mapper.cli import operations as commands
 from mapper.events import normalise
-from mapper.listener import ListenerOptions, create_app
-from mapper.metrics import Metrics
-from mapper.outcome import RunResult
-from mapper.plan import Plan
-from mapper.signature import verify
-from mapper.store import NewDelivery, NewJob, Store
-from mapper.store.sqlite import SqliteStore
-from mapper.worker import Worker
+from mapper.language.plan import Plan
+from mapper.run.outcome import RunResult
+from mapper.service import operations
+from mapper.service.listener import ListenerOptions, create_app
+from mapper.service.metrics import Metrics
+from mapper.service.signature import verify
+from mapper.service.store import NewDelivery, NewJob, Store
+from mapper.service.store.sqlite import SqliteStore
+from mapper.service.worker import Worker
 
 RUNNER = "test_service_support:EffectRunner"
 
@@ -35,7 +36,7 @@ RUNNER = "test_service_support:EffectRunner"
 @pytest.fixture
 def app() -> typer.Typer:
     made = typer.Typer(add_completion=False)
-    cli_ops.register(made)
+    commands.register(made)
     return made
 
 
@@ -73,7 +74,7 @@ def store_webhook(
 
 
 def run_all(store: Store, mapping: Path, result: RunResult) -> None:
-    from mapper import loader
+    from mapper.language import loader
 
     [plan] = loader.load_plans([mapping], {"WLMAP_TEST_TARGET": "http://unused"})
 
@@ -208,17 +209,17 @@ def test_replay_by_status_and_what_cannot_be_replayed(populated: Path, target: T
     try:
         env = {"WLMAP_TEST_TARGET": target.url}
         done = asyncio.run(
-            cli_ops.replay(store, ["3", "77"], status="dead", since="2000-01-01", runner=RUNNER, env=env)
+            operations.replay(store, ["3", "77"], status="dead", since="2000-01-01", runner=RUNNER, env=env)
         )
         lines = [str(line) for line in done]
         assert lines[0] == "job 3: not replayed: job 3 is pending: it still has work to do"
         assert lines[1] == "job 77: not replayed: there is no job 77"
         assert lines[2].startswith("job 1 → job 4 (effect): dead (")
-        assert asyncio.run(cli_ops.replay(store, status="dead", runner=RUNNER, env=env)) == []
-        later = asyncio.run(cli_ops.replay(store, status="dead", since="2999-01-01", runner=RUNNER, env=env))
+        assert asyncio.run(operations.replay(store, status="dead", runner=RUNNER, env=env)) == []
+        later = asyncio.run(operations.replay(store, status="dead", since="2999-01-01", runner=RUNNER, env=env))
         assert later == []
-        with pytest.raises(cli_ops.OpsError, match="not an ISO 8601 time"):
-            asyncio.run(cli_ops.replay(store, status="dead", since="yesterday", runner=RUNNER, env=env))
+        with pytest.raises(operations.OpsError, match="not an ISO 8601 time"):
+            asyncio.run(operations.replay(store, status="dead", since="yesterday", runner=RUNNER, env=env))
     finally:
         store.close()
 
@@ -229,10 +230,10 @@ def test_replaying_an_ignored_webhook_matches_it_against_todays_mappings(
     store = SqliteStore(populated)
     try:
         env = {"WLMAP_TEST_TARGET": target.url}
-        [still] = asyncio.run(cli_ops.replay(store, ["d4"], runner=RUNNER, env=env, mappings=[mapping.parent]))
+        [still] = asyncio.run(operations.replay(store, ["d4"], runner=RUNNER, env=env, mappings=[mapping.parent]))
         assert str(still) == "d4: not replayed: still no mapping wants this event"
         mapping.write_text(mapping.read_text().replace("[scenario_session/completed]", "[user/created]"))
-        [now] = asyncio.run(cli_ops.replay(store, ["d4"], runner=RUNNER, env=env, mappings=[mapping.parent]))
+        [now] = asyncio.run(operations.replay(store, ["d4"], runner=RUNNER, env=env, mappings=[mapping.parent]))
         assert str(now) == "d4 → job 4 (effect): ignored → done (every step succeeded)"
         assert store.delivery(4).status == "accepted"
     finally:
@@ -243,7 +244,7 @@ def test_replay_reports_an_invalid_current_mapping(populated: Path, mapping: Pat
     mapping.write_text(mapping.read_text().replace("method: POST", "method: POTS"))
     store = SqliteStore(populated)
     try:
-        [result] = asyncio.run(cli_ops.replay(store, ["1"], runner=RUNNER, env={"WLMAP_TEST_TARGET": "x"}))
+        [result] = asyncio.run(operations.replay(store, ["1"], runner=RUNNER, env={"WLMAP_TEST_TARGET": "x"}))
         assert result.problem is not None and "effect.yaml:" in result.problem and "POTS" in result.problem
         assert store.job(1).job.status == "dead"
     finally:

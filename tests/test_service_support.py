@@ -26,15 +26,15 @@ from typing import Any
 import httpx
 
 from mapper.events import Event
-from mapper.outcome import RunResult
-from mapper.plan import Plan
-from mapper.signature import sign
+from mapper.language.plan import Plan
+from mapper.run.outcome import RunResult
+from mapper.service.signature import sign
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 class EffectRunner:
-    """Runner(env) with `run(plan, event, *, idempotency_key, attempt)` and `aclose()`, like mapper.runner."""
+    """Runner(env) with `run(plan, event, *, idempotency_key, attempt)` and `aclose()`, like mapper.run.runner."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.url = env["WLMAP_TEST_TARGET"].rstrip("/") + "/effect"
@@ -209,7 +209,7 @@ def signed_headers(body: bytes, delivery_id: str | None, topic: str = TOPIC) -> 
 
 
 class Service:
-    """`python -m mapper.service` in a subprocess on a fixed port, with the EffectRunner."""
+    """`python -m mapper.service.server` in a subprocess on a fixed port, with the EffectRunner."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Tests for mapper.signature: HMAC signing and verification of Scope subscription webhooks."""
+"""Tests for mapper.service.signature: HMAC signing and verification of Scope subscription webhooks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mapper.signature import (
+from mapper.service.signature import (
     MALFORMED,
     MISMATCH,
     MISSING_HEADER,

@@ -1,4 +1,4 @@
-"""mapper.source: YAML → data and positions, with YAML's traps disarmed and every problem located."""
+"""mapper.language.source: YAML → data and positions, with YAML's traps disarmed and every problem located."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mapper import source
 from mapper.errors import Problem
+from mapper.language import source
 
 
 def read(text: str | bytes) -> tuple[source.Document | None, list[Problem]]:

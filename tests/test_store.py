@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from mapper.store import (
+from mapper.service.store import (
     Claimed,
     Finish,
     NewDelivery,
@@ -29,8 +29,8 @@ from mapper.store import (
     StoreUnavailable,
     open_store,
 )
-from mapper.store.migrations import MIGRATIONS, Migration
-from mapper.store.sqlite import SqliteStore
+from mapper.service.store.migrations import MIGRATIONS, Migration
+from mapper.service.store.sqlite import SqliteStore
 
 IMPLEMENTATIONS = ["sqlite", "postgres"]
 WINDOW = 300.0
@@ -80,7 +80,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 
         made = Backend("sqlite", lambda **kw: SqliteStore(path, **kw), query)
     elif request.param == "postgres":
-        from mapper.store.postgres import PostgresStore
+        from mapper.service.store.postgres import PostgresStore
 
         database = request.getfixturevalue("postgres")
         made = Backend("postgres", lambda **kw: PostgresStore(database.url, **kw), database.query)
@@ -634,7 +634,7 @@ def test_a_closed_store_refuses_webhooks_from_the_loop(tmp_path: Path) -> None:
 
 
 def test_sqlite_finds_a_body_without_an_id_through_its_partial_index(tmp_path: Path) -> None:
-    from mapper.store import sql
+    from mapper.service.store import sql
 
     path = tmp_path / "wlmap.db"
     SqliteStore(path).close()

@@ -18,8 +18,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mapper.store import NewDelivery, NewJob, group
-from mapper.store.sqlite import SqliteStore
+from mapper.service.store import NewDelivery, NewJob, group
+from mapper.service.store.sqlite import SqliteStore
 
 WINDOW = 300.0
 

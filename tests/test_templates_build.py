@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mapper import loader
-from mapper.expressions import EvaluationError
+from mapper.language import loader
+from mapper.language.expressions import EvaluationError
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = sorted(ROOT.glob("mappings/*.yaml")) + sorted(ROOT.glob("tests/cases/validate/ok-*/mapping.yaml"))

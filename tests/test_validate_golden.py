@@ -67,7 +67,7 @@ def _run(case: Path) -> tuple[int, str]:
         "TERM": "dumb",
         **ENV,
     }
-    command = [sys.executable, "-c", "from mapper.cli import main; main()", "validate", "mapping.yaml", *args]
+    command = [sys.executable, "-c", "from mapper.cli.main import main; main()", "validate", "mapping.yaml", *args]
     done = subprocess.run(command, cwd=case, env=env, capture_output=True, text=True, encoding="utf-8", timeout=120)
     return done.returncode, done.stdout + done.stderr
 

@@ -18,8 +18,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mapper import compiler, loader, schema
 from mapper.errors import Problem
+from mapper.language import compiler, loader, schema
 
 ROOT = Path(__file__).resolve().parents[1]
 VALID = (ROOT / "tests" / "cases" / "validate" / "ok-basic-auth-graphql" / "mapping.yaml").read_text(encoding="utf-8")
@@ -240,9 +240,9 @@ def test_every_property_in_the_schema_has_a_description() -> None:
 
 def test_the_published_schema_is_the_one_wlmap_uses_and_prints() -> None:
     published = (ROOT / "schemas" / "mapping.schema.json").read_bytes()
-    assert published == (ROOT / "mapper" / "mapping.schema.json").read_bytes()
+    assert published == (ROOT / "mapper" / "language" / "mapping.schema.json").read_bytes()
     done = subprocess.run(
-        [sys.executable, "-c", "from mapper.cli import main; main()", "schema"],
+        [sys.executable, "-c", "from mapper.cli.main import main; main()", "schema"],
         capture_output=True,
         text=True,
         check=True,

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from mapper import loader
 from mapper.events import Event
-from mapper.outcome import RunResult
-from mapper.plan import DEFAULT_SCHEDULE, Plan, RetryPolicy
-from mapper.store import Claimed, NewDelivery, NewJob
-from mapper.store.sqlite import SqliteStore
-from mapper.worker import Worker, WorkerOptions, decide, policy_for
+from mapper.language import loader
+from mapper.language.plan import DEFAULT_SCHEDULE, Plan, RetryPolicy
+from mapper.run.outcome import RunResult
+from mapper.service.store import Claimed, NewDelivery, NewJob
+from mapper.service.store.sqlite import SqliteStore
+from mapper.service.worker import Worker, WorkerOptions, decide, policy_for
 
 MAPPING = """
 version: 1

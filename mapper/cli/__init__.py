@@ -1,0 +1,1 @@
+"""The `wlmap` command line (typer): reads arguments and the environment, calls the layers below; nothing imports it."""

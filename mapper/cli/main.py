@@ -1,0 +1,298 @@
+"""The `wlmap` command line: a thin shell over the library. Nothing imports this module.
+
+Exit codes: 0 success, 1 a problem the user can fix (invalid mapping, failing test), 2 wrong usage,
+3 a bug in wlmap (with a traceback to paste into a report), 130 interrupted.
+Run-time modules (HTTP server, clients, store) are imported inside the commands that need them, so
+`wlmap validate` starts fast enough to be a pre-commit hook.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mapper.errors import Problem
+from mapper.language import loader
+from mapper.report import problems as report
+
+app = typer.Typer(
+    name="wlmap",
+    help="Declarative integrations from Scope AR WorkLink webhooks to your system of record.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class Format(enum.StrEnum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+def _render(problems: list[Problem], fmt: Format) -> str:
+    if fmt is Format.json:
+        return report.as_json(problems)
+    if fmt is Format.github:
+        return report.github(problems)
+    return report.text(problems)
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Mapping files or folders of mappings.", show_default=False)],
+    fmt: Annotated[Format, typer.Option("--format", help="text, json or github (workflow annotations).")] = Format.text,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too.")] = False,
+    graphql_schema: Annotated[
+        Path | None,
+        typer.Option("--graphql-schema", help="The Scope AR API schema (SDL or introspection JSON): check fields."),
+    ] = None,
+) -> None:
+    """Check mappings and report every problem with file:line:column. Exit 1 when any is invalid."""
+    api_schema = None
+    if graphql_schema is not None:
+        from mapper.language.graphql import check as graphql_check
+
+        try:
+            api_schema = graphql_check.load_schema(graphql_schema)
+        except graphql_check.SchemaFileError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+    loaded = loader.load(paths, env=dict(os.environ), graphql_schema=api_schema)
+    output = _render(loaded.problems, fmt)
+    if output:
+        typer.echo(output)
+    if fmt is Format.text:
+        typer.echo(report.summary(len(loaded.files), loaded.problems), err=bool(loaded.problems))
+    failed = bool(loaded.errors) or (strict and bool(loaded.problems))
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command("schema")
+def print_schema() -> None:
+    """Print the mapping JSON Schema (for editors: `# yaml-language-server: $schema=...`)."""
+    from mapper.language import schema
+
+    typer.echo(json.dumps(schema.schema(), indent=2, ensure_ascii=False))
+
+
+def _exit_on_problems(problems: list[Problem]) -> None:
+    if any(p.severity == "error" for p in problems):
+        typer.echo(report.text(p for p in problems if p.severity == "error"), err=True)
+        raise typer.Exit(1)
+
+
+def run(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="A mapping file (or, with --serve, mapping folders).", show_default=False),
+    ] = None,
+    event: Annotated[Path | None, typer.Option("--event", help="A saved webhook body (JSON).")] = None,
+    headers: Annotated[Path | None, typer.Option("--headers", help="The webhook's headers (JSON object).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Send nothing: answer from saved responses.")] = False,
+    graphql_response: Annotated[
+        Path | None, typer.Option("--graphql-response", help="Saved GraphQL response (dry run).")
+    ] = None,
+    response: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--response",
+            help="STEP=FILE: a stub response for a step (dry run); FILE is a body, or {status, headers, body}.",
+        ),
+    ] = None,
+    case: Annotated[
+        str | None,
+        typer.Option(
+            "--case",
+            help="Take event, answers and env from this test case "
+            "(its name or number) in the mapping's tests file; implies --dry-run.",
+        ),
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="text or json.")] = Format.text,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Run the webhook listener and workers (the main job).")
+    ] = False,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8080,
+    store: Annotated[
+        str, typer.Option("--store", envvar="WLMAP_STORE", help="SQLite file (or PostgreSQL URL).")
+    ] = "wlmap.db",
+    workers: Annotated[
+        int, typer.Option("--workers", help="Jobs run at the same time (see docs/operations.md, Sizing).")
+    ] = 16,
+    allow_unsigned: Annotated[
+        bool, typer.Option("--allow-unsigned", help="Accept legacy webhooks without a signature.")
+    ] = False,
+    log_format: Annotated[str, typer.Option("--log-format", help="text or json.")] = "text",
+    role: Annotated[
+        str,
+        typer.Option(
+            "--role",
+            help="With --serve: all (webhooks and jobs), listener (webhooks only) or worker (jobs only); "
+            "split roles share a PostgreSQL store.",
+        ),
+    ] = "all",
+) -> None:
+    """Run a mapping once for one saved event (add --dry-run to send nothing), or with --serve run the listener."""
+    if serve:
+        from mapper.service import server
+
+        raise typer.Exit(
+            server.run_from_cli(
+                paths or [Path("mappings")],
+                host=host,
+                port=port,
+                store=store,
+                workers=workers,
+                allow_unsigned=allow_unsigned,
+                log_format=log_format,
+                role=role,
+            )
+        )
+    if not paths or len(paths) != 1 or (event is None and case is None):
+        typer.echo(
+            "usage: wlmap run MAPPING.yaml --event EVENT.json [--headers H.json] [--dry-run ...]\n"
+            "       wlmap run MAPPING.yaml --case NAME\n       wlmap run --serve [MAPPINGS...]",
+            err=True,
+        )
+        raise typer.Exit(2)
+    raise typer.Exit(
+        _run_once(paths[0], event, headers, dry_run or case is not None, graphql_response, response or [], case, fmt)
+    )
+
+
+def _run_once(
+    mapping: Path,
+    event_file: Path | None,
+    headers_file: Path | None,
+    dry_run: bool,
+    graphql_response: Path | None,
+    responses: list[str],
+    case: str | None,
+    fmt: Format,
+) -> int:
+    from mapper.errors import MappingError
+    from mapper.rehearse import once
+    from mapper.report import traces
+
+    plan, problems = loader.load_file(mapping)
+    _exit_on_problems(problems)
+    assert plan is not None
+    try:
+        if case is not None:
+            inputs = once.from_case(mapping, case)
+        else:
+            assert event_file is not None
+            inputs = once.from_files(event_file, headers_file, graphql_response, responses)
+    except once.InputError as exc:
+        typer.echo(str(exc), err=True)
+        return 1
+    except MappingError as exc:
+        typer.echo(report.text(exc.problems), err=True)
+        return 1
+    env = {**os.environ, **inputs.env}
+    outcome = once.run(plan, inputs, once.stand_in_env(plan, env) if dry_run else env, dry_run)
+    if outcome.result is None:
+        if fmt is Format.json:
+            typer.echo(
+                json.dumps(
+                    {"mapping": plan.name, "matched": False, "reason": outcome.why, "event": outcome.event.as_dict()},
+                    indent=2,
+                )
+            )
+        else:
+            typer.echo(f"mapping  {plan.name}: not triggered — {outcome.why}")
+        return 0
+    if fmt is Format.json:
+        typer.echo(json.dumps(outcome.result.trace, indent=2, ensure_ascii=False))
+    else:
+        typer.echo(traces.trace_text(outcome.result.trace, dry_run=dry_run))
+        if outcome.unstubbed:
+            typer.echo(f"note     no stub response for: {', '.join(outcome.unstubbed)} (answered 200 {{}})")
+    return 0 if outcome.result.status in ("done", "skipped") else 1
+
+
+def test(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Mapping files or folders; each mapping's cases are in <name>.tests.yaml.", show_default=False
+        ),
+    ],
+    strict: Annotated[bool, typer.Option("--strict", help="Fail when a mapping has no tests file.")] = False,
+) -> None:
+    """Run mappings' test cases against stubbed systems (nothing is sent). Exit 1 on any failure."""
+    from mapper.errors import MappingError
+    from mapper.rehearse import cases
+
+    files, problems = loader.mapping_files(paths)
+    _exit_on_problems(problems)
+    failed = passed = 0
+    for file in files:
+        plan, found = loader.load_file(file)
+        if plan is None:
+            typer.echo(report.text(p for p in found if p.severity == "error"))
+            failed += 1
+            continue
+        tests_file = cases.tests_file_for(file)
+        if not tests_file.exists():
+            typer.echo(report.text([cases.problem_for_missing_tests(file)]))
+            failed += strict
+            continue
+        try:
+            suite = cases.run_suite(plan, tests_file)
+        except MappingError as exc:
+            typer.echo(report.text(exc.problems))
+            failed += 1
+            continue
+        typer.echo(f"{file} ({tests_file.name})")
+        for result in suite.results:
+            mark = "ok  " if result.passed else "FAIL"
+            typer.echo(f"  {mark} {result.case.name}")
+            for failure in result.failures:
+                typer.echo("       " + failure.replace("\n", "\n       "))
+            if result.failures and result.result is not None:
+                typer.echo(f"       ({result.case.location}; outcome {result.result.status}: {result.result.reason})")
+            passed += result.passed
+            failed += not result.passed
+        for gap in suite.uncovered:
+            typer.echo(f"  not covered: {gap}")
+    typer.echo(f"{passed} passed, {failed} failed")
+    raise typer.Exit(1 if failed else 0)
+
+
+# `wlmap validate` runs as a pre-commit hook, so its start-up is budgeted (bench/startup.py): typer builds
+# every registered command on each run, so the other commands are added only when one of them may be wanted.
+FAST_COMMANDS = frozenset({"validate", "schema"})
+
+
+def register_all() -> None:
+    from mapper.cli import operations  # typer commands only; the store is imported when a command runs
+
+    app.command()(run)
+    app.command()(test)
+    operations.register(app)
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in FAST_COMMANDS:
+        register_all()
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        sys.stderr.write("\nThis is a bug in wlmap. Please report it with the text above.\n")
+        sys.exit(3)

@@ -1,0 +1,106 @@
+"""Find mapping files and load each one: read → check → compile. `wlmap validate` and the runner both call this."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mapper.errors import Location, MappingError, Problem
+from mapper.language import compiler, source
+from mapper.language.plan import Plan
+
+TEST_SUFFIX = ".tests.yaml"
+DEFAULTS = compiler.Options()
+
+
+@dataclass
+class Loaded:
+    plans: list[Plan] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+
+def mapping_files(paths: Iterable[Path]) -> tuple[list[Path], list[Problem]]:
+    """Every mapping file named or found below the folders named (test files `*.tests.yaml` excluded)."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix in (".yaml", ".yml")
+                and not p.name.endswith(TEST_SUFFIX)
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not found:
+                problems.append(
+                    Problem(Location(str(path)), "no mapping files (*.yaml) in this folder", severity="warning")
+                )
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            problems.append(Problem(Location(str(path)), "no such file or folder"))
+    return files, problems
+
+
+def load_file(
+    path: Path, options: compiler.Options = DEFAULTS, name: str | None = None
+) -> tuple[Plan | None, list[Problem]]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return None, [Problem(Location(name or str(path)), f"cannot read the file: {exc.strerror}")]
+    return load_text(raw, name or str(path), options)
+
+
+def load_text(text: str | bytes, name: str, options: compiler.Options = DEFAULTS) -> tuple[Plan | None, list[Problem]]:
+    document, problems = source.read(text, name)
+    if document is None:
+        return None, problems
+    plan, more = compiler.compile_plan(document, options)
+    combined = sorted(problems + more, key=lambda p: p.sort_key)
+    if any(p.severity == "error" for p in combined):
+        return None, combined
+    return plan, combined
+
+
+def load(paths: Iterable[Path], env: Mapping[str, str] | None = None, graphql_schema: Any = None) -> Loaded:
+    """Load every mapping under `paths`; mapping names must be unique across files."""
+    files, problems = mapping_files(paths)
+    loaded = Loaded(problems=problems, files=files)
+    options = compiler.Options(env=env, graphql_schema=graphql_schema)
+    names: dict[str, str] = {}
+    for file in files:
+        plan, found = load_file(file, options)
+        loaded.problems.extend(found)
+        if plan is None:
+            continue
+        if plan.name in names:
+            loaded.problems.append(
+                Problem(
+                    plan.trigger.location.__class__(str(file), 1, 1),
+                    f"mapping name `{plan.name}` is already used by {names[plan.name]}",
+                    hint="give each mapping its own `name`",
+                )
+            )
+            continue
+        names[plan.name] = str(file)
+        loaded.plans.append(plan)
+    loaded.problems.sort(key=lambda p: p.sort_key)
+    return loaded
+
+
+def load_plans(paths: Iterable[Path], env: Mapping[str, str] | None = None) -> list[Plan]:
+    """The plans, or MappingError with every error (for the runner and the listener)."""
+    loaded = load(paths, env)
+    if loaded.errors:
+        raise MappingError(loaded.problems)
+    return loaded.plans

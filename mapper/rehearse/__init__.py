@@ -1,0 +1,1 @@
+"""Runs that send nothing: stubbed answers, a mapping's test cases, dry runs of one saved event."""

@@ -1,0 +1,90 @@
+"""An httpx transport that answers from saved responses, per step: dry runs and `wlmap test` send nothing.
+
+The runner marks which step is sending (`runner.CURRENT_STEP`); the transport answers that step from its
+stubs, the GraphQL query from the saved GraphQL response, and auxiliary requests (OAuth2 token, SAP CSRF
+fetch) with stand-in tokens, so the whole request flow — auth included — runs exactly as it would live.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from mapper.run.runner import CURRENT_STEP
+
+DRY_RUN_TOKEN = "dry-run-token"
+
+
+@dataclass(frozen=True)
+class StubResponse:
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None  # dict/list → JSON; str → text; None → empty
+
+    def to_httpx(self, request: httpx.Request) -> httpx.Response:
+        headers = dict(self.headers)
+        if isinstance(self.body, dict | list):
+            content = json.dumps(self.body).encode()
+            headers.setdefault("content-type", "application/json")
+        elif self.body is None:
+            content = b""
+        else:
+            content = str(self.body).encode()
+        return httpx.Response(self.status, headers=headers, content=content, request=request)
+
+
+AUXILIARY = frozenset({"csrf-fetch", "oauth2-token"})
+
+
+@dataclass
+class Sent:
+    step: str | None  # the step, "query", or an auxiliary request: "csrf-fetch", "oauth2-token"
+    request: httpx.Request
+
+
+class StubTransport(httpx.AsyncBaseTransport):
+    def __init__(
+        self,
+        graphql: Any = None,
+        steps: Mapping[str, list[StubResponse]] | None = None,
+        default: StubResponse | None = None,
+    ) -> None:
+        self.graphql = graphql
+        self.steps = {name: list(responses) for name, responses in (steps or {}).items()}
+        self.default = default or StubResponse(200, {}, {})
+        self.sent: list[Sent] = []
+        self.unstubbed: list[str] = []  # steps answered with the default response
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        step = CURRENT_STEP.get()
+        # A CSRF fetch is a request whose token header says `Fetch` (the header name is configurable).
+        fetch = next((name for name, value in request.headers.items() if value.lower() == "fetch"), None)
+        if fetch is not None:
+            self.sent.append(Sent("csrf-fetch", request))
+            return httpx.Response(
+                200, headers={fetch: DRY_RUN_TOKEN, "set-cookie": "SAP_SESSIONID_DRY=1; Path=/"}, request=request
+            )
+        if b"grant_type=client_credentials" in request.content:
+            self.sent.append(Sent("oauth2-token", request))
+            return httpx.Response(
+                200, json={"access_token": DRY_RUN_TOKEN, "token_type": "Bearer", "expires_in": 3600}, request=request
+            )
+        self.sent.append(Sent(step, request))
+        if step == "query":
+            if self.graphql is None:
+                return httpx.Response(
+                    200, json={"data": None, "errors": [{"message": "no GraphQL response was given"}]}, request=request
+                )
+            return StubResponse(200, {}, self.graphql).to_httpx(request)
+        queue = self.steps.get(step or "")
+        if not queue:
+            if step is not None and step not in self.unstubbed:
+                self.unstubbed.append(step)
+            return self.default.to_httpx(request)
+        response = queue.pop(0) if len(queue) > 1 else queue[0]
+        return response.to_httpx(request)

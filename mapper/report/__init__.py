@@ -1,0 +1,1 @@
+"""Values → text and JSON for people and machines: problems, traces, stored events."""

@@ -1,0 +1,303 @@
+"""Plan + event → RunResult: query, extract, skip_unless, then the steps; effects only through the clients.
+
+The runner decides, for every failure, whether it is *retryable* (it can succeed later: network, timeout,
+5xx, 429, a step's `retry` outcome) or *permanent* (`dead`: a 4xx, a template that fails on this event's
+data, a GraphQL authorization error) and says why, naming the step and its line in the mapping.
+Every run leaves a trace (see `trace.py`) with secrets masked.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import httpx
+
+from mapper.events import Event
+from mapper.language.expressions import EvaluationError
+from mapper.language.plan import Connection, Plan, Step, Value
+from mapper.run.clients.auth import TokenCache
+from mapper.run.clients.errors import ConnectionUnusable, GraphQLFailure, RequestRejected, TransportFailure
+from mapper.run.clients.exchange import Response
+from mapper.run.clients.graphql import GraphQLClient
+from mapper.run.clients.http import NO_JSON, ConnectionClient
+from mapper.run.clients.transport import Stack
+from mapper.run.masking import Masker
+from mapper.run.matching import truthy, webhook_scope
+from mapper.run.outcome import RunResult, Status
+from mapper.run.trace import Trace
+
+C = TypeVar("C", ConnectionClient, GraphQLClient)
+
+# Which step is sending: lets a stub transport (dry runs, `wlmap test`) answer per step.
+CURRENT_STEP: contextvars.ContextVar[str | None] = contextvars.ContextVar("wlmap_step", default=None)
+
+
+class _Stop(Exception):
+    """Ends a run early with its result (a skip or a failure)."""
+
+    def __init__(self, status: Status, reason: str, step: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.step, self.retry_after = status, reason, step, retry_after
+
+
+class Runner:
+    """Runs plans. One per process: it keeps HTTP connection pools and OAuth tokens across events."""
+
+    def __init__(
+        self, env: Mapping[str, str], transport: httpx.AsyncBaseTransport | None = None, *, stack: Stack = "aiohttp"
+    ) -> None:
+        self.env = dict(env)
+        self.transport = transport
+        self.stack: Stack = stack  # the HTTP client stack when no transport is given (see clients.transport)
+        self._http: dict[tuple[str, str, str], ConnectionClient] = {}
+        self._graphql: dict[tuple[str, str, str], GraphQLClient] = {}
+        self._maskers: dict[tuple[str, str], Masker] = {}
+        self.tokens = TokenCache()  # OAuth2 tokens, shared by every event and connection of this runner
+
+    async def aclose(self) -> None:
+        for client in self._http.values():
+            await client.aclose()
+        for graphql in self._graphql.values():
+            await graphql.aclose()
+        self._http.clear()
+        self._graphql.clear()
+
+    def masker(self, plan: Plan) -> Masker:
+        key = (plan.name, plan.digest)
+        if key not in self._maskers:
+            self._maskers[key] = Masker(self.env[name] for name in plan.env_names if name in self.env)
+        return self._maskers[key]
+
+    def _client(self, plan: Plan, connection: Connection) -> ConnectionClient:
+        return self._cached(self._http, ConnectionClient, plan, connection)
+
+    def _graphql_client(self, plan: Plan, connection: Connection) -> GraphQLClient:
+        return self._cached(self._graphql, GraphQLClient, plan, connection)
+
+    def _cached(
+        self, cache: dict[tuple[str, str, str], C], make: Callable[..., C], plan: Plan, connection: Connection
+    ) -> C:
+        """The client of this plan version's connection, made on first use and kept (pools, tokens)."""
+        key = (plan.name, plan.digest, connection.name)
+        if key not in cache:
+            client = make(connection, self.env, transport=self.transport, token_cache=self.tokens, stack=self.stack)
+            self._share_secrets(plan, client.masker)
+            cache[key] = client
+        return cache[key]
+
+    def _share_secrets(self, plan: Plan, masker: Masker) -> None:
+        """A client knows the secrets of its connection; steps may use others (a token in a header or body),
+        and the client cuts excerpts, so it must know them all to never leave half a secret at a cut."""
+        for name in plan.env_names:
+            if name in self.env:
+                masker.add(self.env[name])
+
+    async def run(self, plan: Plan, event: Event, *, idempotency_key: str = "", attempt: int = 1) -> RunResult:
+        trace = Trace(plan, event, attempt)
+        try:
+            await self._run(plan, event, trace, idempotency_key or _default_key(event, plan))
+        except _Stop as stop:
+            return trace.finish(stop.status, stop.reason, stop.step, stop.retry_after, self.masker(plan))
+        return trace.finish("done", "every step succeeded", None, None, self.masker(plan))
+
+    async def _run(self, plan: Plan, event: Event, trace: Trace, key: str) -> None:
+        scope: dict[str, Any] = webhook_scope(event)
+        if plan.query is not None:
+            scope["result"] = await self._query(plan, scope, trace)
+        values = {}
+        for extraction in plan.extract:
+            values[extraction.name] = _evaluate(plan, extraction.expression, scope)
+        trace.stage("extract", values=values)
+        scope.update(values)
+        if plan.skip_unless is not None:
+            passed = truthy(_evaluate(plan, plan.skip_unless, scope))
+            trace.stage("skip_unless", expression=plan.skip_unless.source, passed=passed)
+            if not passed:
+                shown = ", ".join(f"{k}={json.dumps(v, default=str)[:60]}" for k, v in values.items())
+                raise _Stop("skipped", f"skip_unless `{plan.skip_unless.source}` is false ({shown})")
+        scope["env"] = self.env
+        scope["steps"] = {}
+        for step in plan.steps:
+            await self._step(plan, step, scope, trace, key)
+
+    async def _query(self, plan: Plan, scope: dict[str, Any], trace: Trace) -> Any:
+        query = plan.query
+        assert query is not None
+        variables = _render(plan, query.variables, {**scope, "env": self.env})
+        connection = plan.connections[query.connection]
+        exchanges: list[Any] = []
+        stage = trace.stage("query", connection=connection.name, variables=variables, exchanges=exchanges)
+        token = CURRENT_STEP.set("query")
+        try:
+            data = await self._graphql_client(plan, connection).execute(
+                query.document, variables, query.operation, exchanges=exchanges
+            )
+        except GraphQLFailure as exc:
+            raise _Stop(
+                "retry" if exc.retryable else "dead", f"query ({_at(plan, query.location.line)}): {exc.message}"
+            ) from None
+        except TransportFailure as exc:
+            raise _Stop(
+                "retry" if exc.retryable else "dead",
+                f"the GraphQL query could not be sent: {exc.reason}",
+                retry_after=exc.retry_after,
+            ) from None
+        except (RequestRejected, ConnectionUnusable) as exc:
+            raise _Stop("dead", f"the GraphQL query was not sent: {exc}") from None
+        finally:
+            CURRENT_STEP.reset(token)
+        stage["data"] = data
+        return data
+
+    async def _step(self, plan: Plan, step: Step, scope: dict[str, Any], trace: Trace, key: str) -> None:
+        where = f"step `{step.name}` ({_at(plan, step.location.line)})"
+        captures: dict[str, Any] = {name: None for name, _ in step.capture}
+        scope["steps"][step.key] = scope["steps"][step.name] = captures
+        if step.when is not None and not truthy(_evaluate(plan, step.when, scope, where)):
+            trace.stage("step", name=step.name, ran=False, reason=f"when `{step.when.source}` is false")
+            return
+        if step.for_each is None:
+            items: list[tuple[int | None, Any]] = [(None, None)]
+        else:
+            listed = _evaluate(plan, step.for_each, scope, where)
+            if listed is None:
+                listed = []
+            if not isinstance(listed, list):
+                raise _Stop(
+                    "dead",
+                    f"{where}: for_each `{step.for_each.source}` gave {type(listed).__name__}, not a list",
+                    step.name,
+                )
+            items = list(enumerate(listed))
+            for name in captures:
+                captures[name] = []
+        for index, item in items:
+            local = scope if index is None else {**scope, "item": item, "index": index}
+            captured = await self._request(plan, step, local, trace, key, index, where)
+            for name, value in captured.items():
+                if index is None:
+                    captures[name] = value
+                else:
+                    captures[name].append(value)
+
+    async def _request(
+        self, plan: Plan, step: Step, scope: dict[str, Any], trace: Trace, key: str, index: int | None, where: str
+    ) -> dict[str, Any]:
+        connection = plan.connections[step.connection]
+        path = _render(plan, step.path, scope, where) if step.path else None
+        url = _render(plan, step.url, scope, where) if step.url else None
+        params = {name: _text(_render(plan, value, scope, where)) for name, value in step.params}
+        headers = {name: _text(_render(plan, value, scope, where)) for name, value in step.headers}
+        body = _render(plan, step.body.value, scope, where) if step.body.value is not None else None
+        exchanges: list[Any] = []
+        stage = trace.stage("step", name=step.name, ran=True, item=index, exchanges=exchanges)
+        step_key = hashlib.sha256(f"{key}|{step.name}|{index}".encode()).hexdigest()[:32]
+        token = CURRENT_STEP.set(step.name)
+        try:
+            response = await self._client(plan, connection).send(
+                step.method,
+                path=path,
+                url=url,
+                params=params,
+                headers=headers,
+                json=body if step.body.kind == "json" else NO_JSON,
+                form={k: _text(v) for k, v in body.items()}
+                if step.body.kind == "form" and isinstance(body, dict)
+                else None,
+                content=_text(body).encode() if step.body.kind == "text" else None,
+                content_type=step.body.content_type,
+                timeout=step.timeout,
+                exchanges=exchanges,
+                # reads are safe to repeat; keys go on writes, where the target uses them to drop a repeat
+                idempotency_key=None if step.method in ("GET", "HEAD") else step_key,
+            )
+        except TransportFailure as exc:
+            raise _Stop(
+                "retry" if exc.retryable else "dead", f"{where}: {exc.reason}", step.name, exc.retry_after
+            ) from None
+        except (RequestRejected, ConnectionUnusable) as exc:
+            raise _Stop("dead", f"{where}: request not sent: {exc}", step.name) from None
+        except (UnicodeError, TypeError, ValueError) as exc:  # e.g. a lone surrogate from the data in a JSON body
+            raise _Stop("dead", f"{where}: request not sent: the body cannot be encoded ({exc})", step.name) from None
+        finally:
+            CURRENT_STEP.reset(token)
+        outcome = step.outcome_for(response.status) or _default_outcome(connection, response.status)
+        stage["status"] = response.status
+        stage["outcome"] = outcome
+        answered = f"{where}: {connection.name} answered {response.status}{_excerpt(response)}"
+        if outcome == "skip":
+            raise _Stop("skipped", f"{answered}, which this step treats as skip", step.name)
+        if outcome == "retry":
+            raise _Stop("retry", answered, step.name, response.retry_after)
+        if outcome == "fail":
+            if 300 <= response.status < 400:
+                answered += " (redirects are never followed)"
+            raise _Stop("dead", answered, step.name)
+        view = {"status": response.status, "headers": response.headers, "body": _body(response)}
+        captured = {name: _evaluate(plan, expression, view, where) for name, expression in step.capture}
+        if captured:
+            stage["captured"] = captured
+        return captured
+
+
+def _default_key(event: Event, plan: Plan) -> str:
+    return f"{plan.name}|{event.delivery_id or event.resource_id or ''}"
+
+
+def _at(plan: Plan, line: int) -> str:
+    return f"{plan.file}:{line}"
+
+
+def _evaluate(plan: Plan, expression: Any, scope: Mapping[str, Any], where: str | None = None) -> Any:
+    try:
+        return expression.search(scope)
+    except EvaluationError as exc:
+        place = where or f"{expression.where} ({_at(plan, expression.location.line)})"
+        raise _Stop("dead", f"{place}: `{expression.source}` failed: {exc}") from None
+
+
+def _render(plan: Plan, value: Value | None, scope: Mapping[str, Any], where: str | None = None) -> Any:
+    if value is None:
+        return None
+    try:
+        return value.render(scope)
+    except EvaluationError as exc:
+        place = f"{where}, {value.where.split(' > ', 1)[-1]}" if where else value.where
+        raise _Stop("dead", f"{place} ({_at(plan, value.location.line)}): {exc}") from None
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _default_outcome(connection: Connection, status: int) -> str:
+    if 200 <= status < 300:
+        return "success"
+    if status in connection.retry.statuses or status >= 500:
+        return "retry"
+    return "fail"
+
+
+def _body(response: Response) -> Any:
+    parsed = response.json()
+    if parsed is not None:
+        return parsed
+    return response.content.decode("utf-8", errors="replace")
+
+
+def _excerpt(response: Response) -> str:
+    text = response.content.decode("utf-8", errors="replace").strip()
+    if not text:
+        return ""
+    text = " ".join(text.split())
+    return f": {text[:200]}{'…' if len(text) > 200 else ''}"

@@ -1,0 +1,1 @@
+"""The running service: options, listener, durable store, workers, operator actions, metrics."""

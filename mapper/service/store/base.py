@@ -1,0 +1,500 @@
+"""The store interface and its state machine in portable SQL; a dialect subclass only runs transactions.
+
+Rules every implementation keeps (the state diagram is in `records`):
+- ingest writes the delivery, its jobs and the coalescing of older jobs in ONE transaction;
+- a delivery with a known X-Scope-Webhook-Id, or (without an id) the same topic and body within the dedupe
+  window, is stored as `duplicate` and creates no job;
+- a job is claimable only when no earlier job of the SAME MAPPING for the same resource still has work to do:
+  each mapping sees one resource's events in arrival order, while a target that is down for one mapping does
+  not hold up the other mappings of the same resource;
+- each claim increments the job's fencing token; finish, extend and release are refused for an older token;
+- a running job whose lease has expired is claimable again (its unfinished attempt is recorded as lost).
+
+Across processes (several replicas on one PostgreSQL) the dialect adds what a single writer gets for free:
+`_lock_name` serialises ingests of the same dedupe key (so two listeners cannot both accept one body) and of the same
+resource (so job ids, which order a resource's jobs, are committed in the order they were assigned), and
+`lock_clause` lets claimers skip each other's rows instead of taking the same job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
+from functools import partial
+from typing import Any, ClassVar, Final, Protocol, TypeVar
+
+from mapper.service.store import migrations, rows, sql
+from mapper.service.store.records import (
+    ACTIVE,
+    Claimed,
+    DeliveryRow,
+    DeliveryStatus,
+    Finish,
+    Ingested,
+    JobDetail,
+    JobRow,
+    NewDelivery,
+    NewJob,
+    NotFound,
+    NotReplayable,
+)
+from mapper.service.store.schema import Types
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+
+PRUNE_BATCH: Final = 500  # deliveries deleted per transaction
+
+
+async def run_blocking(executor: Executor | None, fn: Callable[[], T]) -> T:
+    """fn() in a thread: store calls wait on the disk or the database, the event loop must not."""
+    return await asyncio.get_running_loop().run_in_executor(executor, fn)
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the rules use (sqlite3 and psycopg both have it)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Tx(Protocol):
+    """A connection inside an open transaction."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+
+class Store(ABC):
+    """The durable queue: stored webhooks, the jobs they caused, and every attempt at those jobs."""
+
+    clock: Clock
+
+    @abstractmethod
+    def ingest(self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float) -> Ingested:
+        """Store a verified delivery and its jobs in one durable transaction; returns once committed."""
+
+    async def ingest_async(
+        self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float, executor: Executor | None = None
+    ) -> Ingested:
+        """`ingest` for an event loop: returns once committed, without holding up the loop meanwhile."""
+        return await run_blocking(executor, partial(self.ingest, delivery, jobs, dedupe_window=dedupe_window))
+
+    @abstractmethod
+    def claim(self, limit: int, lease: float) -> list[Claimed]:
+        """Lease up to `limit` runnable jobs for `lease` seconds, oldest first."""
+
+    async def claim_async(self, limit: int, lease: float, executor: Executor | None = None) -> list[Claimed]:
+        """`claim` for an event loop."""
+        return await run_blocking(executor, partial(self.claim, limit, lease))
+
+    @abstractmethod
+    def extend(self, job: int, token: int, lease: float) -> bool:
+        """Push the lease on; False when the job is no longer this token's."""
+
+    @abstractmethod
+    def finish(self, job: int, token: int, outcome: Finish) -> bool:
+        """Record an attempt's outcome; False (job unchanged) when the token has been fenced out."""
+
+    async def finish_async(self, job: int, token: int, outcome: Finish, executor: Executor | None = None) -> bool:
+        """`finish` for an event loop."""
+        return await run_blocking(executor, partial(self.finish, job, token, outcome))
+
+    @abstractmethod
+    def release(self, job: int, token: int) -> bool:
+        """Give a running job back unfinished (shutdown): it is claimable again at once."""
+
+    @abstractmethod
+    def replay(self, job: int, lease: float, mapping_file: str | None = None) -> Claimed:
+        """A new job for the same stored webhook and mapping, already leased to the caller."""
+
+    @abstractmethod
+    def reroute(self, delivery: int, jobs: Sequence[NewJob], lease: float) -> list[Claimed]:
+        """Jobs for an ignored delivery that mappings now want, already leased to the caller."""
+
+    @abstractmethod
+    def prune(self, older_than: float) -> int:
+        """Delete deliveries received before `older_than` whose jobs are all finished and none dead."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Prove the store can commit a write; raises StoreUnavailable if not."""
+
+    @abstractmethod
+    def counts(self) -> dict[str, int]:
+        """How many jobs are pending, running, waiting to retry and dead."""
+
+    @abstractmethod
+    def jobs(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        mapping: str | None = None,
+        since: float | None = None,
+        delivery: int | None = None,
+        limit: int = 100,
+    ) -> list[JobRow]:
+        """Jobs, newest first."""
+
+    @abstractmethod
+    def deliveries(
+        self, *, statuses: Sequence[str] = (), since: float | None = None, limit: int = 100
+    ) -> list[DeliveryRow]:
+        """Deliveries, newest first."""
+
+    @abstractmethod
+    def job(self, job: int) -> JobDetail:
+        """One job with its delivery and attempts; NotFound if there is none."""
+
+    @abstractmethod
+    def delivery(self, delivery: int) -> DeliveryRow:
+        """One delivery; NotFound if there is none."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Finish pending writes and let go of the database."""
+
+
+class SqlStore(Store):
+    """The state machine in SQL that SQLite and PostgreSQL both run; subclasses supply transactions."""
+
+    lock_clause: str = ""  # PostgreSQL: " FOR UPDATE OF j SKIP LOCKED", so concurrent claimers do not collide
+    index_hints: ClassVar[dict[str, str]] = {"by_resource": "", "by_time": "", "by_body": ""}  # see sql.py
+
+    def __init__(self, clock: Clock = time.time) -> None:
+        self.clock = clock
+
+    # ----------------------------------------------------------------------------- dialect hooks
+
+    @abstractmethod
+    def _write(self, op: Callable[[Tx], T]) -> Future[T]:
+        """Run op in a write transaction (maybe grouped with others); the future resolves after COMMIT."""
+
+    @abstractmethod
+    def _read(self, op: Callable[[Tx], T]) -> T:
+        """Run op against one consistent snapshot."""
+
+    def _lock_name(self, tx: Tx, key: str) -> None:
+        """Wait for, then hold until the transaction ends, the lock named `key` (one writer needs none)."""
+
+    def _try_lock_name(self, tx: Tx, key: str) -> bool:
+        """Hold the lock named `key` until the transaction ends if nobody else has it; False if somebody does."""
+        return True
+
+    def _sql(self, text: str) -> str:
+        """The statement in the dialect's placeholder style (they are written with `?`)."""
+        return text
+
+    def _run(self, tx: Tx, text: str, params: Sequence[Any] = ()) -> Cursor:
+        return tx.execute(self._sql(text), tuple(params))
+
+    def _one(self, tx: Tx, text: str, params: Sequence[Any] = ()) -> Any:
+        return self._run(tx, text, params).fetchone()
+
+    def _all(self, tx: Tx, text: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._run(tx, text, params).fetchall()
+
+    def _migrate(
+        self, tx: Tx, types: Types, where: str, steps: Sequence[migrations.Migration] = migrations.MIGRATIONS
+    ) -> list[int]:
+        """Bring the layout up to date inside the caller's exclusive transaction; the versions applied."""
+        return migrations.upgrade(lambda text, params: self._run(tx, text, params), types, self.clock(), where, steps)
+
+    # ------------------------------------------------------------------------------------ ingest
+
+    def ingest(self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float) -> Ingested:
+        return self._write(lambda tx: self._ingest(tx, delivery, tuple(jobs), dedupe_window)).result()
+
+    def _ingest(self, tx: Tx, delivery: NewDelivery, jobs: tuple[NewJob, ...], window: float) -> Ingested:
+        # Locks in one order everywhere (the dedupe key, then resources sorted): no two ingests deadlock.
+        dedupe_key = rows.storable(delivery.dedupe_key)
+        self._lock_name(tx, f"dedupe {dedupe_key}")
+        now = self.clock()
+        if delivery.delivery_id is not None:
+            first = self._one(tx, sql.FIND_BY_DELIVERY_ID, (rows.storable(delivery.delivery_id),))
+        else:
+            first = self._one(tx, sql.FIND_BY_DEDUPE_KEY.format(**self.index_hints), (dedupe_key, now - window))
+        if first is not None:  # kept for the audit trail, without the body the first copy already holds
+            row_id = self._insert_delivery(tx, delivery, now, "duplicate", b"", first[0])
+            return Ingested(row_id, "duplicate", duplicate_of=first[0])
+        for resource in sorted({job.resource_key for job in jobs if job.resource_key is not None}):
+            self._lock_name(tx, f"resource {rows.storable(resource)}")
+        status: DeliveryStatus = "accepted" if jobs else "ignored"
+        row_id = self._insert_delivery(tx, delivery, now, status, delivery.body, None)
+        created: list[int] = []
+        coalesced: list[int] = []
+        for job in jobs:
+            job_id = self._insert_job(tx, row_id, job, now)
+            created.append(job_id)
+            coalesced.extend(self._coalesce(tx, job, job_id, now))
+        return Ingested(row_id, status, jobs=tuple(created), coalesced=tuple(coalesced))
+
+    def _insert_delivery(
+        self, tx: Tx, d: NewDelivery, now: float, status: str, body: bytes, duplicate_of: int | None
+    ) -> int:
+        row = self._one(tx, sql.INSERT_DELIVERY, rows.delivery_values(d, now, status, body, duplicate_of))
+        return int(row[0])
+
+    def _insert_job(
+        self,
+        tx: Tx,
+        delivery: int,
+        job: NewJob,
+        now: float,
+        *,
+        lease_until: float | None = None,
+        replay_of: int | None = None,
+    ) -> int:
+        """A pending job; with lease_until, a job already running its first attempt for the caller."""
+        running = lease_until is not None
+        status = "running" if running else "pending"
+        resource = rows.storable(job.resource_key)
+        row = self._one(
+            tx,
+            sql.INSERT_JOB,
+            (
+                delivery,
+                job.mapping,
+                job.mapping_file,
+                resource,
+                status,
+                int(running),
+                now,
+                lease_until,
+                int(running),
+                replay_of,
+                now,
+                now,
+            ),
+        )
+        job_id = int(row[0])
+        if running:
+            self._run(tx, sql.INSERT_ATTEMPT, (job_id, 1, 1, now))
+        return job_id
+
+    def _coalesce(self, tx: Tx, job: NewJob, job_id: int, now: float) -> list[int]:
+        """Older jobs of this mapping for this resource that never started: the new job makes them moot."""
+        if job.resource_key is None:
+            return []
+        resource = rows.storable(job.resource_key)
+        anything = sql.ANY_TO_COALESCE.format(**self.index_hints)
+        if self._one(tx, anything, (job.mapping, resource, job_id)) is None:
+            return []  # the UPDATE below re-checks every condition: a job started meanwhile is left alone
+        found = self._all(
+            tx,
+            sql.COALESCE_OLDER.format(**self.index_hints),
+            (
+                job_id,
+                rows.superseded_reason(job_id),
+                now,
+                job.mapping,
+                resource,
+                job_id,
+            ),
+        )
+        return sorted(int(row[0]) for row in found)
+
+    # ----------------------------------------------------------------------------------- working
+
+    async def _write_async(self, op: Callable[[Tx], T], executor: Executor | None) -> T:
+        """`_write` for an event loop (SQLite's writer thread resolves it without a pool thread waiting)."""
+        return await run_blocking(executor, lambda: self._write(op).result())
+
+    def claim(self, limit: int, lease: float) -> list[Claimed]:
+        if limit <= 0:
+            return []
+        return self._write(lambda tx: self._claim(tx, limit, lease)).result()
+
+    async def claim_async(self, limit: int, lease: float, executor: Executor | None = None) -> list[Claimed]:
+        if limit <= 0:
+            return []
+        return await self._write_async(lambda tx: self._claim(tx, limit, lease), executor)
+
+    def _claim(self, tx: Tx, limit: int, lease: float) -> list[Claimed]:
+        now = self.clock()
+        claimed = []
+        claimable = sql.CLAIMABLE.format(**self.index_hints) + self.lock_clause
+        for job_id, status in self._all(tx, claimable, (now, now, now, limit)):
+            if status == "running":
+                self._run(
+                    tx,
+                    sql.LOSE_ATTEMPTS,
+                    (now, "the lease expired before the attempt finished (worker stopped or stalled)", job_id),
+                )
+            token, number = self._one(tx, sql.TAKE_JOB, (now + lease, now, job_id))
+            self._run(tx, sql.INSERT_ATTEMPT, (job_id, number, token, now))
+            claimed.append(rows.claimed(self._one(tx, sql.CLAIMED, (job_id,))))
+        return claimed
+
+    def extend(self, job: int, token: int, lease: float) -> bool:
+        def op(tx: Tx) -> bool:
+            now = self.clock()
+            return self._run(tx, sql.EXTEND, (now + lease, now, job, token)).rowcount == 1
+
+        return self._write(op).result()
+
+    def finish(self, job: int, token: int, outcome: Finish) -> bool:
+        _check(outcome)
+        return self._write(lambda tx: self._finish(tx, job, token, outcome)).result()
+
+    async def finish_async(self, job: int, token: int, outcome: Finish, executor: Executor | None = None) -> bool:
+        _check(outcome)
+        return await self._write_async(lambda tx: self._finish(tx, job, token, outcome), executor)
+
+    def _finish(self, tx: Tx, job: int, token: int, outcome: Finish) -> bool:
+        now = self.clock()
+        reason = rows.reason(outcome.reason)
+        won = (
+            self._run(tx, sql.FINISH_JOB, (outcome.status, reason, outcome.next_attempt_at, now, job, token)).rowcount
+            == 1
+        )
+        if not won:
+            reason = f"{reason} (too late: another worker had taken the job over; this result was not used)"
+        step, trace = rows.storable(outcome.step), rows.trace_text(outcome.trace)
+        self._run(tx, sql.FINISH_ATTEMPT, (now, outcome.status, reason, step, trace, job, token))
+        return won
+
+    def release(self, job: int, token: int) -> bool:
+        def op(tx: Tx) -> bool:
+            now = self.clock()
+            released = self._run(tx, sql.RELEASE_JOB, (now, now, job, token)).rowcount == 1
+            self._run(
+                tx, sql.RELEASE_ATTEMPT, (now, "stopped before it finished (shutdown); it will run again", job, token)
+            )
+            return released
+
+        return self._write(op).result()
+
+    # ----------------------------------------------------------------------------------- replays
+
+    def replay(self, job: int, lease: float, mapping_file: str | None = None) -> Claimed:
+        def op(tx: Tx) -> Claimed:
+            now = self.clock()
+            row = self._one(tx, sql.JOB_FOR_REPLAY, (job,))
+            if row is None:
+                raise NotFound(f"there is no job {job}")
+            delivery, mapping, old_file, resource_key, status = row
+            if status in ACTIVE:
+                raise NotReplayable(f"job {job} is {status}: it still has work to do")
+            new = NewJob(mapping, resource_key, mapping_file or old_file)
+            new_id = self._insert_job(tx, delivery, new, now, lease_until=now + lease, replay_of=job)
+            if status == "dead":  # parked no more: the replay carries it on
+                self._run(tx, sql.MARK_REPLAYED, (new_id, now, job))
+            return rows.claimed(self._one(tx, sql.CLAIMED, (new_id,)))
+
+        return self._write(op).result()
+
+    def reroute(self, delivery: int, jobs: Sequence[NewJob], lease: float) -> list[Claimed]:
+        def op(tx: Tx) -> list[Claimed]:
+            now = self.clock()
+            row = self._one(tx, sql.DELIVERY_STATUS, (delivery,))
+            if row is None:
+                raise NotFound(f"there is no delivery d{delivery}")
+            if row[0] != "ignored":
+                raise NotReplayable(f"delivery d{delivery} is {row[0]}, not ignored: replay its jobs instead")
+            if not jobs:
+                return []
+            self._run(tx, sql.ACCEPT_DELIVERY, (delivery,))
+            ids = [self._insert_job(tx, delivery, job, now, lease_until=now + lease) for job in jobs]
+            return [rows.claimed(self._one(tx, sql.CLAIMED, (job_id,))) for job_id in ids]
+
+        return self._write(op).result()
+
+    # ------------------------------------------------------------------------------- maintenance
+
+    def prune(self, older_than: float) -> int:
+        def op(tx: Tx) -> int:
+            if not self._try_lock_name(tx, "prune"):  # another replica is at it
+                return 0
+            ids = [int(row[0]) for row in self._all(tx, sql.PRUNABLE, (older_than, PRUNE_BATCH))]
+            if ids:
+                marks = sql.marks(len(ids))
+                self._run(tx, sql.DELETE_ATTEMPTS.format(marks=marks), ids)
+                self._run(tx, sql.DELETE_JOBS.format(marks=marks), ids)
+                self._run(tx, sql.DELETE_DELIVERIES.format(marks=marks), ids)
+            return len(ids)
+
+        total = 0
+        while (count := self._write(op).result()) > 0:  # small transactions: ingest is never held up for long
+            total += count
+        return total
+
+    def ping(self) -> None:
+        self._write(lambda tx: self._run(tx, sql.PING, (str(self.clock()),))).result()
+
+    # ----------------------------------------------------------------------------------- reading
+
+    def counts(self) -> dict[str, int]:
+        found = self._read(lambda tx: self._all(tx, sql.COUNTS))
+        counts = dict.fromkeys(("pending", "running", "retry", "dead"), 0)
+        counts.update({str(status): int(n) for status, n in found})
+        return counts
+
+    def jobs(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        mapping: str | None = None,
+        since: float | None = None,
+        delivery: int | None = None,
+        limit: int = 100,
+    ) -> list[JobRow]:
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if statuses:
+            where.append(f"j.status IN ({sql.marks(len(statuses))})")
+            params.extend(statuses)
+        if mapping is not None:
+            where.append("j.mapping = ?")
+            params.append(mapping)
+        if since is not None:
+            where.append("d.received_at >= ?")
+            params.append(since)
+        if delivery is not None:
+            where.append("j.delivery = ?")
+            params.append(delivery)
+        text = f"{sql.JOBS} WHERE {' AND '.join(where)} ORDER BY j.id DESC LIMIT ?"
+        return [rows.job(row) for row in self._read(lambda tx: self._all(tx, text, (*params, limit)))]
+
+    def deliveries(
+        self, *, statuses: Sequence[str] = (), since: float | None = None, limit: int = 100
+    ) -> list[DeliveryRow]:
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if statuses:
+            where.append(f"d.status IN ({sql.marks(len(statuses))})")
+            params.extend(statuses)
+        if since is not None:
+            where.append("d.received_at >= ?")
+            params.append(since)
+        text = f"{sql.DELIVERIES} WHERE {' AND '.join(where)} ORDER BY d.id DESC LIMIT ?"
+        return [rows.delivery(row) for row in self._read(lambda tx: self._all(tx, text, (*params, limit)))]
+
+    def job(self, job: int) -> JobDetail:
+        def op(tx: Tx) -> JobDetail:
+            row = self._one(tx, f"{sql.JOBS} WHERE j.id = ?", (job,))
+            if row is None:
+                raise NotFound(f"there is no job {job}")
+            found = rows.job(row)
+            delivery = rows.delivery(self._one(tx, f"{sql.DELIVERIES} WHERE d.id = ?", (found.delivery,)))
+            attempts = tuple(rows.attempt(a) for a in self._all(tx, sql.ATTEMPTS, (job,)))
+            return JobDetail(found, delivery, attempts)
+
+        return self._read(op)
+
+    def delivery(self, delivery: int) -> DeliveryRow:
+        row = self._read(lambda tx: self._one(tx, f"{sql.DELIVERIES} WHERE d.id = ?", (delivery,)))
+        if row is None:
+            raise NotFound(f"there is no delivery d{delivery}")
+        return rows.delivery(row)
+
+
+def _check(outcome: Finish) -> None:
+    if (outcome.status == "retry") != (outcome.next_attempt_at is not None):
+        raise ValueError("a retry needs next_attempt_at, and only a retry has one")

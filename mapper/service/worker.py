@@ -1,0 +1,267 @@
+"""The only link between the store and the runner: claim jobs, run their mapping, record what happened.
+
+A pool of at most N concurrent runs on the event loop. Each claimed job holds a lease that a heartbeat keeps
+extending; finishing shows the job's fencing token, so a worker that stalled past its lease cannot overwrite
+the newer owner's result. Retries follow the durable schedule of the connection that failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from functools import partial
+from typing import Protocol
+
+from mapper.events import Event, normalise
+from mapper.language.plan import Plan, RetryPolicy
+from mapper.run.outcome import RunResult
+from mapper.service.metrics import Metrics
+from mapper.service.store import Claimed, Finish, Store, StoreError, run_blocking
+
+log = logging.getLogger("wlmap.worker")
+
+MAX_BACKOFF = 5.0  # seconds between claims at most while the store cannot be reached
+
+
+class RunFunction(Protocol):
+    """What the worker calls to run one mapping for one event (the runner's `run`)."""
+
+    def __call__(self, plan: Plan, event: Event, *, idempotency_key: str, attempt: int) -> Awaitable[RunResult]: ...
+
+
+Plans = Callable[[], Mapping[str, Plan]]  # the mappings in force, by name
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How many jobs run at once, and the timings around each."""
+
+    concurrency: int = 4
+    lease: float = 60.0  # seconds a claim lasts without a heartbeat (the heartbeat renews it every third)
+    poll: float = 0.5  # seconds between looks at the store when nothing wakes the pool
+    run_timeout: float = 600.0  # a run that takes longer is stopped and retried
+    grace: float = 10.0  # on shutdown, seconds in-flight runs get to finish before they are released
+    time_scale: float = 1.0  # retry delays are divided by this (tests compress hours into seconds)
+
+
+def policy_for(plan: Plan, step: str | None) -> RetryPolicy:
+    """The retry policy of the connection that decided the outcome: the step's, else the query's."""
+    for candidate in plan.steps:
+        if candidate.name == step and candidate.connection in plan.connections:
+            return plan.connections[candidate.connection].retry
+    if plan.query is not None and plan.query.connection in plan.connections:
+        return plan.connections[plan.query.connection].retry
+    return RetryPolicy()
+
+
+def decide(
+    result: RunResult,
+    attempts: int,
+    policy: RetryPolicy,
+    now: float,
+    *,
+    rand: Callable[[], float] = random.random,
+    time_scale: float = 1.0,
+) -> Finish:
+    """What the store records after attempt number `attempts` ended with `result`.
+
+    schedule[0] is the first attempt ("immediately"); schedule[n] is the wait after n failed attempts. When
+    the schedule has no entry left the job is dead. A target's Retry-After lengthens a wait, up to
+    max_retry_after.
+    """
+    if result.status != "retry":
+        return Finish(result.status, result.reason, result.step, result.trace_json)
+    if attempts >= len(policy.schedule):
+        noun = "attempt" if attempts == 1 else "attempts"
+        return Finish("dead", f"gave up after {attempts} {noun}: {result.reason}", result.step, result.trace_json)
+    delay = policy.schedule[attempts] * (1.0 + policy.jitter * (2.0 * rand() - 1.0))
+    if result.retry_after is not None:
+        delay = max(delay, min(max(result.retry_after, 0.0), policy.max_retry_after))
+    wait = max(delay, 0.0) / time_scale
+    return Finish("retry", result.reason, result.step, result.trace_json, next_attempt_at=now + wait)
+
+
+class Worker:
+    """Claims due jobs from the store and runs them, at most `concurrency` at a time."""
+
+    def __init__(
+        self,
+        store: Store,
+        plans: Plans,
+        run: RunFunction,
+        options: WorkerOptions | None = None,
+        *,
+        metrics: Metrics | None = None,
+        executor: Executor | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.store, self.plans, self.run = store, plans, run
+        self.options = options or WorkerOptions()
+        self.metrics = metrics or Metrics()
+        self.executor, self.rand = executor, rand
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: set[asyncio.Task[Finish | None]] = set()
+
+    def wake(self) -> None:
+        """Look at the store now (a webhook was stored, or a run ended)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Claim nothing more; `serve` then lets in-flight runs finish (or releases them) and returns."""
+        self._stopping = True
+        self._wake.set()
+
+    @property
+    def busy(self) -> int:
+        return len(self._tasks)
+
+    async def serve(self) -> None:
+        """Claim and run jobs until `stop()`."""
+        failures = 0  # claims failed in a row: the store is unreachable, so back off (and say so once)
+        while not self._stopping:
+            self._wake.clear()
+            free = self.options.concurrency - len(self._tasks)
+            if free > 0:
+                try:
+                    claimed = await self.store.claim_async(free, self.options.lease, self.executor)
+                except StoreError as exc:
+                    failures += 1
+                    if failures == 1:
+                        log.error("cannot claim jobs (trying again less and less often): %s", exc)
+                    claimed = []
+                else:
+                    if failures:
+                        log.warning("claiming jobs again after %d failed tries", failures)
+                    failures = 0
+                for job in claimed:
+                    task = asyncio.create_task(self.handle(job), name=f"wlmap-job-{job.job}")
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            pause = min(self.options.poll * 2 ** min(failures, 16), max(self.options.poll, MAX_BACKOFF))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), pause)
+        await self._drain()
+
+    async def _drain(self) -> None:
+        if not self._tasks:
+            return
+        log.info("waiting up to %g s for %d run(s) to finish", self.options.grace, len(self._tasks))
+        _, unfinished = await asyncio.wait(set(self._tasks), timeout=self.options.grace)
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+
+    async def handle(self, job: Claimed) -> Finish | None:
+        """Run one claimed job with a heartbeat on its lease; on cancellation give the job back."""
+        heartbeat = asyncio.create_task(self._heartbeat(job))
+        try:
+            return await self.process(job)
+        except asyncio.CancelledError:
+            with contextlib.suppress(StoreError):
+                release = partial(self.store.release, job.job, job.token)
+                await asyncio.shield(run_blocking(self.executor, release))
+            log.info("job %s released unfinished; it will run again", job.job, extra=_extra(job))
+            raise
+        except StoreError as exc:  # the lease runs out and the job runs again, with the same idempotency key
+            log.error("job %s: result not recorded: %s", job.job, exc, extra=_extra(job))
+            return None
+        except Exception:  # a bug: the same as above, with the traceback for the report
+            log.exception("job %s: result not recorded", job.job, extra=_extra(job))
+            return None
+        finally:
+            heartbeat.cancel()
+            self.wake()
+
+    async def _heartbeat(self, job: Claimed) -> None:
+        while True:
+            await asyncio.sleep(self.options.lease / 3)
+            try:
+                kept = await run_blocking(
+                    self.executor, partial(self.store.extend, job.job, job.token, self.options.lease)
+                )
+            except StoreError as exc:
+                log.warning("job %s: lease not renewed: %s", job.job, exc, extra=_extra(job))
+                continue
+            if not kept:
+                log.warning("job %s: lease lost; its result will not be recorded", job.job, extra=_extra(job))
+                return
+
+    async def process(self, job: Claimed) -> Finish:
+        """Run the job's mapping for its stored webhook and record the outcome."""
+        plan = self.plans().get(job.mapping)
+        started = time.perf_counter()
+        if plan is None:
+            outcome = Finish(
+                "dead",
+                f"mapping `{job.mapping}` is not loaded any more (removed or renamed); "
+                f"restore it, then replay job {job.job}",
+            )
+        else:
+            event = normalise(job.body, dict(job.headers))
+            result = await self._run(plan, event, job)
+            outcome = decide(
+                result,
+                job.attempt,
+                policy_for(plan, result.step),
+                self.store.clock(),
+                rand=self.rand,
+                time_scale=self.options.time_scale,
+            )
+        elapsed = time.perf_counter() - started
+        recorded = await self.store.finish_async(job.job, job.token, outcome, self.executor)
+        self._count(job, outcome, elapsed, recorded)
+        return outcome
+
+    async def _run(self, plan: Plan, event: Event, job: Claimed) -> RunResult:
+        call = self.run(plan, event, idempotency_key=job.idempotency_key, attempt=job.attempt)
+        try:
+            return await asyncio.wait_for(call, self.options.run_timeout)
+        except TimeoutError:
+            limit = self.options.run_timeout
+            return RunResult(plan.name, "retry", f"the run did not finish within {limit:g} s")
+        except Exception as exc:  # a bug in the runner: keep the job, say where to look
+            log.error("job %s: the runner failed", job.job, exc_info=exc, extra=_extra(job))
+            return RunResult(
+                plan.name, "retry", f"the run failed unexpectedly ({type(exc).__name__}); see the wlmap log"
+            )
+
+    def _count(self, job: Claimed, outcome: Finish, elapsed: float, recorded: bool) -> None:
+        extra = {**_extra(job), "step": outcome.step}
+        if not recorded:
+            log.warning(
+                "job %s attempt %d: %s, but another worker had taken the job over; result not used",
+                job.job,
+                job.attempt,
+                outcome.status,
+                extra=extra,
+            )
+            return
+        self.metrics.runs.inc(mapping=job.mapping, outcome=outcome.status)
+        self.metrics.run_seconds.observe(elapsed, mapping=job.mapping)
+        if outcome.status == "retry":
+            self.metrics.retries.inc(mapping=job.mapping)
+            wait = (outcome.next_attempt_at or 0.0) - self.store.clock()
+            log.warning(
+                "job %s attempt %d: %s; next try in %.1f s",
+                job.job,
+                job.attempt,
+                outcome.reason,
+                max(wait, 0.0),
+                extra=extra,
+            )
+        elif outcome.status == "dead":
+            self.metrics.dead.inc(mapping=job.mapping)
+            log.error("job %s attempt %d: dead: %s", job.job, job.attempt, outcome.reason, extra=extra)
+        else:
+            log.info("job %s attempt %d: %s in %.3f s", job.job, job.attempt, outcome.status, elapsed, extra=extra)
+
+
+def _extra(job: Claimed) -> dict[str, object]:
+    return {"event_id": job.delivery_id, "mapping": job.mapping, "job": job.job}
