@@ -6,6 +6,7 @@ from fakes import FakeClock, FakeOAuth2, FakeSap, FakeServer, Reply, auth, conne
 
 from mapper.language import plan
 from mapper.run.clients import AuthFailure, ConnectionClient, ConnectionUnusable, Exchange, TokenCache
+from mapper.run.connections import resolve
 
 SAP_SERVICE = "/sap/opu/odata/sap/API_MAINTNOTIFICATION"
 
@@ -17,7 +18,7 @@ def run(*clients_and_calls, token_cache=None):
     async def main():
         results = []
         for conn, env, calls in clients_and_calls:
-            async with ConnectionClient(conn, env, token_cache=token_cache) as client:
+            async with ConnectionClient(resolve(conn, env), token_cache=token_cache) as client:
                 for call in calls:
                     call = dict(call)
                     method = call.pop("method", "GET")
@@ -92,8 +93,9 @@ def test_api_key_in_the_query_replaces_a_parameter_of_the_same_name():
 def test_missing_credentials_make_the_connection_unusable():
     with pytest.raises(ConnectionUnusable) as caught:
         ConnectionClient(
-            connection(base_url="https://h", auth=auth("basic", username="u", password="{{ env.P }}")),
-            {"P": ""},
+            resolve(
+                connection(base_url="https://h", auth=auth("basic", username="u", password="{{ env.P }}")), {"P": ""}
+            )
         )
     assert str(caught.value) == "connection `target`: basic auth needs `password` (empty or missing)"
 
@@ -146,7 +148,7 @@ def test_oauth2_token_is_refreshed_near_expiry():
         conn, env = oauth2_connection(server, oauth), oauth2_env(oauth)
 
         async def main():
-            async with ConnectionClient(conn, env, token_cache=cache) as client:
+            async with ConnectionClient(resolve(conn, env), token_cache=cache) as client:
                 exchanges: list[Exchange] = []
                 await client.send("GET", path="/a", exchanges=exchanges)
                 clock.advance(3500)  # 100 s left: still good
@@ -176,8 +178,8 @@ def test_oauth2_token_is_shared_across_clients_and_fetched_once_when_requests_ra
 
         async def main():
             async with (
-                ConnectionClient(conn, env, token_cache=cache) as one,
-                ConnectionClient(conn, env, token_cache=cache) as two,
+                ConnectionClient(resolve(conn, env), token_cache=cache) as one,
+                ConnectionClient(resolve(conn, env), token_cache=cache) as two,
             ):
                 exchanges: list[Exchange] = []
                 responses = await asyncio.gather(
@@ -311,7 +313,7 @@ def test_an_expired_csrf_token_is_fetched_again_once():
 
         async def main():
             exchanges: list[Exchange] = []
-            async with ConnectionClient(conn, env) as client:
+            async with ConnectionClient(resolve(conn, env)) as client:
                 first = await client.send("POST", path="/MaintenanceNotification", json={}, exchanges=exchanges)
                 sap.expire_token_once()
                 second = await client.send("POST", path="/MaintenanceNotification", json={}, exchanges=exchanges)

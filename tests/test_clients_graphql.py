@@ -5,6 +5,7 @@ import socket
 from fakes import FakeScope, FakeServer, FakeSleep, Reply, connection
 
 from mapper.run.clients import Exchange, GraphQLClient, GraphQLFailure
+from mapper.run.connections import resolve
 
 QUERY = """
 query Session($id: ID!) {
@@ -31,8 +32,7 @@ def execute(server, *, document=QUERY, variables=None, operation="Session", env=
 
     async def main():
         async with GraphQLClient(
-            scope_connection(server, **options),
-            env or {"SCOPE_URL": server.url, "SCOPE_TOKEN": TOKEN},
+            resolve(scope_connection(server, **options), env or {"SCOPE_URL": server.url, "SCOPE_TOKEN": TOKEN}),
             sleep=sleep,
         ) as client:
             try:
@@ -156,7 +156,7 @@ def test_no_server_is_retryable():
 
     async def main():
         conn = connection("scope", url=f"http://127.0.0.1:{port}/api/v3/graphql")
-        async with GraphQLClient(conn, {}, sleep=FakeSleep()) as client:
+        async with GraphQLClient(resolve(conn, {}), sleep=FakeSleep()) as client:
             try:
                 await client.execute(QUERY, {"id": "1"}, "Session", exchanges=exchanges)
             except GraphQLFailure as failure:
@@ -213,7 +213,7 @@ def test_the_endpoint_url_may_carry_a_permalink_query():
                 headers={"Authorization": f"Token token={TOKEN}"},
                 params={"x": "1"},
             )
-            async with GraphQLClient(conn, {}) as client:
+            async with GraphQLClient(resolve(conn, {})) as client:
                 return await client.execute(QUERY, {"id": "1"}, exchanges=[])
 
         assert asyncio.run(main()) == SESSION

@@ -15,6 +15,7 @@ from mapper.run.clients import (
     RequestRejected,
     TransportFailure,
 )
+from mapper.run.connections import resolve
 
 CANARY = "canary-s3cret-XYZ"
 
@@ -25,7 +26,7 @@ def send(conn, env, *calls, **options):
 
     async def main():
         results = []
-        async with ConnectionClient(conn, env, **options) as client:
+        async with ConnectionClient(resolve(conn, env), **options) as client:
             for call in calls:
                 call = dict(call)
                 method = call.pop("method", "GET")
@@ -226,19 +227,21 @@ def test_a_full_url_may_go_elsewhere_but_only_over_http():
 )
 def test_unusable_base_urls(base_url, message):
     with pytest.raises(ConnectionUnusable) as caught:
-        ConnectionClient(connection(base_url=base_url), {})
+        ConnectionClient(resolve(connection(base_url=base_url), {}))
     assert str(caught.value) == message
 
 
 def test_a_line_break_in_an_env_header_makes_the_connection_unusable():
     with pytest.raises(ConnectionUnusable) as caught:
-        ConnectionClient(connection(base_url="https://h", headers={"X-Tenant": "{{ env.T }}"}), {"T": "a\r\nb: c"})
+        ConnectionClient(
+            resolve(connection(base_url="https://h", headers={"X-Tenant": "{{ env.T }}"}), {"T": "a\r\nb: c"})
+        )
     assert str(caught.value) == "connection `target`: header `X-Tenant` contains a line break or NUL; it was not sent"
 
 
 def test_a_missing_env_value_makes_the_connection_unusable():
     with pytest.raises(ConnectionUnusable) as caught:
-        ConnectionClient(connection(base_url="{{ env.SAP_URL }}"), {})
+        ConnectionClient(resolve(connection(base_url="{{ env.SAP_URL }}"), {}))
     assert (
         str(caught.value) == "connection `target` (tests/fake-mapping.yaml:1:1): base_url: environment variable "
         "`SAP_URL` is not set"
@@ -248,7 +251,7 @@ def test_a_missing_env_value_makes_the_connection_unusable():
 def test_a_missing_ca_file_makes_the_connection_unusable(tmp_path):
     tls = plan.Tls(ca_file=str(tmp_path / "missing.pem"))
     with pytest.raises(ConnectionUnusable) as caught:
-        ConnectionClient(connection(base_url="https://h", tls=tls), {})
+        ConnectionClient(resolve(connection(base_url="https://h", tls=tls), {}))
     assert str(caught.value) == "connection `target`: cannot use its TLS files: No such file or directory"
 
 

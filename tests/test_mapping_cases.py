@@ -45,7 +45,8 @@ from mapper.rehearse.cases import Case, load_cases
 from mapper.rehearse.stubs import DRY_RUN_TOKEN, StubTransport
 from mapper.run.matching import match
 from mapper.run.outcome import RunResult
-from mapper.run.runner import CURRENT_STEP, Runner
+from mapper.run.clients.exchange import STEP_EXTENSION
+from mapper.run.runner import Runner
 
 # ------------------------------------------------------------------------------------------- running a case
 
@@ -68,7 +69,7 @@ class RecordingTransport(StubTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await super().handle_async_request(request)
-        self.wire.append(Wire(CURRENT_STEP.get(), request, response))
+        self.wire.append(Wire(request.extensions.get(STEP_EXTENSION), request, response))
         return response
 
 

@@ -1,6 +1,7 @@
 """An httpx transport that answers from saved responses, per step: dry runs and `wlmap test` send nothing.
 
-The runner marks which step is sending (`runner.CURRENT_STEP`); the transport answers that step from its
+Each request says which step sends it and what kind of exchange it is (the clients put both in the request's
+extensions: `exchange.STEP_EXTENSION`, `exchange.KIND_EXTENSION`); the transport answers a step from its
 stubs, the GraphQL query from the saved GraphQL response, and auxiliary requests (OAuth2 token, SAP CSRF
 fetch) with stand-in tokens, so the whole request flow — auth included — runs exactly as it would live.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from mapper.run.runner import CURRENT_STEP
+from mapper.run.clients.exchange import KIND_EXTENSION, STEP_EXTENSION
 
 DRY_RUN_TOKEN = "dry-run-token"
 
@@ -61,15 +62,16 @@ class StubTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await request.aread()
-        step = CURRENT_STEP.get()
-        # A CSRF fetch is a request whose token header says `Fetch` (the header name is configurable).
-        fetch = next((name for name, value in request.headers.items() if value.lower() == "fetch"), None)
-        if fetch is not None:
+        step: str | None = request.extensions.get(STEP_EXTENSION)
+        kind = request.extensions.get(KIND_EXTENSION)
+        if kind == "csrf-fetch":
+            # The token header is the one that says `Fetch` (its name is configurable).
+            fetch = next((name for name, value in request.headers.items() if value.lower() == "fetch"), "x-csrf-token")
             self.sent.append(Sent("csrf-fetch", request))
             return httpx.Response(
                 200, headers={fetch: DRY_RUN_TOKEN, "set-cookie": "SAP_SESSIONID_DRY=1; Path=/"}, request=request
             )
-        if b"grant_type=client_credentials" in request.content:
+        if kind == "oauth2-token":
             self.sent.append(Sent("oauth2-token", request))
             return httpx.Response(
                 200, json={"access_token": DRY_RUN_TOKEN, "token_type": "Bearer", "expires_in": 3600}, request=request

@@ -8,7 +8,6 @@ Every run leaves a trace (see `trace.py`) with secrets masked.
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -19,6 +18,7 @@ import httpx
 from mapper.events import Event
 from mapper.language.expressions import EvaluationError
 from mapper.language.plan import Connection, Plan, Step, Value
+from mapper.run import connections
 from mapper.run.clients.auth import TokenCache
 from mapper.run.clients.errors import ConnectionUnusable, GraphQLFailure, RequestRejected, TransportFailure
 from mapper.run.clients.exchange import Response
@@ -31,9 +31,6 @@ from mapper.run.outcome import RunResult, Status
 from mapper.run.trace import Trace
 
 C = TypeVar("C", ConnectionClient, GraphQLClient)
-
-# Which step is sending: lets a stub transport (dry runs, `wlmap test`) answer per step.
-CURRENT_STEP: contextvars.ContextVar[str | None] = contextvars.ContextVar("wlmap_step", default=None)
 
 
 class _Stop(Exception):
@@ -84,7 +81,8 @@ class Runner:
         """The client of this plan version's connection, made on first use and kept (pools, tokens)."""
         key = (plan.name, plan.digest, connection.name)
         if key not in cache:
-            client = make(connection, self.env, transport=self.transport, token_cache=self.tokens, stack=self.stack)
+            settings = connections.resolve(connection, self.env)
+            client = make(settings, transport=self.transport, token_cache=self.tokens, stack=self.stack)
             self._share_secrets(plan, client.masker)
             cache[key] = client
         return cache[key]
@@ -131,10 +129,9 @@ class Runner:
         connection = plan.connections[query.connection]
         exchanges: list[Any] = []
         stage = trace.stage("query", connection=connection.name, variables=variables, exchanges=exchanges)
-        token = CURRENT_STEP.set("query")
         try:
             data = await self._graphql_client(plan, connection).execute(
-                query.document, variables, query.operation, exchanges=exchanges
+                query.document, variables, query.operation, exchanges=exchanges, step="query"
             )
         except GraphQLFailure as exc:
             raise _Stop(
@@ -148,8 +145,6 @@ class Runner:
             ) from None
         except (RequestRejected, ConnectionUnusable) as exc:
             raise _Stop("dead", f"the GraphQL query was not sent: {exc}") from None
-        finally:
-            CURRENT_STEP.reset(token)
         stage["data"] = data
         return data
 
@@ -196,7 +191,6 @@ class Runner:
         exchanges: list[Any] = []
         stage = trace.stage("step", name=step.name, ran=True, item=index, exchanges=exchanges)
         step_key = hashlib.sha256(f"{key}|{step.name}|{index}".encode()).hexdigest()[:32]
-        token = CURRENT_STEP.set(step.name)
         try:
             response = await self._client(plan, connection).send(
                 step.method,
@@ -214,6 +208,7 @@ class Runner:
                 exchanges=exchanges,
                 # reads are safe to repeat; keys go on writes, where the target uses them to drop a repeat
                 idempotency_key=None if step.method in ("GET", "HEAD") else step_key,
+                step=step.name,
             )
         except TransportFailure as exc:
             raise _Stop(
@@ -223,8 +218,6 @@ class Runner:
             raise _Stop("dead", f"{where}: request not sent: {exc}", step.name) from None
         except (UnicodeError, TypeError, ValueError) as exc:  # e.g. a lone surrogate from the data in a JSON body
             raise _Stop("dead", f"{where}: request not sent: the body cannot be encoded ({exc})", step.name) from None
-        finally:
-            CURRENT_STEP.reset(token)
         outcome = step.outcome_for(response.status) or _default_outcome(connection, response.status)
         stage["status"] = response.status
         stage["outcome"] = outcome

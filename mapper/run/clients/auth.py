@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus, urlencode, urlsplit
 
 import httpx
 
-from mapper.language import plan
 from mapper.run.clients.errors import AuthFailure, ConnectionUnusable
 from mapper.run.clients.exchange import Exchange, Response, Unanswered, Wire
+from mapper.run.clients.settings import AuthSettings, CsrfSettings
 
 MODIFYING_METHODS = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
 REFRESH_MARGIN = 60.0  # seconds before expiry at which a cached OAuth2 token is replaced
@@ -99,14 +99,14 @@ class Credentials:
 
     def __init__(
         self,
-        auth: plan.Auth,
-        values: Mapping[str, str],
+        auth: AuthSettings,
         *,
         wire: Wire,
         cache: TokenCache,
         timeout: float,
         connection: str,
     ) -> None:
+        values = auth.values
         missing = [name for name in _REQUIRED[auth.kind] if not values.get(name)]
         if missing:
             raise ConnectionUnusable(
@@ -117,7 +117,7 @@ class Credentials:
         if auth.kind == "api_key" and not auth.name:
             raise ConnectionUnusable(f"connection `{connection}`: api_key auth needs a header or parameter name")
         self.auth = auth
-        self.values = dict(values)
+        self.values = values
         self.wire = wire
         self.cache = cache
         self.timeout = timeout
@@ -138,7 +138,13 @@ class Credentials:
         return self.oauth2 is not None
 
     async def apply(
-        self, headers: dict[str, str], params: list[tuple[str, str]], *, exchanges: list[Exchange], attempt: int
+        self,
+        headers: dict[str, str],
+        params: list[tuple[str, str]],
+        *,
+        exchanges: list[Exchange],
+        attempt: int,
+        step: str | None,
     ) -> str | None:
         """Add the credentials to `headers` (lower-case names) or `params`; returns the OAuth2 token used."""
         kind = self.auth.kind
@@ -157,7 +163,9 @@ class Credentials:
             settings = self.oauth2
 
             async def fetch() -> tuple[str, float | None]:
-                return await fetch_oauth2_token(self.wire, settings, self.timeout, exchanges=exchanges, attempt=attempt)
+                return await fetch_oauth2_token(
+                    self.wire, settings, self.timeout, exchanges=exchanges, attempt=attempt, step=step
+                )
 
             token = await self.cache.get(settings.cache_key, fetch)
             self.wire.masker.add(token)  # fetched by any client sharing the cache: still a secret here
@@ -175,7 +183,13 @@ def basic_authorization(user: str, password: str) -> str:
 
 
 async def fetch_oauth2_token(
-    wire: Wire, settings: OAuth2Settings, timeout: float, *, exchanges: list[Exchange], attempt: int
+    wire: Wire,
+    settings: OAuth2Settings,
+    timeout: float,
+    *,
+    exchanges: list[Exchange],
+    attempt: int,
+    step: str | None,
 ) -> tuple[str, float | None]:
     """POST a client-credentials grant (RFC 6749 §4.4) and return the token with its lifetime in seconds."""
     form = [("grant_type", "client_credentials")]
@@ -191,13 +205,12 @@ async def fetch_oauth2_token(
         headers["authorization"] = basic_authorization(
             quote_plus(settings.client_id), quote_plus(settings.client_secret)
         )
+    content = urlencode(form).encode()
     request = wire.request(
-        "POST", settings.token_url, content=urlencode(form).encode(), headers=headers, timeout=timeout
+        "POST", settings.token_url, content=content, headers=headers, timeout=timeout, kind="oauth2-token", step=step
     )
     try:
-        response = await wire.exchange(
-            request, kind="oauth2-token", exchanges=exchanges, attempt=attempt, reveals=_issued_tokens
-        )
+        response = await wire.exchange(request, exchanges=exchanges, attempt=attempt, reveals=_issued_tokens)
     except Unanswered as failure:
         raise Unanswered(
             f"could not get an OAuth2 token: {failure.reason}", sent=False, retryable=failure.retryable, auth=True
@@ -226,7 +239,7 @@ async def fetch_oauth2_token(
 class CsrfTokens:
     """The SAP CSRF token of one connection; its session cookies live in the connection's cookie jar."""
 
-    def __init__(self, csrf: plan.Csrf) -> None:
+    def __init__(self, csrf: CsrfSettings) -> None:
         self.csrf = csrf
         self._token: str | None = None
         self._lock = asyncio.Lock()
@@ -252,7 +265,6 @@ async def fetch_csrf_token(
     try:
         response = await wire.exchange(
             request,
-            kind="csrf-fetch",
             exchanges=exchanges,
             attempt=attempt,
             reveals=lambda answer: [answer.headers.get(header.lower())],

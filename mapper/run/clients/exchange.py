@@ -32,6 +32,12 @@ DEFAULT_HEADERS = {"accept": "*/*", "accept-encoding": "gzip, deflate", "connect
 
 Reveals = Callable[["Response"], Iterable[str | None]]
 
+# Who sends a request travels with it, as httpx request extensions that transports may read and the wire
+# ignores: the step's name ("query" for the mapping's GraphQL query; a CSRF fetch or an OAuth2 token request
+# carries the step it was made for) and the kind of exchange. A stub transport answers per step from them.
+STEP_EXTENSION = "wlmap_step"
+KIND_EXTENSION = "wlmap_kind"
+
 log = logging.getLogger("mapper.run.clients")
 
 
@@ -161,14 +167,18 @@ class Wire:
         *,
         headers: Mapping[str, str],
         timeout: float | httpx.Timeout,
+        kind: ExchangeKind,
+        step: str | None,
         content: bytes | None = None,
     ) -> httpx.Request:
-        """A request with the default headers under `headers` (lower-case names), and the session cookies."""
+        """A request with the default headers under `headers` (lower-case names), and the session cookies;
+        `step` and `kind` say who sends it (see STEP_EXTENSION)."""
         merged = self._defaults.copy()
         merged.update(headers)
         if not isinstance(timeout, httpx.Timeout):
             timeout = httpx.Timeout(timeout)
-        request = httpx.Request(method, url, headers=merged, content=content, extensions={"timeout": timeout.as_dict()})
+        extensions = {"timeout": timeout.as_dict(), STEP_EXTENSION: step, KIND_EXTENSION: kind}
+        request = httpx.Request(method, url, headers=merged, content=content, extensions=extensions)
         if self.keep_cookies and self.cookies:
             self.cookies.set_cookie_header(request)
         return request
@@ -180,12 +190,12 @@ class Wire:
         self,
         request: httpx.Request,
         *,
-        kind: ExchangeKind,
         exchanges: list[Exchange],
         attempt: int,
         reveals: Reveals | None = None,
     ) -> Response:
         """Send and record; `reveals` names secrets in the answer (a new token) to keep out of the record."""
+        kind: ExchangeKind = request.extensions[KIND_EXTENSION]
         started = time.perf_counter()
         try:
             answer = await self.transport.handle_async_request(request)

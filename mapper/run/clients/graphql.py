@@ -26,11 +26,11 @@ from typing import Any
 import httpx
 from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
 
-from mapper.language import plan
 from mapper.run.clients.auth import TokenCache
 from mapper.run.clients.errors import AuthFailure, GraphQLFailure, TransportFailure
 from mapper.run.clients.exchange import MAX_ANSWER_BYTES, Exchange, Response
 from mapper.run.clients.http import ConnectionClient, Sleep
+from mapper.run.clients.settings import ConnectionSettings
 from mapper.run.clients.transport import Stack
 
 _DENIED = re.compile(r"not authori[sz]ed|unauthori[sz]ed|forbidden|permission|access denied", re.IGNORECASE)
@@ -41,10 +41,9 @@ class GraphQLClient:
 
     def __init__(
         self,
-        connection: plan.Connection,
-        env: Mapping[str, str],
-        transport: httpx.AsyncBaseTransport | None = None,
+        connection: ConnectionSettings,
         *,
+        transport: httpx.AsyncBaseTransport | None = None,
         token_cache: TokenCache | None = None,
         sleep: Sleep = asyncio.sleep,
         max_answer_bytes: int = MAX_ANSWER_BYTES,
@@ -52,7 +51,6 @@ class GraphQLClient:
     ) -> None:
         self.http = ConnectionClient(
             connection,
-            env,
             transport=transport,
             token_cache=token_cache,
             sleep=sleep,
@@ -71,16 +69,22 @@ class GraphQLClient:
         await self.aclose()
 
     async def execute(
-        self, document: str, variables: Mapping[str, Any], operation: str | None = None, *, exchanges: list[Exchange]
+        self,
+        document: str,
+        variables: Mapping[str, Any],
+        operation: str | None = None,
+        *,
+        exchanges: list[Exchange],
+        step: str | None = None,
     ) -> dict[str, Any]:
-        """The `data` of the answer; GraphQLFailure for anything else."""
+        """The `data` of the answer; GraphQLFailure for anything else. `step` names the sender (see `send`)."""
         repeatable = _is_query(document, operation)
         payload: dict[str, Any] = {"query": document, "variables": dict(variables)}
         if operation:
             payload["operationName"] = operation
         try:
             response = await self.http.send(
-                "POST", json=payload, idempotent=repeatable, kind="graphql", exchanges=exchanges
+                "POST", json=payload, idempotent=repeatable, kind="graphql", step=step, exchanges=exchanges
             )
         except AuthFailure as failure:
             raise GraphQLFailure(

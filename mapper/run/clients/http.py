@@ -26,7 +26,6 @@ from urllib.parse import quote_plus, urlencode
 import httpx
 
 from mapper import __version__
-from mapper.language import plan
 from mapper.run.clients.auth import MODIFYING_METHODS, Credentials, CsrfTokens, TokenCache, fetch_csrf_token
 from mapper.run.clients.errors import AuthFailure, ConnectionUnusable, RequestRejected, TransportFailure
 from mapper.run.clients.exchange import (
@@ -38,6 +37,7 @@ from mapper.run.clients.exchange import (
     Wire,
     quiet_library_logs,
 )
+from mapper.run.clients.settings import ConnectionSettings, CsrfSettings, TlsSettings
 from mapper.run.clients.target import (
     FORBIDDEN_IN_VALUE,
     TOKEN,
@@ -71,16 +71,16 @@ class _Call:
     body: bytes | None
     timeout: httpx.Timeout
     kind: ExchangeKind
+    step: str | None
     exchanges: list[Exchange]
 
 
 class ConnectionClient:
-    """Sends the requests of one connection (`plan.Connection` with its env values read once)."""
+    """Sends the requests of one connection (its settings already read from the environment)."""
 
     def __init__(
         self,
-        connection: plan.Connection,
-        env: Mapping[str, str],
+        connection: ConnectionSettings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         token_cache: TokenCache | None = None,
@@ -90,29 +90,12 @@ class ConnectionClient:
     ) -> None:
         self.connection = connection
         name = connection.name
-        base_value = connection.base_url or connection.url
-        if base_value is None:
-            raise ConnectionUnusable(f"connection `{name}` has neither `base_url` nor `url`")
         auth = connection.auth
-        auth_values = {key: _render(value, env, name) for key, value in auth.values.items()}
-        key_name = [auth.name] if auth.kind == "api_key" and auth.name else []
-        self.masker = Masker(
-            _secrets(connection, env, auth_values),
-            sensitive_headers=key_name if auth.placement == "header" else [],
-            sensitive_params=key_name if auth.placement == "query" else [],
-        )
-        if auth.kind == "basic":
-            self.masker.add_basic(auth_values.get("username", ""), auth_values.get("password", ""))
-        if auth.kind == "oauth2":
-            self.masker.add_basic(
-                quote_plus(auth_values.get("client_id", "")), quote_plus(auth_values.get("client_secret", ""))
-            )
-        # A GraphQL `url` may carry a query (Scope AR super admins add `?permalink=<company>`); a base URL
-        # that paths are joined to may not.
-        self.base_url = base_url(_render(base_value, env, name), name, query=connection.base_url is None)
-        self._headers = _connection_headers(connection.headers, env, name)
-        self._params = [(key, _render(value, env, name)) for key, value in connection.params]
-        for key, value in auth_values.items():
+        self.masker = _masker(connection)
+        self.base_url = base_url(connection.url, name, query=connection.is_endpoint)
+        self._headers = _connection_headers(connection.headers, name)
+        self._params = list(connection.params)
+        for key, value in auth.values.items():
             if FORBIDDEN_IN_VALUE.search(value):
                 raise ConnectionUnusable(f"connection `{name}`: auth `{key}` contains a line break or NUL")
         verify = _verify(connection.tls, name)
@@ -130,9 +113,7 @@ class ConnectionClient:
             max_answer_bytes=max_answer_bytes,
         )
         cache = token_cache if token_cache is not None else TokenCache()
-        self._credentials = Credentials(
-            auth, auth_values, wire=self._wire, cache=cache, timeout=connection.timeout, connection=name
-        )
+        self._credentials = Credentials(auth, wire=self._wire, cache=cache, timeout=connection.timeout, connection=name)
         self._own_url = origin_of(self.base_url)
         self._csrf = CsrfTokens(connection.csrf) if connection.csrf else None
         self._csrf_url = None
@@ -167,13 +148,15 @@ class ConnectionClient:
         idempotency_key: str | None = None,
         idempotent: bool | None = None,
         kind: ExchangeKind = "request",
+        step: str | None = None,
         exchanges: list[Exchange],
     ) -> Response:
         """Send one request (with quick retries) and return the answer, whatever its status.
 
         `path` (rendered and percent-encoded by the caller) is joined to the base URL; `url` is a full
         http(s) URL; neither means the connection's URL itself. `idempotent` overrides the method's rule
-        (a GraphQL query is safe to repeat although it is a POST).
+        (a GraphQL query is safe to repeat although it is a POST). `step` names the sender on every request
+        this call makes (see `exchange.STEP_EXTENSION`).
         """
         method = method.upper()
         if not TOKEN.fullmatch(method):
@@ -195,9 +178,8 @@ class ConnectionClient:
             else (method in IDEMPOTENT_METHODS or (idempotency_key is not None and header_name is not None))
         )
         seconds = timeout if timeout is not None else self.connection.timeout
-        call = _Call(
-            method, self._target(path, url), call_headers, call_params, body, httpx.Timeout(seconds), kind, exchanges
-        )
+        target = self._target(path, url)
+        call = _Call(method, target, call_headers, call_params, body, httpx.Timeout(seconds), kind, step, exchanges)
         retry = self.connection.retry
         attempts = 1 + max(0, retry.quick_retries)
         for attempt in range(1, attempts + 1):
@@ -232,7 +214,7 @@ class ConnectionClient:
     async def _attempt(self, call: _Call, attempt: int) -> Response:
         headers = dict(call.headers)
         params = list(call.params)
-        token = await self._credentials.apply(headers, params, exchanges=call.exchanges, attempt=attempt)
+        token = await self._apply_credentials(call, headers, params, attempt)
         csrf_token = None
         if self._csrf is not None and call.method in MODIFYING_METHODS:
             csrf_token = await self._csrf_token(call, attempt)
@@ -241,7 +223,7 @@ class ConnectionClient:
         notes: list[str] = []
         if response.status == 401 and self._credentials.refreshable:
             self._credentials.invalidate(token)
-            await self._credentials.apply(headers, params, exchanges=call.exchanges, attempt=attempt)
+            await self._apply_credentials(call, headers, params, attempt)
             response = await self._exchange(call, headers, params, attempt)
             notes.append(
                 "the target answered 401 to the OAuth2 token; fetched a new token and sent the request once more"
@@ -257,13 +239,24 @@ class ConnectionClient:
             notes.append(note)
         return replace(response, notes=tuple(notes)) if notes else response
 
+    async def _apply_credentials(
+        self, call: _Call, headers: dict[str, str], params: list[tuple[str, str]], attempt: int
+    ) -> str | None:
+        return await self._credentials.apply(headers, params, exchanges=call.exchanges, attempt=attempt, step=call.step)
+
     async def _exchange(
         self, call: _Call, headers: dict[str, str], params: list[tuple[str, str]], attempt: int
     ) -> Response:
         request = self._wire.request(
-            call.method, with_params(call.url, params), headers=headers, content=call.body, timeout=call.timeout
+            call.method,
+            with_params(call.url, params),
+            headers=headers,
+            content=call.body,
+            timeout=call.timeout,
+            kind=call.kind,
+            step=call.step,
         )
-        return await self._wire.exchange(request, kind=call.kind, exchanges=call.exchanges, attempt=attempt)
+        return await self._wire.exchange(request, exchanges=call.exchanges, attempt=attempt)
 
     async def _csrf_token(self, call: _Call, attempt: int) -> str:
         assert self._csrf is not None and self._csrf_url is not None
@@ -272,8 +265,11 @@ class ConnectionClient:
         async def fetch() -> str:
             headers = {**self._headers, "accept": "application/json"}
             params = list(self._params)
-            await self._credentials.apply(headers, params, exchanges=call.exchanges, attempt=attempt)
-            request = self._wire.request("GET", with_params(url, params), headers=headers, timeout=call.timeout)
+            await self._apply_credentials(call, headers, params, attempt)
+            target = with_params(url, params)
+            request = self._wire.request(
+                "GET", target, headers=headers, timeout=call.timeout, kind="csrf-fetch", step=call.step
+            )
             return await fetch_csrf_token(
                 self._wire, request, csrf.csrf.header, exchanges=call.exchanges, attempt=attempt
             )
@@ -290,35 +286,21 @@ class ConnectionClient:
         return join(self.base_url, path)
 
 
-def _render(value: plan.Value, env: Mapping[str, str], connection: str) -> str:
-    unset = sorted({c[1] for t in value.templates for c in t.references if c[0] == "env" and len(c) > 1} - set(env))
-    if unset:
-        raise ConnectionUnusable(
-            f"connection `{connection}` ({value.location}): {value.where}: environment variable `{unset[0]}` is not set"
-        )
-    try:
-        rendered = value.render({"env": env})
-    except Exception as exc:
-        raise ConnectionUnusable(f"connection `{connection}` ({value.location}): {value.where}: {exc}") from None
-    return text(rendered)
-
-
-def _secrets(connection: plan.Connection, env: Mapping[str, str], auth_values: Mapping[str, str]) -> list[str]:
-    """Every env value the connection reads, and all auth material (the token URL is an address)."""
-    values = [connection.url, connection.base_url, *connection.auth.values.values()]
-    values += [value for _, value in connection.headers + connection.params]
-    secrets = [text for key, text in auth_values.items() if key != "token_url"]
-    for value in values:
-        for template in value.templates if value is not None else ():
-            for chain in template.references:
-                if chain[0] != "env":
-                    continue
-                if len(chain) > 1:
-                    if chain[1] in env:
-                        secrets.append(text(env[chain[1]]))
-                else:  # env read with a computed name: every value may be the one
-                    secrets += [text(item) for item in env.values()]
-    return secrets
+def _masker(connection: ConnectionSettings) -> Masker:
+    """A masker that knows every env value the connection read and all auth material (the token URL is an
+    address, not a secret), with the API key's header or parameter name among the sensitive ones."""
+    auth = connection.auth
+    key_name = [auth.name] if auth.kind == "api_key" and auth.name else []
+    masker = Masker(
+        [*connection.secrets, *(value for key, value in auth.values.items() if key != "token_url")],
+        sensitive_headers=key_name if auth.placement == "header" else [],
+        sensitive_params=key_name if auth.placement == "query" else [],
+    )
+    if auth.kind == "basic":
+        masker.add_basic(auth.values.get("username", ""), auth.values.get("password", ""))
+    if auth.kind == "oauth2":
+        masker.add_basic(quote_plus(auth.values.get("client_id", "")), quote_plus(auth.values.get("client_secret", "")))
+    return masker
 
 
 def _pairs(values: Pairs | None) -> Iterable[tuple[str, Any]]:
@@ -327,11 +309,9 @@ def _pairs(values: Pairs | None) -> Iterable[tuple[str, Any]]:
     return values.items() if isinstance(values, Mapping) else values
 
 
-def _connection_headers(
-    pairs: tuple[tuple[str, plan.Value], ...], env: Mapping[str, str], connection: str
-) -> dict[str, str]:
+def _connection_headers(pairs: Iterable[tuple[str, str]], connection: str) -> dict[str, str]:
     try:
-        return checked_headers((name, _render(value, env, connection)) for name, value in pairs)
+        return checked_headers(pairs)
     except RequestRejected as exc:
         raise ConnectionUnusable(f"connection `{connection}`: {exc.reason}") from None
 
@@ -369,12 +349,12 @@ def _body(
     return None, content_type
 
 
-def _csrf_required(response: Response, csrf: plan.Csrf) -> bool:
+def _csrf_required(response: Response, csrf: CsrfSettings) -> bool:
     answer = response.headers.get(csrf.header.lower(), "")
     return response.status == 403 and answer.strip().lower() == "required"
 
 
-def _verify(tls: plan.Tls, connection: str) -> ssl.SSLContext | bool:
+def _verify(tls: TlsSettings, connection: str) -> ssl.SSLContext | bool:
     if tls.ca_file is None and tls.client_cert is None:
         return tls.verify
     try:
