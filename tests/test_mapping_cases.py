@@ -2,18 +2,17 @@
 
 1. `wlmap test mappings/` (the CLI, as CI and a mapping author run it) exits 0 with every case `ok`.
 2. Runtime conformance proof: every case of every shipped mapping is run again in-process, the way
-   `mapper.rehearse.cases.run_case` runs it, on a stub transport that keeps every request. Each request sent to the
-   target system (the Scope GraphQL query excepted) goes through the vendor checker of
-   tests/test_vendor_conformance.py (`wire_request` + `check_request`) and must show no violation. For SAP,
-   every modifying request must also carry the token and the session cookie the CSRF fetch just returned, and
-   that fetch must go to the service root with the same sap-client.
+   `wlmap test` runs it (`mapper.rehearse.cases.rehearse_case`), on a stub transport that keeps every
+   request. Each request sent to the target system (the Scope GraphQL query excepted) goes through the vendor
+   checker of tests/test_vendor_conformance.py (`wire_request` + `check_request`) and must show no violation.
+   For SAP, every modifying request must also carry the token and the session cookie the CSRF fetch just
+   returned, and that fetch must go to the service root with the same sap-client.
 3. The proof bites: mappings with one vendor rule broken on purpose make it report that rule.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import shutil
 import subprocess
@@ -37,16 +36,14 @@ from test_vendor_conformance import (
     wire_request,
 )
 
-from mapper.events import normalise
 from mapper.language.loader import load_file, load_text
 from mapper.language.plan import Plan
-from mapper.rehearse import cases as testing
-from mapper.rehearse.cases import Case, load_cases
+from mapper.rehearse import tests_file as testing
+from mapper.rehearse.cases import rehearse_case
 from mapper.rehearse.stubs import DRY_RUN_TOKEN, StubTransport
-from mapper.run.matching import match
-from mapper.run.outcome import RunResult
+from mapper.rehearse.tests_file import Case, load_cases
 from mapper.run.clients.exchange import STEP_EXTENSION
-from mapper.run.runner import Runner
+from mapper.run.outcome import RunResult
 
 # ------------------------------------------------------------------------------------------- running a case
 
@@ -81,19 +78,10 @@ class Ran:
 
 
 async def run_recorded(plan: Plan, case: Case) -> Ran:
-    """What `mapper.rehearse.cases.run_case` does, keeping the transport."""
-    body = case.event if isinstance(case.event, bytes | str) else json.dumps(case.event).encode()
-    event = normalise(body, case.headers)
-    matched, _ = match(plan, event)
-    if not matched:
-        return Ran(False)
+    """The case run as `wlmap test` runs it, keeping every request that reached the transport."""
     transport = RecordingTransport(case.graphql, case.responses)
-    runner = Runner(case.env, transport=transport)
-    try:
-        result = await runner.run(plan, event, idempotency_key=f"test|{case.name}")
-    finally:
-        await runner.aclose()
-    return Ran(True, result, transport.wire)
+    ran = await rehearse_case(plan, case, transport)
+    return Ran(ran.matched, ran.result, transport.wire)
 
 
 def load_plan(name: str) -> Plan:

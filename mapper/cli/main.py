@@ -179,6 +179,7 @@ def _run_once(
     fmt: Format,
 ) -> int:
     from mapper.errors import MappingError
+    from mapper.rehearse import inputs as given
     from mapper.rehearse import once
     from mapper.report import traces
 
@@ -187,18 +188,18 @@ def _run_once(
     assert plan is not None
     try:
         if case is not None:
-            inputs = once.from_case(mapping, case)
+            inputs = given.from_case(mapping, case)
         else:
             assert event_file is not None
-            inputs = once.from_files(event_file, headers_file, graphql_response, responses)
-    except once.InputError as exc:
+            inputs = given.from_files(event_file, headers_file, graphql_response, responses)
+    except given.InputError as exc:
         typer.echo(str(exc), err=True)
         return 1
     except MappingError as exc:
         typer.echo(report.text(exc.problems), err=True)
         return 1
     env = {**os.environ, **inputs.env}
-    outcome = once.run(plan, inputs, once.stand_in_env(plan, env) if dry_run else env, dry_run)
+    outcome = once.rehearse(plan, inputs, once.stand_in_env(plan, env) if dry_run else env, dry_run=dry_run)
     if outcome.result is None:
         if fmt is Format.json:
             typer.echo(
@@ -230,7 +231,7 @@ def test(
 ) -> None:
     """Run mappings' test cases against stubbed systems (nothing is sent). Exit 1 on any failure."""
     from mapper.errors import MappingError
-    from mapper.rehearse import cases
+    from mapper.rehearse import cases, tests_file
 
     files, problems = loader.mapping_files(paths)
     _exit_on_problems(problems)
@@ -241,18 +242,18 @@ def test(
             typer.echo(report.text(p for p in found if p.severity == "error"))
             failed += 1
             continue
-        tests_file = cases.tests_file_for(file)
-        if not tests_file.exists():
-            typer.echo(report.text([cases.problem_for_missing_tests(file)]))
+        cases_file = tests_file.tests_file_for(file)
+        if not cases_file.exists():
+            typer.echo(report.text([tests_file.problem_for_missing_tests(file)]))
             failed += strict
             continue
         try:
-            suite = cases.run_suite(plan, tests_file)
+            suite = cases.run_suite(plan, cases_file)
         except MappingError as exc:
             typer.echo(report.text(exc.problems))
             failed += 1
             continue
-        typer.echo(f"{file} ({tests_file.name})")
+        typer.echo(f"{file} ({cases_file.name})")
         for result in suite.results:
             mark = "ok  " if result.passed else "FAIL"
             typer.echo(f"  {mark} {result.case.name}")

@@ -1,0 +1,81 @@
+"""What `wlmap run` runs a mapping with: a saved event and headers, and for a dry run the saved answers.
+
+They come from files given on the command line, or from one case of the mapping's tests file (`--case`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mapper.rehearse import tests_file
+from mapper.rehearse.stubs import StubResponse
+
+
+class InputError(Exception):
+    """A file or argument of the command is unusable; the message says which and why."""
+
+
+@dataclass
+class Inputs:
+    body: bytes | str
+    headers: dict[str, str]
+    graphql: Any = None
+    responses: dict[str, list[StubResponse]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the {what}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}:{exc.colno}: the {what} is not valid JSON: {exc.msg}") from None
+
+
+def from_files(event: Path, headers: Path | None, graphql: Path | None, responses: list[str]) -> Inputs:
+    try:
+        body = event.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{event}: cannot read the event: {exc.strerror}") from None
+    raw_headers = read_json(headers, "headers") if headers else {}
+    if not isinstance(raw_headers, dict):
+        raise InputError(f"{headers}: the headers file must hold a JSON object")
+    inputs = Inputs(body, {str(k): str(v) for k, v in raw_headers.items()})
+    inputs.graphql = read_json(graphql, "GraphQL response") if graphql else None
+    for spec in responses:
+        step, sep, file = spec.partition("=")
+        if not sep or not step:
+            raise InputError(f"--response {spec}: write STEP=FILE")
+        given = read_json(Path(file), f"response for step `{step}`")
+        if isinstance(given, dict) and "status" in given and set(given) <= {"status", "headers", "body"}:
+            answer = StubResponse(
+                int(given["status"]),
+                {str(k).lower(): str(v) for k, v in (given.get("headers") or {}).items()},
+                given.get("body"),
+            )
+        else:
+            answer = StubResponse(200, {}, given)
+        inputs.responses.setdefault(step, []).append(answer)
+    return inputs
+
+
+def from_case(mapping: Path, name: str) -> Inputs:
+    """The event, headers, GraphQL answer, stub responses and env of a test case (its name or number)."""
+    found = tests_file.tests_file_for(mapping)
+    if not found.exists():
+        raise InputError(f"{mapping}: no test cases ({found.name} does not exist)")
+    cases, _ = tests_file.load_cases(found)
+    chosen = [case for case in cases if case.name == name] or [
+        case for case in cases if name.isdigit() and cases.index(case) == int(name) - 1
+    ]
+    if not chosen:
+        names = "\n  ".join(case.name for case in cases)
+        raise InputError(f"{found}: no case named `{name}`; the cases are:\n  {names}")
+    case = chosen[0]
+    return Inputs(
+        case.body, dict(case.headers), case.graphql, {k: list(v) for k, v in case.responses.items()}, dict(case.env)
+    )
