@@ -73,6 +73,7 @@ class _Call:
     kind: ExchangeKind
     step: str | None
     exchanges: list[Exchange]
+    repeatable: bool  # sending it twice does no harm: an idempotent method, or an idempotency key the target reads
 
 
 class ConnectionClient:
@@ -179,8 +180,14 @@ class ConnectionClient:
         )
         seconds = timeout if timeout is not None else self.connection.timeout
         target = self._target(path, url)
-        call = _Call(method, target, call_headers, call_params, body, httpx.Timeout(seconds), kind, step, exchanges)
-        retry = self.connection.retry
+        call = _Call(
+            method, target, call_headers, call_params, body, httpx.Timeout(seconds), kind, step, exchanges, repeatable
+        )
+        return await self._send(call)
+
+    async def _send(self, call: _Call) -> Response:
+        """The call's attempts: quick retries where repeating cannot do harm (see the module docstring)."""
+        retry, repeatable = self.connection.retry, call.repeatable
         attempts = 1 + max(0, retry.quick_retries)
         for attempt in range(1, attempts + 1):
             try:
@@ -194,7 +201,7 @@ class ConnectionClient:
                 if unknown and not repeatable:
                     reason += (
                         f"; the request was sent, so it may have been applied (outcome unknown); it was "
-                        f"not repeated because {method} is not idempotent and no idempotency key was sent"
+                        f"not repeated because {call.method} is not idempotent and no idempotency key was sent"
                     )
                 error = AuthFailure if failure.auth else TransportFailure
                 raise error(reason, retryable=failure.retryable, outcome_unknown=unknown) from None
