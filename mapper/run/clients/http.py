@@ -1,6 +1,6 @@
 """One HTTP client per connection: checked URLs, credentials, quick retries, every exchange recorded masked.
 
-Rules it keeps (see /work/shared/reference/anchors.md, "Reliability rules"):
+Rules it keeps (for mapping authors: docs/mapping.md, §9 "Outcomes, retries and dead events" and §10 "Security rules"):
 - Redirects are never followed: a 3xx is returned as it is.
 - A request whose final URL would have another scheme, host or port than the connection's base URL, or that
   carries CR/LF/NUL in a header, is refused before anything is sent (`RequestRejected`).
