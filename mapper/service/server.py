@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import socket
 import sys
@@ -28,7 +29,7 @@ from starlette.applications import Starlette
 from mapper.errors import MappingError, as_text
 from mapper.service.listener import ListenerOptions, create_app
 from mapper.service.logs import configure_logging
-from mapper.service.mappings import Mappings, log
+from mapper.service.mappings import Mappings
 from mapper.service.metrics import Metrics
 from mapper.service.options import ROLES, SECRETS_ENV, ServiceError, ServiceOptions
 from mapper.service.runners import Runner, load_runner
@@ -36,6 +37,8 @@ from mapper.service.signature import SignatureScheme
 from mapper.service.store import Store, StoreError, describe, open_store
 from mapper.service.upkeep import upkeep
 from mapper.service.worker import Worker, WorkerOptions
+
+log = logging.getLogger("wlmap.service")
 
 IO_THREADS = 64  # the store's blocking calls (SQLite commits, PostgreSQL round trips) run on these
 
