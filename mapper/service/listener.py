@@ -24,7 +24,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from mapper.events import Event, normalise
-from mapper.service.metrics import Metrics
+from mapper.service.metrics import CONTENT_TYPE, Metrics
 from mapper.service.options import DEDUPE_WINDOW, MAX_BODY, WEBHOOK_PATH
 from mapper.service.signature import SignatureError, SignatureScheme, verify
 from mapper.service.store import Ingested, NewDelivery, NewJob, Store, StoreError, run_blocking
@@ -266,7 +266,7 @@ def create_app(
         else:
             for status, count in counts.items():
                 metrics.queue.set(count, state=status)
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": "not found"}, status_code=404)
