@@ -97,7 +97,9 @@ def wlmap(home: Path, fakes: str, store: str, role: str, workers: int, name: str
     command = [
         sys.executable,
         "-m",
-        "mapper.service",
+        "mapper.cli",
+        "run",
+        "--serve",
         "--mappings",
         str(home / "mappings"),
         "--store",

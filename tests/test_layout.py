@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "mapper"
 
@@ -30,7 +28,6 @@ def test_a_forbidden_import_breaks_a_contract(tmp_path: Path) -> None:
     assert "mapper.service.listener -> mapper.run.runner" in broken.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="the service still reads os.environ itself (issue 9, in progress)")
 def test_only_the_command_line_reads_the_environment() -> None:
     """`os.environ` and `os.getenv` appear only in mapper/cli: every other layer is given its values."""
     readers = []

@@ -374,6 +374,17 @@ def test_metric_labels_are_escaped() -> None:
     parse_metrics(text)
 
 
+def test_each_service_counts_in_a_registry_of_its_own_beside_the_process_metrics() -> None:
+    first, second = Metrics(), Metrics()
+    first.received.inc()
+    first.runs.inc(mapping="m", outcome="done")
+    assert (first.received.value(), second.received.value()) == (1, 0)
+    assert (first.runs.value(mapping="m", outcome="done"), second.runs.value(mapping="m", outcome="done")) == (1, 0)
+    samples = parse_metrics(second.render())
+    assert samples["wlmap_webhooks_received_total"] == 0
+    assert samples["process_cpu_seconds_total"] > 0 and samples["process_resident_memory_bytes"] > 0
+
+
 # --------------------------------------------------------------------------------------- on the wire
 
 

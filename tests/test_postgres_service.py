@@ -1,6 +1,6 @@
 """Several wlmap processes on one PostgreSQL, end to end: roles, database outages, kill -9 of replicas.
 
-The processes are real subprocesses (`python -m mapper.service.server --store postgresql://...`) with the stand-in
+The processes are real subprocesses (`wlmap run --serve --store postgresql://...`) with the stand-in
 runner of test_service_support, which POSTs each run to a fake target that counts effects per idempotency key
 and records when each request started and ended. Needs WLMAP_TEST_POSTGRES (see conftest.py).
 """

@@ -1,6 +1,6 @@
 """The service: trigger matching, mapping reloads, and the whole thing end to end as a real subprocess.
 
-End-to-end cases run `python -m mapper.service.server` on 127.0.0.1 with a real SQLite file and the stand-in runner
+End-to-end cases run `wlmap run --serve` on 127.0.0.1 with a real SQLite file and the stand-in runner
 from test_service_support, which POSTs to a fake target that counts effects per idempotency key.
 """
 
@@ -26,7 +26,8 @@ from mapper.errors import MappingError
 from mapper.events import normalise
 from mapper.language import loader
 from mapper.language.plan import Plan
-from mapper.service.server import Mappings, matches, truthy
+from mapper.run.matching import truthy
+from mapper.service.mappings import Mappings, matches
 
 LEGACY = {
     "time": "2024-05-01T10:12:31Z",
@@ -382,7 +383,7 @@ def run_service(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -
 
     environment = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "mapper.service", *args],
+        [sys.executable, "-m", "mapper.cli", "run", "--serve", *args],
         capture_output=True,
         text=True,
         env=environment,

@@ -183,6 +183,28 @@ def test_events_show_a_delivery_masks_credentials(app: typer.Typer, populated: P
     assert '"id": "R4"' in result.output
 
 
+def test_events_show_a_delivery_prints_no_sensitive_header_value(app: typer.Typer, tmp_path: Path) -> None:
+    """Every header that carries a credential in the traces' list (run/masking.py) is masked here too."""
+    sensitive = {
+        "Authorization": "Bearer canary-authorization-1",
+        "Proxy-Authorization": "Basic canary-proxy-2",
+        "Cookie": "session=canary-cookie-3",
+        "Set-Cookie": "session=canary-set-cookie-4",
+        "X-CSRF-Token": "canary-csrf-5",
+        "apikey": "canary-apikey-6",
+        "Api-Key": "canary-api-key-7",
+        "X-Api-Key": "canary-x-api-key-8",
+    }
+    path = tmp_path / "canary.db"
+    store = SqliteStore(path)
+    store_webhook(store, "canary-1", "R9", None, topic="user/created", extra=tuple(sensitive.items()))
+    store.close()
+    result = invoke(app, "events", "show", "d1", "--store", str(path))
+    assert result.exit_code == 0, result.output
+    assert [value for value in sensitive.values() if value in result.output] == []
+    assert [name for name in sensitive if f"  {name}: ***\n" not in result.output] == []
+
+
 # -------------------------------------------------------------------------------------------- replays
 
 

@@ -209,7 +209,7 @@ def signed_headers(body: bytes, delivery_id: str | None, topic: str = TOPIC) -> 
 
 
 class Service:
-    """`python -m mapper.service.server` in a subprocess on a fixed port, with the EffectRunner."""
+    """`wlmap run --serve` in a subprocess on a fixed port, with the EffectRunner."""
 
     def __init__(
         self,
@@ -243,7 +243,9 @@ class Service:
         return [
             sys.executable,
             "-m",
-            "mapper.service",
+            "mapper.cli",
+            "run",
+            "--serve",
             "--mappings",
             str(self.mappings),
             "--store",

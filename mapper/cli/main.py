@@ -17,9 +17,11 @@ from typing import Annotated
 
 import typer
 
+from mapper.cli import service
 from mapper.errors import Problem
 from mapper.language import loader
 from mapper.report import problems as report
+from mapper.service import options as defaults
 
 app = typer.Typer(
     name="wlmap",
@@ -90,6 +92,7 @@ def _exit_on_problems(problems: list[Problem]) -> None:
 
 
 def run(
+    ctx: typer.Context,
     paths: Annotated[
         list[Path] | None,
         typer.Argument(help="A mapping file (or, with --serve, mapping folders).", show_default=False),
@@ -119,43 +122,34 @@ def run(
     serve: Annotated[
         bool, typer.Option("--serve", help="Run the webhook listener and workers (the main job).")
     ] = False,
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8080,
-    store: Annotated[
-        str, typer.Option("--store", envvar="WLMAP_STORE", help="SQLite file (or PostgreSQL URL).")
-    ] = "wlmap.db",
-    workers: Annotated[
-        int, typer.Option("--workers", help="Jobs run at the same time (see docs/operations.md, Sizing).")
-    ] = 16,
-    allow_unsigned: Annotated[
-        bool, typer.Option("--allow-unsigned", help="Accept legacy webhooks without a signature.")
-    ] = False,
-    log_format: Annotated[str, typer.Option("--log-format", help="text or json.")] = "text",
-    role: Annotated[
-        str,
-        typer.Option(
-            "--role",
-            help="With --serve: all (webhooks and jobs), listener (webhooks only) or worker (jobs only); "
-            "split roles share a PostgreSQL store.",
-        ),
-    ] = "all",
+    # The service's options (mapper/cli/service.py): typer reads them from this signature, hence its length.
+    mappings: service.Mappings = None,
+    store: service.Store = defaults.STORE,
+    host: service.Host = defaults.HOST,
+    port: service.Port = defaults.PORT,
+    workers: service.Workers = defaults.WORKERS,
+    role: service.Role = defaults.ROLE,
+    path: service.WebhookPath = defaults.WEBHOOK_PATH,
+    allow_unsigned: service.AllowUnsigned = False,
+    signature_header: service.SignatureHeader = defaults.SIGNATURE_HEADER,
+    signature_encoding: service.SignatureEncoding = defaults.SIGNATURE_ENCODING,
+    max_body: service.MaxBody = defaults.MAX_BODY,
+    dedupe_window: service.DedupeWindow = defaults.DEDUPE_WINDOW,
+    retention_days: service.RetentionDays = defaults.RETENTION_DAYS,
+    lease: service.Lease = defaults.LEASE,
+    poll: service.Poll = defaults.POLL,
+    run_timeout: service.RunTimeout = defaults.RUN_TIMEOUT,
+    grace: service.Grace = defaults.GRACE,
+    store_max_mb: service.StoreMaxMb = defaults.STORE_MAX_MB,
+    store_connections: service.StoreConnections = defaults.STORE_CONNECTIONS,
+    log_format: service.LogFormat = defaults.LOG_FORMAT,
+    log_level: service.LogLevel = defaults.LOG_LEVEL,
+    time_scale: service.TimeScale = defaults.TIME_SCALE,
+    runner: service.Runner = defaults.RUNNER,
 ) -> None:
     """Run a mapping once for one saved event (add --dry-run to send nothing), or with --serve run the listener."""
     if serve:
-        from mapper.service import server
-
-        raise typer.Exit(
-            server.run_from_cli(
-                paths or [Path("mappings")],
-                host=host,
-                port=port,
-                store=store,
-                workers=workers,
-                allow_unsigned=allow_unsigned,
-                log_format=log_format,
-                role=role,
-            )
-        )
+        raise typer.Exit(service.serve([*(paths or []), *(mappings or [])], ctx.params))
     if not paths or len(paths) != 1 or (event is None and case is None):
         typer.echo(
             "usage: wlmap run MAPPING.yaml --event EVENT.json [--headers H.json] [--dry-run ...]\n"

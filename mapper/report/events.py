@@ -4,12 +4,11 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from mapper.run.masking import MASK, SENSITIVE_HEADERS
 from mapper.service.operations import EventLine, parse_id, when
 
 if TYPE_CHECKING:
     from mapper.service.store import Store
-
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 
 
 def render_table(lines: Sequence[EventLine], width: int = 60) -> str:
@@ -29,7 +28,7 @@ def render_table(lines: Sequence[EventLine], width: int = 60) -> str:
 
 
 def _masked(headers: Sequence[tuple[str, str]]) -> dict[str, str]:
-    return {name: "***" if name.lower() in _SECRET_HEADERS else value for name, value in headers}
+    return {name: MASK if name.lower() in SENSITIVE_HEADERS else value for name, value in headers}
 
 
 def _body_text(body: bytes, limit: int = 20_000) -> str:

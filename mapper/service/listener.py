@@ -24,13 +24,13 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from mapper.events import Event, normalise
-from mapper.service.metrics import Metrics
+from mapper.service.metrics import CONTENT_TYPE, Metrics
+from mapper.service.options import DEDUPE_WINDOW, MAX_BODY, WEBHOOK_PATH
 from mapper.service.signature import SignatureError, SignatureScheme, verify
 from mapper.service.store import Ingested, NewDelivery, NewJob, Store, StoreError, run_blocking
 
 log = logging.getLogger("wlmap.listener")
 
-MAX_BODY: Final = 1024 * 1024
 MAX_DELIVERY_ID: Final = 200  # characters; Scope sends a UUID (36)
 _JSON_TYPES: Final = ("application/json",)
 
@@ -42,12 +42,12 @@ Readiness = Callable[[], str | None]  # blocking; None when ready, else why not
 class ListenerOptions:
     """How webhooks are accepted."""
 
-    path: str = "/webhooks"
+    path: str = WEBHOOK_PATH
     secrets: tuple[str, ...] = ()
     scheme: SignatureScheme = field(default_factory=SignatureScheme)
     allow_unsigned: bool = False  # take webhooks WITHOUT a signature header (legacy); a bad one is still 401
     max_body: int = MAX_BODY
-    dedupe_window: float = 300.0
+    dedupe_window: float = DEDUPE_WINDOW
     retry_after: int = 5  # seconds, sent with 503
 
 
@@ -266,7 +266,7 @@ def create_app(
         else:
             for status, count in counts.items():
                 metrics.queue.set(count, state=status)
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": "not found"}, status_code=404)

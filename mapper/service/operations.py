@@ -5,7 +5,6 @@ itself, e.g. one no mapping wanted). `wlmap events`, `wlmap replay` and `wlmap s
 """
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from mapper.errors import MappingError, as_text
 from mapper.events import normalise
 from mapper.language import loader
 from mapper.language.plan import Plan
+from mapper.service.options import MAPPINGS, MAPPINGS_ENV, RUNNER, STORE_ENV, secrets_from
 from mapper.service.signature import SignatureScheme, sign
 
 # The store is imported where it is used: every `wlmap` command (validate too) may import this module.
@@ -24,9 +24,6 @@ if TYPE_CHECKING:
     from mapper.service.store import Claimed, DeliveryRow, JobRow, Store
     from mapper.service.worker import RunFunction
 
-STORE_ENV: Final = "WLMAP_STORE"
-MAPPINGS_ENV: Final = "WLMAP_MAPPINGS"
-SECRETS_ENV: Final = "WLMAP_WEBHOOK_SECRETS"
 REPLAY_LEASE: Final = 600.0  # seconds a replay run holds its job before the service may take it over
 
 # What `--status` words select: jobs by state, or deliveries (ignored, duplicate).
@@ -177,7 +174,7 @@ class _Plans:
         return found
 
     def every(self) -> list[Plan]:
-        paths = list(self.paths) if self.paths else [Path(self.env.get(MAPPINGS_ENV, "mappings"))]
+        paths = list(self.paths) if self.paths else [Path(self.env.get(MAPPINGS_ENV, MAPPINGS))]
         return list(self._load(paths, ", ".join(map(str, paths))).values())
 
 
@@ -191,16 +188,15 @@ async def replay(
     *,
     status: str | None = None,
     since: str | None = None,
-    runner: str = "mapper.run.runner:Runner",
-    env: Mapping[str, str] | None = None,
+    runner: str = RUNNER,
+    env: Mapping[str, str],
     mappings: Sequence[Path] | None = None,
     lease: float = REPLAY_LEASE,
 ) -> list[Replayed]:
     """Run stored webhooks again with the CURRENT mappings, here and now; one Replayed per job made."""
-    from mapper.service.server import load_runner
+    from mapper.service.runners import load_runner
     from mapper.service.store import NotFound, NotReplayable, StoreError
 
-    env = dict(os.environ) if env is None else env
     targets = [parse_id(ident) for ident in ids]
     if status is not None:
         if status not in ("dead", "done", "skipped", "failed"):
@@ -255,7 +251,7 @@ async def _replay_job(store: "Store", number: int, plans: _Plans, run: "RunFunct
 async def _replay_delivery(
     store: "Store", number: int, plans: _Plans, run: "RunFunction", lease: float
 ) -> list[Replayed]:
-    from mapper.service.server import matches
+    from mapper.service.mappings import matches
     from mapper.service.store import NewJob, NotReplayable
 
     delivery = store.delivery(number)
@@ -317,5 +313,6 @@ def send(
 
 
 def first_secret(env: Mapping[str, str]) -> str | None:
-    secrets = [part.strip() for part in env.get(SECRETS_ENV, "").split(",") if part.strip()]
-    return secrets[-1] if secrets else None  # during a rotation the newest is listed last
+    """The secret `wlmap send` signs with: during a rotation the newest, listed last."""
+    secrets = secrets_from(env)
+    return secrets[-1] if secrets else None

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from mapper.service.options import SIGNATURE_ENCODING, SIGNATURE_ENCODINGS, SIGNATURE_HEADER
+
 __all__ = [
     "MALFORMED",
     "MISMATCH",
@@ -27,7 +29,6 @@ MALFORMED: Final = "malformed signature header"
 MISMATCH: Final = "signature does not match"
 NO_SECRET: Final = "no secret configured"
 
-_ENCODINGS: Final = ("base64", "hex")
 _BASE64: Final = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _HEX: Final = re.compile(r"[0-9A-Fa-f]+")
 _WHITESPACE: Final = " \t\r\n"
@@ -37,15 +38,17 @@ _WHITESPACE: Final = " \t\r\n"
 class SignatureScheme:
     """Where the signature is and how it is written: header name, "base64" or "hex", hashlib algorithm."""
 
-    header: str = "x-scope-hmac-sha256"
-    encoding: str = "base64"
+    header: str = SIGNATURE_HEADER
+    encoding: str = SIGNATURE_ENCODING
     algorithm: str = "sha256"
 
     def __post_init__(self) -> None:
         if not self.header.strip():
             raise ValueError("signature header name is empty")
-        if self.encoding not in _ENCODINGS:
-            raise ValueError(f"signature encoding must be one of {', '.join(_ENCODINGS)}, not {self.encoding!r}")
+        if self.encoding not in SIGNATURE_ENCODINGS:
+            raise ValueError(
+                f"signature encoding must be one of {', '.join(SIGNATURE_ENCODINGS)}, not {self.encoding!r}"
+            )
         try:
             hmac.new(b"k", b"", self.algorithm).digest()
         except (ValueError, TypeError) as exc:

@@ -22,6 +22,7 @@ from mapper.events import Event, normalise
 from mapper.language.plan import Plan, RetryPolicy
 from mapper.run.outcome import RunResult
 from mapper.service.metrics import Metrics
+from mapper.service.options import GRACE, LEASE, POLL, RUN_TIMEOUT, TIME_SCALE, WORKERS
 from mapper.service.store import Claimed, Finish, Store, StoreError, run_blocking
 
 log = logging.getLogger("wlmap.worker")
@@ -42,12 +43,12 @@ Plans = Callable[[], Mapping[str, Plan]]  # the mappings in force, by name
 class WorkerOptions:
     """How many jobs run at once, and the timings around each."""
 
-    concurrency: int = 4
-    lease: float = 60.0  # seconds a claim lasts without a heartbeat (the heartbeat renews it every third)
-    poll: float = 0.5  # seconds between looks at the store when nothing wakes the pool
-    run_timeout: float = 600.0  # a run that takes longer is stopped and retried
-    grace: float = 10.0  # on shutdown, seconds in-flight runs get to finish before they are released
-    time_scale: float = 1.0  # retry delays are divided by this (tests compress hours into seconds)
+    concurrency: int = WORKERS
+    lease: float = LEASE  # seconds a claim lasts without a heartbeat (the heartbeat renews it every third)
+    poll: float = POLL  # seconds between looks at the store when nothing wakes the pool
+    run_timeout: float = RUN_TIMEOUT  # a run that takes longer is stopped and retried
+    grace: float = GRACE  # on shutdown, seconds in-flight runs get to finish before they are released
+    time_scale: float = TIME_SCALE  # retry delays are divided by this (tests compress hours into seconds)
 
 
 def policy_for(plan: Plan, step: str | None) -> RetryPolicy:
@@ -67,7 +68,7 @@ def decide(
     now: float,
     *,
     rand: Callable[[], float] = random.random,
-    time_scale: float = 1.0,
+    time_scale: float = TIME_SCALE,
 ) -> Finish:
     """What the store records after attempt number `attempts` ended with `result`.
 

@@ -1,0 +1,117 @@
+"""`wlmap run --serve`: the service's options as typer options, with the defaults of mapper.service.options.
+
+Each option is named after the ServiceOptions field it sets (`--run-timeout` sets `run_timeout`), so the
+command hands over what it was given by name; tests/test_service_options.py checks the two stay one list.
+The environment is read here, and only here: the webhook secrets, the store (`--store` or WLMAP_STORE), and
+what mappings read as `env.NAME` are passed down as values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mapper.service import options as defaults
+from mapper.service.options import ServiceOptions, secrets_from
+
+SERVE = "--serve"
+
+
+# One alias per option: `wlmap run` lists them in its signature (typer reads the options from there).
+Mappings = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--mappings",
+        metavar="PATH",
+        help="With --serve: mapping files or folders, like the PATHS (repeat for more).",
+        show_default=False,
+    ),
+]
+Store = Annotated[str, typer.Option("--store", envvar=defaults.STORE_ENV, help="A SQLite file or a postgresql:// URL.")]
+Host = Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every IPv4 address; :: IPv6).")]
+Port = Annotated[int, typer.Option("--port", help="TCP port to listen on.")]
+Workers = Annotated[
+    int, typer.Option("--workers", help="Mapping runs at the same time (see docs/operations.md, Sizing).")
+]
+Role = Annotated[
+    defaults.Role,
+    typer.Option(
+        "--role",
+        help="all (webhooks and jobs), listener (webhooks only) or worker (jobs only); "
+        "split roles share a PostgreSQL store.",
+    ),
+]
+WebhookPath = Annotated[str, typer.Option("--path", help="URL path of the webhook endpoint.")]
+AllowUnsigned = Annotated[
+    bool, typer.Option("--allow-unsigned", help="Accept (legacy) webhooks that carry no signature header.")
+]
+SignatureHeader = Annotated[str, typer.Option("--signature-header", help="The header that carries the signature.")]
+SignatureEncoding = Annotated[
+    defaults.SignatureEncoding,
+    typer.Option(
+        "--signature-encoding",
+        help="How the HMAC-SHA256 of the body is written.",
+    ),
+]
+MaxBody = Annotated[int, typer.Option("--max-body", help="Largest webhook body in bytes (413 above it).")]
+DedupeWindow = Annotated[
+    float,
+    typer.Option("--dedupe-window", help="Seconds in which an identical body without a delivery id is a duplicate."),
+]
+RetentionDays = Annotated[
+    float, typer.Option("--retention-days", help="Keep finished deliveries this long (dead ones until replayed).")
+]
+Lease = Annotated[float, typer.Option("--lease", help="Seconds a claim lasts without a heartbeat.")]
+Poll = Annotated[float, typer.Option("--poll", help="Seconds between looks for retries that became due.")]
+RunTimeout = Annotated[float, typer.Option("--run-timeout", help="Longest a single run may take, in seconds.")]
+Grace = Annotated[float, typer.Option("--grace", help="Seconds running jobs get to finish on SIGTERM.")]
+StoreMaxMb = Annotated[
+    float | None,
+    typer.Option("--store-max-mb", help="Refuse webhooks (503) rather than let the store grow past this size."),
+]
+StoreConnections = Annotated[
+    int | None,
+    typer.Option(
+        "--store-connections", metavar="N", help="PostgreSQL: connections this process opens at most (default 10)."
+    ),
+]
+LogFormat = Annotated[
+    defaults.LogFormat,
+    typer.Option(
+        "--log-format",
+        help="Log lines as text or JSON.",
+    ),
+]
+LogLevel = Annotated[defaults.LogLevel, typer.Option("--log-level")]
+TimeScale = Annotated[float, typer.Option("--time-scale", hidden=True)]  # tests: retry delays divided by this
+Runner = Annotated[str, typer.Option("--runner", hidden=True)]  # tests: a stand-in runner, module:factory
+
+_GIVEN = frozenset(field.name for field in dataclasses.fields(ServiceOptions)) - {"mappings", "secrets", "env"}
+
+
+def serve(paths: list[Path], given: Mapping[str, Any]) -> int:
+    """Start the service with the options `wlmap run` was given (by name); the exit code."""
+    if not paths:
+        if not Path(defaults.MAPPINGS).exists():
+            typer.echo(
+                f"wlmap: nothing to serve: there is no `{defaults.MAPPINGS}` folder here; name the mapping files "
+                f"or folders: wlmap run {SERVE} PATH... (or --mappings PATH)",
+                err=True,
+            )
+            return 2
+        paths = [Path(defaults.MAPPINGS)]
+    environment = dict(os.environ)
+    options = ServiceOptions(
+        mappings=tuple(paths),
+        secrets=secrets_from(environment),
+        env=environment,
+        **{name: value for name, value in given.items() if name in _GIVEN},
+    )
+    from mapper.service import server  # uvicorn, starlette, the store: only when the service starts
+
+    return server.serve(options)

@@ -1,0 +1,82 @@
+"""The mappings in force: loaded at start, routed to, and swapped whole when the files change and stay valid."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from mapper.errors import MappingError, as_text
+from mapper.events import Event
+from mapper.language import loader
+from mapper.language.plan import Plan
+from mapper.run.matching import match
+from mapper.service.store import NewJob
+
+log = logging.getLogger("wlmap.service")
+
+Stamp = tuple[tuple[str, int, int], ...]  # (file, mtime in ns, size) of every mapping file, sorted
+
+
+def matches(plan: Plan, event: Event) -> bool:
+    """Whether the plan's trigger wants the event (see `matching.match`); a `when` that fails is logged."""
+    matched, why = match(plan, event)
+    if not matched and why.startswith("trigger `when` could not"):
+        log.warning("%s", why, extra={"event_id": event.delivery_id, "mapping": plan.name})
+    return matched
+
+
+class Mappings:
+    """The mappings in force; swapped whole when the files change and the new set is valid."""
+
+    def __init__(self, paths: Sequence[Path], env: Mapping[str, str]) -> None:
+        self.paths, self.env = list(paths), env
+        self._plans: dict[str, Plan] = {}
+        self._stamp: Stamp | None = None
+
+    def current(self) -> Mapping[str, Plan]:
+        return self._plans
+
+    def route(self, event: Event) -> list[NewJob]:
+        """A job for every mapping whose trigger matches the event."""
+        return [
+            NewJob(plan.name, event.resource_id, plan.file) for plan in self._plans.values() if matches(plan, event)
+        ]
+
+    def _files_stamp(self) -> Stamp:
+        files, _ = loader.mapping_files(self.paths)
+        stamp = []
+        for file in files:
+            with contextlib.suppress(OSError):
+                info = file.stat()
+                stamp.append((str(file), info.st_mtime_ns, info.st_size))
+        return tuple(sorted(stamp))
+
+    def load(self) -> None:
+        """Load every mapping, or raise MappingError with every problem (at start-up)."""
+        stamp = self._files_stamp()
+        loaded = loader.load(self.paths, self.env)
+        if loaded.errors:
+            raise MappingError(loaded.problems)
+        for problem in loaded.problems:
+            log.warning("%s", as_text([problem]))
+        self._plans = {plan.name: plan for plan in loaded.plans}
+        self._stamp = stamp
+
+    def reload_if_changed(self) -> bool:
+        """Reload when a file changed; an invalid new version is reported and the previous set stays."""
+        stamp = self._files_stamp()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        loaded = loader.load(self.paths, self.env)
+        if loaded.errors:
+            log.error(
+                "mappings changed but are not valid; the previous version keeps running:\n%s",
+                as_text(loaded.problems),
+            )
+            return False
+        self._plans = {plan.name: plan for plan in loaded.plans}
+        log.info("mappings reloaded: %s", ", ".join(sorted(self._plans)) or "none")
+        return True

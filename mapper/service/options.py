@@ -1,0 +1,143 @@
+"""The service's options: every default and every environment variable name, written once.
+
+`wlmap run --serve` (mapper/cli) takes one option per field of `ServiceOptions`, with these defaults, and
+docs/operations.md shows the same figures (tests/test_service_options.py compares them). Only the command line
+reads the environment: it hands the service the secrets, the store location and the mappings' `env` as values.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+# Environment variables (read by mapper/cli only).
+SECRETS_ENV: Final = "WLMAP_WEBHOOK_SECRETS"  # comma-separated: "old,new" during a rotation, the newest last
+STORE_ENV: Final = "WLMAP_STORE"  # the store when --store is not given (the service and the operator commands)
+MAPPINGS_ENV: Final = "WLMAP_MAPPINGS"  # `wlmap replay`: where to look for the mappings an ignored webhook wants
+
+# Where: the mappings, the store, the socket.
+MAPPINGS: Final = "mappings"
+STORE: Final = "wlmap.db"
+HOST: Final = "127.0.0.1"
+PORT: Final = 8080
+WEBHOOK_PATH: Final = "/webhooks"
+
+
+class Role(enum.StrEnum):
+    """What this process does: take webhooks and run jobs, only the one, or only the other."""
+
+    all = "all"
+    listener = "listener"  # webhooks only
+    worker = "worker"  # jobs only (it still answers /healthz, /readyz and /metrics)
+
+
+class SignatureEncoding(enum.StrEnum):
+    base64 = "base64"
+    hex = "hex"
+
+
+class LogFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+class LogLevel(enum.StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+# What this process does, and how many mapping runs at once (docs/operations.md, Sizing).
+ROLES: Final = tuple(Role)
+ROLE: Final = Role.all
+WORKERS: Final = 16
+
+# How webhooks are accepted.
+SIGNATURE_HEADER: Final = "x-scope-hmac-sha256"
+SIGNATURE_ENCODINGS: Final = tuple(SignatureEncoding)
+SIGNATURE_ENCODING: Final = SignatureEncoding.base64
+MAX_BODY: Final = 1024 * 1024  # bytes
+DEDUPE_WINDOW: Final = 300.0  # seconds in which an identical body without a delivery id is a duplicate
+
+# Timings of the workers and the store's upkeep, in seconds unless the name says otherwise.
+LEASE: Final = 60.0
+POLL: Final = 0.5
+RUN_TIMEOUT: Final = 600.0
+GRACE: Final = 10.0
+RETENTION_DAYS: Final = 7.0
+RELOAD_INTERVAL: Final = 1.0  # between looks at the mapping files (not an option: a second is what people expect)
+TIME_SCALE: Final = 1.0  # tests only: retry delays are divided by this
+
+# Logs.
+LOG_FORMAT: Final = LogFormat.text
+LOG_LEVEL: Final = LogLevel.INFO
+
+# The runner the workers call (tests name a stand-in: `module:factory`, built from the environment).
+RUNNER: Final = "mapper.run.runner:Runner"
+
+# Limits of the store: none on the SQLite file's size unless asked; PostgreSQL connections per process as the
+# store sets them (store.postgres.MAX_CONNECTIONS, 10) unless asked.
+STORE_MAX_MB: Final[float | None] = None
+STORE_CONNECTIONS: Final[int | None] = None
+
+
+class ServiceError(Exception):
+    """The service cannot start with the options it was given; the message says why in plain words."""
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """Everything `server.serve` takes: what `wlmap run --serve` was given, defaults for the rest."""
+
+    mappings: tuple[Path, ...] = (Path(MAPPINGS),)
+    store: str = STORE
+    host: str = HOST
+    port: int = PORT
+    workers: int = WORKERS
+    role: str = ROLE
+    path: str = WEBHOOK_PATH
+    secrets: tuple[str, ...] = ()  # the webhook secrets (secrets_from(environment))
+    allow_unsigned: bool = False
+    signature_header: str = SIGNATURE_HEADER
+    signature_encoding: str = SIGNATURE_ENCODING
+    max_body: int = MAX_BODY
+    dedupe_window: float = DEDUPE_WINDOW
+    retention_days: float = RETENTION_DAYS
+    lease: float = LEASE
+    poll: float = POLL
+    run_timeout: float = RUN_TIMEOUT
+    grace: float = GRACE
+    time_scale: float = TIME_SCALE
+    reload_interval: float = RELOAD_INTERVAL
+    runner: str = RUNNER
+    log_format: str = LOG_FORMAT
+    log_level: str = LOG_LEVEL
+    store_max_mb: float | None = STORE_MAX_MB
+    store_connections: int | None = STORE_CONNECTIONS
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # what mappings read as `env.NAME`
+
+    @property
+    def retention(self) -> float:
+        """Seconds a finished delivery is kept."""
+        return self.retention_days * 86400
+
+    @property
+    def store_max_bytes(self) -> int | None:
+        return None if self.store_max_mb is None else int(self.store_max_mb * 1024 * 1024)
+
+    @property
+    def takes_webhooks(self) -> bool:
+        return self.role in ("all", "listener")
+
+    @property
+    def runs_jobs(self) -> bool:
+        return self.role in ("all", "worker")
+
+
+def secrets_from(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The webhook secrets in WLMAP_WEBHOOK_SECRETS (comma-separated: old and new during a rotation)."""
+    return tuple(part.strip() for part in env.get(SECRETS_ENV, "").split(",") if part.strip())

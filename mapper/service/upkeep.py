@@ -1,0 +1,44 @@
+"""The service's housekeeping: reload changed mappings every second or so, prune old deliveries every hour."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Final
+
+from mapper.service.mappings import Mappings
+from mapper.service.store import Store, StoreError, run_blocking
+
+log = logging.getLogger("wlmap.service")
+
+PRUNE_EVERY: Final = 3600.0  # seconds
+
+
+async def upkeep(
+    mappings: Mappings,
+    store: Store,
+    executor: Executor,
+    *,
+    retention: float,
+    interval: float,
+    on_reload: Callable[[], None],
+) -> None:
+    """Until cancelled: reload changed mappings every `interval`; prune what is older than `retention` hourly."""
+    next_prune = 0.0
+    while True:
+        try:
+            if await run_blocking(executor, mappings.reload_if_changed):
+                on_reload()
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + PRUNE_EVERY
+                pruned = await run_blocking(executor, lambda: store.prune(store.clock() - retention))
+                if pruned:
+                    log.info("pruned %d deliveries older than %g days", pruned, retention / 86400)
+        except StoreError as exc:
+            log.error("upkeep: %s", exc)
+        except Exception:
+            log.exception("upkeep failed; it will try again")
+        await asyncio.sleep(interval)
