@@ -1,7 +1,9 @@
-"""Start-up cost of `wlmap validate` (a pre-commit hook) against importing the libraries it needs.
+"""Start-up cost of `wlmap validate` (a pre-commit hook) against importing the libraries that command uses.
 
-Baseline, measured in the same run: `python -c "import yaml, jsonschema, jinja2, jmespath"`.
-Target (issue 2): `wlmap validate mappings/sap.yaml` under 1.5x the baseline. Prints medians and the ratio.
+Baseline, measured in the same run: `python -c "import typer, yaml, jsonschema, jinja2, jmespath, graphql"`
+(the command line, the YAML reader, the mapping schema, templates, expressions and the GraphQL query checks).
+Target (issue 9, which moved it from 1.5x without graphql-core): `wlmap validate mappings/sap.yaml` within 2x
+of the baseline. Prints medians and the ratio; BENCH_RUNS sets the number of interleaved runs (default 25).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = int(os.environ.get("BENCH_RUNS", "25"))
+LIBRARIES = "typer, yaml, jsonschema, jinja2, jmespath, graphql"
 
 
 def timed(command: list[str]) -> float:
@@ -26,7 +29,7 @@ def timed(command: list[str]) -> float:
 def main() -> None:
     python = sys.executable
     wlmap = str(Path(python).with_name("wlmap"))
-    baseline_cmd = [python, "-c", "import yaml, jsonschema, jinja2, jmespath"]
+    baseline_cmd = [python, "-c", f"import {LIBRARIES}"]
     validate_cmd = [wlmap, "validate", "mappings/sap.yaml"]
     for command in (baseline_cmd, validate_cmd):  # warm the file cache
         timed(command)
@@ -35,9 +38,9 @@ def main() -> None:
         baseline.append(timed(baseline_cmd))
         validate.append(timed(validate_cmd))
     b, v = statistics.median(baseline), statistics.median(validate)
-    print(f"startup  baseline (import yaml, jsonschema, jinja2, jmespath): {b * 1000:.1f} ms (median of {RUNS})")
-    print(f"startup  wlmap validate mappings/sap.yaml:                      {v * 1000:.1f} ms")
-    print(f"startup  ratio: {v / b:.2f}x (target < 1.5x)")
+    print(f"startup  baseline (import {LIBRARIES}): {b * 1000:.1f} ms (median of {RUNS})")
+    print(f"startup  wlmap validate mappings/sap.yaml: {v * 1000:.1f} ms")
+    print(f"startup  ratio: {v / b:.2f}x (target <= 2x)")
 
 
 if __name__ == "__main__":

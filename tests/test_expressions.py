@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mapper.language import expressions
-from mapper.language.expressions import EvaluationError, ExpressionSyntaxError, compile_query, compile_template
+from mapper.language.expressions import (
+    EvaluationError,
+    ExpressionSyntaxError,
+    compile_query,
+    compile_template,
+    functions,
+    sandbox,
+)
 
 SCOPE: dict[str, Any] = {
     "event": {"resource_id": "U2Nl/+=", "name": "completed", "domain": "scopear.com"},
@@ -88,6 +95,22 @@ def test_the_sandbox_refuses_in_plain_words(source: str, words: str) -> None:
     with pytest.raises(EvaluationError) as caught:
         render(source)
     assert words in str(caught.value)
+
+
+def test_a_template_bomb_from_the_data_is_refused() -> None:
+    with pytest.raises(EvaluationError, match="repeating a value"):
+        compile_template("{{ 'x' * n }}").render({"n": 10**9})
+    with pytest.raises(EvaluationError, match="exponent"):
+        compile_template("{{ n ** 1000 }}").render({"n": 7})
+
+
+def test_a_null_name_in_text_is_named() -> None:
+    with pytest.raises(EvaluationError) as caught:
+        compile_template("Call {{ call.id }} ended").render({"call": {"id": None}})
+    assert str(caught.value) == (
+        "`call.id` is empty (null), so it cannot be inserted into the text; "
+        "write `{{ call.id or '' }}` if empty is fine there"
+    )
 
 
 def test_an_output_just_under_the_cap_renders() -> None:
@@ -179,7 +202,7 @@ def test_every_wlmap_filter_is_tested_above() -> None:
         "tojson",
         "from_json",
     }
-    assert tested == set(expressions._FILTERS)
+    assert tested == set(sandbox.FILTERS)
 
 
 @pytest.mark.parametrize("name", ["center", "indent", "wordwrap", "xmlattr", "pprint", "filesizeformat"])
@@ -239,7 +262,7 @@ def test_now_is_an_iso_time() -> None:
 
 
 def test_every_custom_function_is_tested_above() -> None:
-    custom = {name[len("_func_") :] for name in vars(expressions._Functions) if name.startswith("_func_")}
+    custom = {name[len("_func_") :] for name in vars(functions.Functions) if name.startswith("_func_")}
     assert custom == {
         "to_iso8601",
         "sap_date",

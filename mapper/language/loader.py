@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mapper.errors import Location, MappingError, Problem
-from mapper.language import compiler, source
+from mapper.language import compiler, schema, source
 from mapper.language.plan import Plan
 
 TEST_SUFFIX = ".tests.yaml"
@@ -62,11 +62,13 @@ def load_file(
 
 
 def load_text(text: str | bytes, name: str, options: compiler.Options = DEFAULTS) -> tuple[Plan | None, list[Problem]]:
+    """Read the YAML, check its shape against the schema, compile it; every problem of the three, sorted."""
     document, problems = source.read(text, name)
     if document is None:
         return None, problems
-    plan, more = compiler.compile_plan(document, options)
-    combined = sorted(problems + more, key=lambda p: p.sort_key)
+    shape = schema.check(document)
+    plan, more = compiler.compile_plan(document, options, shape_errors=any(p.severity == "error" for p in shape))
+    combined = sorted(problems + shape + more, key=lambda p: p.sort_key)
     if any(p.severity == "error" for p in combined):
         return None, combined
     return plan, combined

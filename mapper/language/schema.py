@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path as FilePath
 from typing import Any
@@ -119,93 +119,99 @@ def _subject(path: Path) -> str:
 def _explain(document: Document, error: ValidationError) -> Iterator[Problem]:
     path: Path = tuple(error.absolute_path)
     kind = error.validator
-    name = _name(path)
-    value = error.instance
-    if kind == "additionalProperties" and isinstance(value, dict):
-        allowed = sorted(error.schema.get("properties", {}))
-        for extra in sorted(set(value) - set(allowed)):
-            hint = did_you_mean(extra, allowed) or (f"allowed here: {', '.join(allowed)}" if allowed else None)
-            yield _problem(document, (*path, extra), f"unknown key `{extra}`", hint, key=True)
-        return
-    if kind == "required":
-        missing = re.findall(r"'([^']+)' is a required property", error.message)
-        for key in missing:
-            yield _problem(document, path, f"{_subject(path)} needs `{key}`", _REQUIRED_HINTS.get(key), key=bool(path))
-        return
     if kind in ("propertyNames", "pattern") and "propertyNames" in error.relative_schema_path:
-        bad = str(value)
-        if path[-1:] == ("on_status",):
-            yield _problem(
-                document,
-                (*path, bad),
-                f"`{bad}` is not an HTTP status",
-                "use a status such as `404`, or a class such as `4xx`",
-                key=True,
-            )
-            return
-        yield _problem(
-            document,
-            (*path, bad),
-            f"`{bad}` cannot be used as a name here",
-            _pattern_hint(error.validator_value, bad),
-            key=True,
-        )
+        yield _bad_key(document, path, str(error.instance), error.validator_value)
         return
-    if kind == "type":
-        expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        words = " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in expected)
-        subject = "the file" if not path else _subject(path)
-        yield _problem(
-            document,
-            path,
-            f"{subject} must be {words}, not {_describe_value(value)}",
-            _type_hint(value, expected, path),
-        )
+    explain = _EXPLAIN.get(kind)
+    if explain is None:
+        yield _problem(document, path, f"`{_name(path)}`: {error.message}")
         return
-    if kind == "enum":
-        options = [str(o) for o in error.validator_value]
-        hint = None
-        if isinstance(value, str):
-            upper = [o for o in options if o.lower() == value.lower()]
-            close = upper or difflib.get_close_matches(value, options, n=1, cutoff=0.5)
-            if not close and options == list(OUTCOMES):
-                close = [_OUTCOME_WORDS[value.lower()]] if value.lower() in _OUTCOME_WORDS else []
-            hint = f"did you mean `{close[0]}`?" if close else None
-            if upper and name == "method":
-                hint = f"write it in capitals: `{upper[0]}`"
-        if options == list(OUTCOMES):
-            message = f"`{value}` is not an outcome; use one of: {', '.join(options)}"
-        else:
-            message = f"`{value}` is not allowed for `{name}`; use one of: {', '.join(options)}"
-        yield _problem(document, path, message, hint)
+    yield from explain(document, error, path, _name(path))
+
+
+Explain = Callable[[Document, ValidationError, Path, str], Iterator[Problem]]
+
+
+def _unknown_keys(document: Document, error: ValidationError, path: Path, name: str) -> Iterator[Problem]:
+    value = error.instance
+    if not isinstance(value, dict):
+        yield _problem(document, path, f"`{name}`: {error.message}")
         return
-    if kind == "const":
-        hint = "this version of wlmap reads mappings of format version 1" if name == "version" else None
-        yield _problem(document, path, f"`{name}` must be {json.dumps(error.validator_value)}", hint)
-        return
-    if kind == "pattern":
-        what = "step name" if len(path) == 3 and path[0] == "steps" and path[2] == "name" else name
-        what = "mapping name" if path == ("name",) else what
-        yield _problem(document, path, f"`{value}` is not a valid {what}", _pattern_hint(error.validator_value, value))
-        return
-    if kind in ("minItems", "minProperties"):
-        yield _problem(document, path, f"{_subject(path)} is empty", "add at least one entry")
-        return
-    if kind in ("minimum", "maximum", "exclusiveMinimum", "maxLength", "maxItems"):
-        limit = {
-            "minimum": "at least",
-            "maximum": "at most",
-            "exclusiveMinimum": "more than",
-            "maxLength": "at most",
-            "maxItems": "at most",
-        }[kind]
-        unit = " characters" if kind == "maxLength" else " entries" if kind == "maxItems" else ""
-        yield _problem(document, path, f"{_subject(path)} must be {limit} {error.validator_value}{unit}")
-        return
-    if kind in ("anyOf", "oneOf"):
-        yield from _explain_alternatives(document, error, path, name)
-        return
-    yield _problem(document, path, f"`{name}`: {error.message}")
+    allowed = sorted(error.schema.get("properties", {}))
+    for extra in sorted(set(value) - set(allowed)):
+        hint = did_you_mean(extra, allowed) or (f"allowed here: {', '.join(allowed)}" if allowed else None)
+        yield _problem(document, (*path, extra), f"unknown key `{extra}`", hint, key=True)
+
+
+def _missing_keys(document: Document, error: ValidationError, path: Path, name: str) -> Iterator[Problem]:
+    for key in re.findall(r"'([^']+)' is a required property", error.message):
+        yield _problem(document, path, f"{_subject(path)} needs `{key}`", _REQUIRED_HINTS.get(key), key=bool(path))
+
+
+def _bad_key(document: Document, path: Path, bad: str, pattern: Any) -> Problem:
+    """A key that does not match the schema's `propertyNames`: a status under `on_status`, or a name."""
+    if path[-1:] == ("on_status",):
+        hint = "use a status such as `404`, or a class such as `4xx`"
+        return _problem(document, (*path, bad), f"`{bad}` is not an HTTP status", hint, key=True)
+    message = f"`{bad}` cannot be used as a name here"
+    return _problem(document, (*path, bad), message, _pattern_hint(pattern, bad), key=True)
+
+
+def _wrong_type(document: Document, error: ValidationError, path: Path, name: str) -> Iterator[Problem]:
+    expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+    words = " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in expected)
+    subject = "the file" if not path else _subject(path)
+    message = f"{subject} must be {words}, not {_describe_value(error.instance)}"
+    yield _problem(document, path, message, _type_hint(error.instance, expected, path))
+
+
+def _not_one_of(document: Document, error: ValidationError, path: Path, name: str) -> Iterator[Problem]:
+    value = error.instance
+    options = [str(o) for o in error.validator_value]
+    hint = None
+    if isinstance(value, str):
+        upper = [o for o in options if o.lower() == value.lower()]
+        close = upper or difflib.get_close_matches(value, options, n=1, cutoff=0.5)
+        if not close and options == list(OUTCOMES):
+            close = [_OUTCOME_WORDS[value.lower()]] if value.lower() in _OUTCOME_WORDS else []
+        hint = f"did you mean `{close[0]}`?" if close else None
+        if upper and name == "method":
+            hint = f"write it in capitals: `{upper[0]}`"
+    if options == list(OUTCOMES):
+        message = f"`{value}` is not an outcome; use one of: {', '.join(options)}"
+    else:
+        message = f"`{value}` is not allowed for `{name}`; use one of: {', '.join(options)}"
+    yield _problem(document, path, message, hint)
+
+
+def _not_the_constant(document: Document, error: ValidationError, path: Path, name: str) -> Iterator[Problem]:
+    hint = "this version of wlmap reads mappings of format version 1" if name == "version" else None
+    yield _problem(document, path, f"`{name}` must be {json.dumps(error.validator_value)}", hint)
+
+
+def _pattern(document: Document, error: ValidationError, path: Path, name: str) -> Iterator[Problem]:
+    value = error.instance
+    what = "step name" if len(path) == 3 and path[0] == "steps" and path[2] == "name" else name
+    what = "mapping name" if path == ("name",) else what
+    yield _problem(document, path, f"`{value}` is not a valid {what}", _pattern_hint(error.validator_value, value))
+
+
+def _empty(document: Document, error: ValidationError, path: Path, name: str) -> Iterator[Problem]:
+    yield _problem(document, path, f"{_subject(path)} is empty", "add at least one entry")
+
+
+_LIMITS = {
+    "minimum": ("at least", ""),
+    "maximum": ("at most", ""),
+    "exclusiveMinimum": ("more than", ""),
+    "maxLength": ("at most", " characters"),
+    "maxItems": ("at most", " entries"),
+}
+
+
+def _out_of_bounds(document: Document, error: ValidationError, path: Path, name: str) -> Iterator[Problem]:
+    limit, unit = _LIMITS[error.validator]
+    yield _problem(document, path, f"{_subject(path)} must be {limit} {error.validator_value}{unit}")
 
 
 def _explain_alternatives(document: Document, error: ValidationError, path: Path, name: str) -> Iterator[Problem]:
@@ -254,6 +260,21 @@ def _explain_alternatives(document: Document, error: ValidationError, path: Path
         )
         return
     yield _problem(document, path, f"`{name}` is not valid: {error.message}")
+
+
+_EXPLAIN: dict[str, Explain] = {
+    "additionalProperties": _unknown_keys,
+    "required": _missing_keys,
+    "type": _wrong_type,
+    "enum": _not_one_of,
+    "const": _not_the_constant,
+    "pattern": _pattern,
+    "minItems": _empty,
+    "minProperties": _empty,
+    **dict.fromkeys(_LIMITS, _out_of_bounds),
+    "anyOf": _explain_alternatives,
+    "oneOf": _explain_alternatives,
+}
 
 
 def _duration_hint(value: Any) -> str | None:
