@@ -2,7 +2,7 @@
 
 The client is plain HTTP/1.1 with keep-alive on asyncio streams, so the generator costs little CPU and is the
 same for every server it is pointed at. Bodies are the subscription form (`{"data": {"id": ...}}`) with the
-headers of /work/shared/reference/scope-ar.md §1b: X-Scope-Topic, X-Scope-Webhook-Id (a UUID) and
+headers Scope AR documents for subscription webhooks: X-Scope-Topic, X-Scope-Webhook-Id (a UUID) and
 X-Scope-Hmac-Sha256 = base64(HMAC-SHA256(secret, raw body)) from `mapper.service.signature.sign`.
 
 Open loop: request i is due at start + i / rate whatever happened to the earlier ones, and its latency is

@@ -10,6 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "mapper"
+TEXT_SUFFIXES = (".py", ".md", ".yaml", ".yml", ".json", ".toml", ".txt", ".graphql")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
@@ -38,3 +39,18 @@ def test_only_the_command_line_reads_the_environment() -> None:
             if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb"):
                 readers.append(f"{file.relative_to(ROOT)}:{node.lineno}")
     assert readers == []
+
+
+def test_no_path_outside_the_repository_is_cited() -> None:
+    """Code, comments, samples and docs cite public sources, never a folder of the machine they were written on."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    outside = ("/" + "work/", "../" + "shared/", "/" + "root/", "/" + "home/")
+    found = []
+    for name in tracked.splitlines():
+        path = ROOT / name
+        if path.suffix not in TEXT_SUFFIXES or not path.exists():
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if any(fragment in line for fragment in outside):
+                found.append(f"{name}:{number}: {line.strip()}")
+    assert found == []
