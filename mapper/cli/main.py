@@ -135,6 +135,8 @@ def run(
     signature_encoding: service.SignatureEncoding = defaults.SIGNATURE_ENCODING,
     max_body: service.MaxBody = defaults.MAX_BODY,
     dedupe_window: service.DedupeWindow = defaults.DEDUPE_WINDOW,
+    links: service.Links = defaults.LINKS,
+    links_rate: service.LinksRate = defaults.LINKS_RATE,
     retention_days: service.RetentionDays = defaults.RETENTION_DAYS,
     lease: service.Lease = defaults.LEASE,
     poll: service.Poll = defaults.POLL,

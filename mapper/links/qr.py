@@ -33,7 +33,8 @@ def image(text: str, kind: Kind) -> bytes:
         raise LinkError(["the link is too long for a QR code: shorten the values"]) from None
     out = io.BytesIO()
     if kind == "svg":
-        code.save(out, kind="svg", scale=SCALE, border=BORDER, title="WorkLink deep link", xmldecl=True)
+        # light="#fff": the quiet zone must be light on a dark page too (segno's SVG leaves it transparent)
+        code.save(out, kind="svg", scale=SCALE, border=BORDER, light="#fff", title="WorkLink deep link")
     else:
         code.save(out, kind="png", scale=SCALE, border=BORDER)
     return out.getvalue()
