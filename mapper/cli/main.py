@@ -184,7 +184,7 @@ def _run_once(
     assert plan is not None
     try:
         if case is not None:
-            inputs = given.from_case(mapping, case)
+            inputs = given.from_case(mapping, case, plan)
         else:
             assert event_file is not None
             inputs = given.from_files(event_file, headers_file, graphql_response, responses)
