@@ -4,9 +4,9 @@ Choices for a code read by a phone, tablet or headset camera from a screen or a 
 - error correction M (15 % of the code may be lost), raised by segno when that costs no size (`boost_error`):
   printed sheets get creased and smudged; H would make the code denser for the same link.
 - quiet zone 4 modules, as ISO/IEC 18004 asks for QR codes (segno's default).
-- 8 px per module: a typical link (version 5–7, 37–45 modules + quiet zone) is 360–424 px, about 10 cm on a
-  96 dpi screen, so 2.1 mm modules; a camera reads that from about 10× the code's width (~1 m), far enough
-  for a headset. The SVG scales without loss; its size is only the default.
+- 8 px per module: the shipped mappings' links are versions 5–9 (37–53 modules + quiet zone), 360–488 px,
+  10–13 cm on a 96 dpi screen, so 2.1 mm modules; a camera reads a code from about 10× its width (~1 m), far
+  enough for a headset. The SVG scales without loss; its size is only the default.
 """
 
 from __future__ import annotations
