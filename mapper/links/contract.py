@@ -39,7 +39,7 @@ def check(link: Link, values: Mapping[str, str], target_id: str | None) -> tuple
     pairs: list[tuple[str, str]] = []
     for parameter in link.parameters:
         value = values.get(parameter.name)
-        if value is None or (value == "" and not parameter.required):
+        if not value:  # missing, or empty: a required one needs a value, an optional one is left out
             if parameter.required:
                 problems.append(f"`{parameter.name}` is required")
             continue
