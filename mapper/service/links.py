@@ -156,11 +156,23 @@ def _cached(request: Request, response: Response) -> Response:
     return response
 
 
+async def _not_found(request: Request) -> Response:
+    return _refuse(404, "not found")
+
+
+_EVERY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
 def routes(plans: Plans, options: LinkOptions, path: str) -> list[Route]:
-    """The three routes under `path` (/links), sharing one rate limit."""
+    """The three routes under `path` (/links), sharing one rate limit, and a JSON 404 for anything else there.
+
+    The last one also keeps starlette from answering `/links/x/` with a redirect to `/links/x` built from the
+    request's Host header: nothing under /links ever redirects.
+    """
     limit = RateLimit(options.rate)
     return [
         Route(f"{path}/{{mapping}}", Links(plans, options, limit, "json")),
         Route(f"{path}/{{mapping}}/qr.svg", Links(plans, options, limit, "svg")),
         Route(f"{path}/{{mapping}}/qr.png", Links(plans, options, limit, "png")),
+        Route(f"{path}/{{anything:path}}", _not_found, methods=_EVERY_METHOD),
     ]
