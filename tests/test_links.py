@@ -251,3 +251,31 @@ def test_the_code_keeps_the_standard_quiet_zone_and_module_size() -> None:
     dark = [(x, y) for y in range(height) for x in range(width) if image.getpixel((x, y)) < 128]  # type: ignore[operator]
     assert min(dark) == (qr.BORDER * qr.SCALE, qr.BORDER * qr.SCALE)
     assert max(x for x, _ in dark) == width - qr.BORDER * qr.SCALE - 1
+
+
+# A camera at a distance, as pixels per QR module: the code as served (8 px a module, shown at 96 dpi, so
+# 2.1 mm a module on screen) seen by a camera `pixels` wide with a horizontal field of view of `degrees`.
+CAMERAS = {"phone": (4000, 70.0), "headset": (1920, 64.7)}  # a 12 MP phone; HoloLens 2's photo/video camera
+MODULE_MM = qr.SCALE * 25.4 / 96
+
+
+@pytest.mark.parametrize(("camera", "metres"), [("phone", 0.3), ("phone", 1.5), ("headset", 1.0)])
+def test_the_code_reads_from_a_phone_or_headset_at_a_distance(camera: str, metres: float) -> None:
+    """The deferred, signed link (the largest QR code here) shrunk and blurred as that camera would see it."""
+    import math
+
+    from PIL import ImageFilter
+
+    url = text.deferred_url(
+        text.worklink_url("fetch_catalog", "asset", "PUMP-P-101-A", [("incident", "INC0010001"), ("sig", "A" * 22)])
+    )
+    image = Image.open(io.BytesIO(qr.image(url, "png"))).convert("L")
+    pixels, degrees = CAMERAS[camera]
+    field_mm = 2 * metres * 1000 * math.tan(math.radians(degrees / 2))
+    per_module = MODULE_MM * pixels / field_mm
+    assert per_module >= 2.0, f"{camera} at {metres} m: {per_module:.1f} px a module"  # the decoder's floor
+    side = round(image.size[0] / qr.SCALE * per_module)
+    seen = image.resize((side, side), Image.Resampling.BILINEAR).filter(ImageFilter.GaussianBlur(0.6))
+    frame = Image.new("L", (side * 3, side * 3), 170)  # the rest of the camera's picture: a grey wall
+    frame.paste(seen, (side, side))
+    assert [found.text for found in zxingcpp.read_barcodes(frame)] == [url]

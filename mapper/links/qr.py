@@ -5,8 +5,9 @@ Choices for a code read by a phone, tablet or headset camera from a screen or a 
   printed sheets get creased and smudged; H would make the code denser for the same link.
 - quiet zone 4 modules, as ISO/IEC 18004 asks for QR codes (segno's default).
 - 8 px per module: the shipped mappings' links are versions 5–9 (37–53 modules + quiet zone), 360–488 px,
-  10–13 cm on a 96 dpi screen, so 2.1 mm modules; a camera reads a code from about 10× its width (~1 m), far
-  enough for a headset. The SVG scales without loss; its size is only the default.
+  10–13 cm on a 96 dpi screen, so 2.1 mm modules: 4 camera pixels a module for a 12 MP phone 1.5 m away,
+  3.2 for a HoloLens 2 1 m away; decoders need about 2 (tests/test_links.py shrinks and blurs the largest code
+  so and decodes it). The SVG scales without loss; its size is only the default.
 """
 
 from __future__ import annotations
