@@ -18,7 +18,7 @@ from mapper.service.store.postgres import MAX_CONNECTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 FIELDS = frozenset(field.name for field in dataclasses.fields(ServiceOptions))
-NOT_OPTIONS = {"secrets", "env", "reload_interval"}  # from the environment, and a fixed second
+NOT_OPTIONS = {"secrets", "links_token", "env", "reload_interval"}  # from the environment, and a fixed second
 
 
 def serve_options() -> dict[str, Any]:

@@ -85,7 +85,7 @@ def print_schema() -> None:
     typer.echo(json.dumps(schema.schema(), indent=2, ensure_ascii=False))
 
 
-def _exit_on_problems(problems: list[Problem]) -> None:
+def exit_on_problems(problems: list[Problem]) -> None:
     if any(p.severity == "error" for p in problems):
         typer.echo(report.text(p for p in problems if p.severity == "error"), err=True)
         raise typer.Exit(1)
@@ -135,6 +135,8 @@ def run(
     signature_encoding: service.SignatureEncoding = defaults.SIGNATURE_ENCODING,
     max_body: service.MaxBody = defaults.MAX_BODY,
     dedupe_window: service.DedupeWindow = defaults.DEDUPE_WINDOW,
+    links: service.Links = defaults.LINKS,
+    links_rate: service.LinksRate = defaults.LINKS_RATE,
     retention_days: service.RetentionDays = defaults.RETENTION_DAYS,
     lease: service.Lease = defaults.LEASE,
     poll: service.Poll = defaults.POLL,
@@ -178,11 +180,11 @@ def _run_once(
     from mapper.report import traces
 
     plan, problems = loader.load_file(mapping)
-    _exit_on_problems(problems)
+    exit_on_problems(problems)
     assert plan is not None
     try:
         if case is not None:
-            inputs = given.from_case(mapping, case)
+            inputs = given.from_case(mapping, case, plan)
         else:
             assert event_file is not None
             inputs = given.from_files(event_file, headers_file, graphql_response, responses)
@@ -228,7 +230,7 @@ def test(
     from mapper.rehearse import cases, tests_file
 
     files, problems = loader.mapping_files(paths)
-    _exit_on_problems(problems)
+    exit_on_problems(problems)
     failed = passed = 0
     for file in files:
         plan, found = loader.load_file(file)
@@ -270,9 +272,11 @@ FAST_COMMANDS = frozenset({"validate", "schema"})
 
 def register_all() -> None:
     from mapper.cli import operations  # typer commands only; the store is imported when a command runs
+    from mapper.cli.link import link_command
 
     app.command()(run)
     app.command()(test)
+    app.command("link")(link_command)
     operations.register(app)
 
 

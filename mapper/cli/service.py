@@ -2,8 +2,8 @@
 
 Each option is named after the ServiceOptions field it sets (`--run-timeout` sets `run_timeout`), so the
 command hands over what it was given by name; tests/test_service_options.py checks the two stay one list.
-The environment is read here, and only here: the webhook secrets, the store (`--store` or WLMAP_STORE), and
-what mappings read as `env.NAME` are passed down as values.
+The environment is read here, and only here: the webhook secrets, the links token, the store (`--store` or
+WLMAP_STORE), and what mappings read as `env.NAME` (the link signing key too) are passed down as values.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from mapper.service import options as defaults
-from mapper.service.options import ServiceOptions, secrets_from
+from mapper.service.options import ServiceOptions, links_token_from, secrets_from
 
 SERVE = "--serve"
 
@@ -63,6 +63,17 @@ DedupeWindow = Annotated[
     float,
     typer.Option("--dedupe-window", help="Seconds in which an identical body without a delivery id is a duplicate."),
 ]
+Links = Annotated[
+    bool,
+    typer.Option(
+        "--links",
+        help=f"Also serve GET {defaults.LINKS_PATH}/<mapping> (deep links and QR codes); "
+        f"needs {defaults.LINKS_TOKEN_ENV}.",
+    ),
+]
+LinksRate = Annotated[
+    float, typer.Option("--links-rate", help=f"Requests a second {defaults.LINKS_PATH}/ answers, all callers together.")
+]
 RetentionDays = Annotated[
     float, typer.Option("--retention-days", help="Keep finished deliveries this long (dead ones until replayed).")
 ]
@@ -91,7 +102,12 @@ LogLevel = Annotated[defaults.LogLevel, typer.Option("--log-level")]
 TimeScale = Annotated[float, typer.Option("--time-scale", hidden=True)]  # tests: retry delays divided by this
 Runner = Annotated[str, typer.Option("--runner", hidden=True)]  # tests: a stand-in runner, module:factory
 
-_GIVEN = frozenset(field.name for field in dataclasses.fields(ServiceOptions)) - {"mappings", "secrets", "env"}
+_GIVEN = frozenset(field.name for field in dataclasses.fields(ServiceOptions)) - {
+    "mappings",
+    "secrets",
+    "links_token",
+    "env",
+}
 
 
 def serve(paths: list[Path], given: Mapping[str, Any]) -> int:
@@ -109,6 +125,7 @@ def serve(paths: list[Path], given: Mapping[str, Any]) -> int:
     options = ServiceOptions(
         mappings=tuple(paths),
         secrets=secrets_from(environment),
+        links_token=links_token_from(environment),
         env=environment,
         **{name: value for name, value in given.items() if name in _GIVEN},
     )

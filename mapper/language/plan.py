@@ -158,6 +158,49 @@ class Step(NamedTuple):
         return "success" if 200 <= status < 300 else None
 
 
+ParameterType = Literal["string", "integer", "number", "boolean"]
+EXTERNAL_DATA = "externalData"  # where Scope AR keeps a link's extra parameters (calls, sessions, steps)
+LINK_TARGETS = ("asset", "asset_id", "catalog", "contact")  # `asset_id` in older Scope AR text
+SIGNATURE_PARAMETER = "sig"  # the parameter that carries a signed link's HMAC
+LINK_KEY_ENV = "WLMAP_LINK_KEY"  # the signing key(s), comma-separated during a rotation, the newest last
+# Parameter names the link or the /links endpoint use themselves: no mapping may declare them.
+RESERVED_PARAMETERS = frozenset({"action", *LINK_TARGETS, SIGNATURE_PARAMETER, "deferred", "access_token"})
+
+
+class LinkParameter(NamedTuple):
+    """One extra parameter of the deep link: it comes back as `externalData.<name>`."""
+
+    name: str
+    location: Location
+    type: ParameterType = "string"
+    required: bool = False
+    pattern: str | None = None  # a regular expression the whole value must match
+    max_length: int | None = None  # in characters
+    description: str = ""
+
+
+class Link(NamedTuple):
+    """The deep link the system of record builds for this mapping: the contract between the two.
+
+    `worklink://resource?action=<action>&<target>=<id>&<parameter>=<value>...` (docs/mapping.md, "Building the
+    deep link"); with `signed`, one more parameter carries an HMAC of the others, and the runner skips an event
+    whose `externalData` does not carry a matching one.
+    """
+
+    location: Location
+    action: str = "fetch_catalog"
+    target: str = "asset"  # the WorkLink parameter naming what to open: asset, asset_id, catalog or contact
+    target_id: str | None = None  # a fixed id; otherwise it is given with each link
+    parameters: tuple[LinkParameter, ...] = ()
+    signed: bool = False
+    # Where this mapping reads externalData, e.g. ("result", "node", "externalData"): the runner checks the
+    # signature there and `wlmap test` puts a case's link parameters there. () when the mapping reads none.
+    external_data: tuple[str, ...] = ()
+
+    def parameter(self, name: str) -> LinkParameter | None:
+        return next((p for p in self.parameters if p.name == name), None)
+
+
 class Plan(NamedTuple):
     name: str
     description: str
@@ -171,3 +214,4 @@ class Plan(NamedTuple):
     steps: tuple[Step, ...]
     env_names: frozenset[str]  # every env variable the mapping reads (its secrets)
     lines: tuple[str, ...] = ()  # the mapping text, for messages that quote it
+    link: Link | None = None  # the deep link the mapping expects (`link:`), when it declares one

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mapper.language.plan import Plan
+from mapper.links import LinkError
 from mapper.rehearse import expectations
+from mapper.rehearse.links import with_link
 from mapper.rehearse.once import Rehearsal, run_once
 from mapper.rehearse.stubs import AUXILIARY, StubTransport
 from mapper.rehearse.tests_file import Case, load_cases
@@ -40,14 +42,24 @@ class Suite:
 
 
 async def rehearse_case(plan: Plan, case: Case, stubs: StubTransport) -> Rehearsal:
-    """The case's webhook through the mapping, answered by `stubs` (made from the case's answers)."""
+    """The case's webhook through the mapping, answered by `stubs` (made from the case's answers).
+
+    A case's `link:` parameters are put where the mapping reads externalData first, in the webhook or in the
+    GraphQL answer the stubs give (LinkError when the link cannot be made).
+    """
+    case = with_link(plan, case)
+    stubs.graphql = case.graphql
     return await run_once(plan, case.body, case.headers, case.env, stubs=stubs, idempotency_key=f"test|{case.name}")
 
 
 async def run_case(plan: Plan, case: Case) -> CaseResult:
     outcome = CaseResult(case)
     stubs = StubTransport(case.graphql, case.responses)
-    ran = await rehearse_case(plan, case, stubs)
+    try:
+        ran = await rehearse_case(plan, case, stubs)
+    except LinkError as exc:
+        outcome.failures.append(f"link: {exc}")
+        return outcome
     expected_match = case.expect.get("matched", True)
     if ran.matched != expected_match:
         outcome.failures.append(

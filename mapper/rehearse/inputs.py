@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mapper.language.plan import Plan
+from mapper.links import LinkError
 from mapper.rehearse import tests_file
+from mapper.rehearse.links import with_link
 from mapper.rehearse.stubs import StubResponse
 
 
@@ -63,8 +66,11 @@ def from_files(event: Path, headers: Path | None, graphql: Path | None, response
     return inputs
 
 
-def from_case(mapping: Path, name: str) -> Inputs:
-    """The event, headers, GraphQL answer, stub responses and env of a test case (its name or number)."""
+def from_case(mapping: Path, name: str, plan: Plan | None = None) -> Inputs:
+    """The event, headers, GraphQL answer, stub responses and env of a test case (its name or number).
+
+    With the `plan`, a case's `link:` parameters are put where the mapping reads externalData.
+    """
     found = tests_file.tests_file_for(mapping)
     if not found.exists():
         raise InputError(f"{mapping}: no test cases ({found.name} does not exist)")
@@ -76,6 +82,11 @@ def from_case(mapping: Path, name: str) -> Inputs:
         names = "\n  ".join(case.name for case in cases)
         raise InputError(f"{found}: no case named `{name}`; the cases are:\n  {names}")
     case = chosen[0]
+    if plan is not None:
+        try:
+            case = with_link(plan, case)
+        except LinkError as exc:
+            raise InputError(f"{found}: case `{case.name}`: link: {exc}") from None
     return Inputs(
         case.body, dict(case.headers), case.graphql, {k: list(v) for k, v in case.responses.items()}, dict(case.env)
     )

@@ -1,7 +1,9 @@
 """A mapping's tests file (`<name>.tests.yaml` beside it) → its test cases, every problem located.
 
 A case gives the webhook, the GraphQL response, stub responses per step and env, and says what must happen
-(`expect`, checked by `expectations`). `event`, `headers`, `graphql` and a stub's `body_file` may name a JSON
+(`expect`, checked by `expectations`). Instead of writing `externalData` by hand, a case may give the deep
+link's parameters (`link:`): the link is built and read back, and what WorkLink would keep is put where the
+mapping reads `externalData` (`rehearse.links`). `event`, `headers`, `graphql` and a stub's `body_file` may name a JSON
 file, relative to the tests file.
 """
 
@@ -16,7 +18,7 @@ from mapper.errors import Location, MappingError, Problem, Problems, did_you_mea
 from mapper.language import source
 from mapper.rehearse.stubs import StubResponse
 
-CASE_KEYS = {"name", "event", "headers", "graphql", "responses", "expect", "env"}
+CASE_KEYS = {"name", "event", "headers", "graphql", "responses", "expect", "env", "link"}
 EXPECT_KEYS = {"matched", "outcome", "reason_contains", "requests", "captured", "not_sent"}
 REQUEST_KEYS = {
     "step",
@@ -43,6 +45,7 @@ class Case:
     responses: dict[str, list[StubResponse]]
     expect: dict[str, Any]
     env: dict[str, str]
+    link: dict[str, str] | None = None  # the deep link's parameters (and target id), by name
 
     @property
     def body(self) -> bytes | str:
@@ -121,6 +124,14 @@ def _case(
     if not isinstance(headers, dict):
         found.add(document.problem((*path_in, "headers"), f"test case `{name}`: `headers` must be key: value pairs"))
         return None
+    link = spec.get("link")
+    if link is not None and not (isinstance(link, dict) and all(_is_scalar(v) for v in link.values())):
+        found.add(
+            document.problem(
+                (*path_in, "link"), f"test case `{name}`: `link` must be `name: value` pairs (the link's parameters)"
+            )
+        )
+        return None
     return Case(
         name,
         document.location(path_in),
@@ -130,6 +141,7 @@ def _case(
         responses,
         expect,
         {**env, **_strings(spec.get("env"))},
+        None if link is None else {str(k): _text(v) for k, v in link.items()},
     )
 
 
@@ -169,6 +181,17 @@ def _unknown_keys(
                         key=True,
                     )
                 )
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)
+
+
+def _text(value: str | int | float | bool) -> str:
+    """A YAML scalar as a link carries it: `true` → "true", `7211` → "7211"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _strings(given: Any) -> dict[str, str]:

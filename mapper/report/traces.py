@@ -55,6 +55,8 @@ def trace_text(trace: dict[str, Any], dry_run: bool = False) -> str:
         elif kind == "extract":
             values = stage.get("values") or {}
             lines.append("extract  " + (", ".join(f"{k} = {_json(v, 120)}" for k, v in values.items()) or "(nothing)"))
+        elif kind == "link":
+            lines.append(f"link     signature {'matches' if stage.get('verified') else 'does not match'}")
         elif kind == "skip_unless":
             lines.append(f"skip_unless `{stage.get('expression')}` → {'passes' if stage.get('passed') else 'skips'}")
         elif kind == "step":

@@ -17,7 +17,8 @@ import httpx
 
 from mapper.events import Event
 from mapper.language.expressions import EvaluationError
-from mapper.language.plan import Connection, Plan, Step, Value
+from mapper.language.plan import LINK_KEY_ENV, Connection, Plan, Step, Value
+from mapper.links import received, signing
 from mapper.run import connections
 from mapper.run.clients.auth import TokenCache
 from mapper.run.clients.errors import ConnectionUnusable, GraphQLFailure, RequestRejected, TransportFailure
@@ -106,6 +107,8 @@ class Runner:
         scope: dict[str, Any] = webhook_scope(event)
         if plan.query is not None:
             scope["result"] = await self._query(plan, scope, trace)
+        if plan.link is not None and plan.link.signed:
+            self._check_link(plan, scope, trace)
         values = {}
         for extraction in plan.extract:
             values[extraction.name] = _evaluate(plan, extraction.expression, scope)
@@ -121,6 +124,18 @@ class Runner:
         scope["steps"] = {}
         for step in plan.steps:
             await self._step(plan, step, scope, trace, key)
+
+    def _check_link(self, plan: Plan, scope: dict[str, Any], trace: Trace) -> None:
+        """A signed link: skip an event whose externalData was edited by hand (another incident number typed
+        into the URL) rather than write onto the wrong record."""
+        assert plan.link is not None
+        keys = signing.keys_from(self.env.get(LINK_KEY_ENV))
+        if not keys:
+            raise _Stop("dead", f"the mapping requires signed deep links, and {LINK_KEY_ENV} is not set")
+        problem = received.signature_problem(plan.link, scope, keys)
+        trace.stage("link", signed=True, verified=problem is None)
+        if problem is not None:
+            raise _Stop("skipped", problem)
 
     async def _query(self, plan: Plan, scope: dict[str, Any], trace: Trace) -> Any:
         query = plan.query

@@ -17,6 +17,7 @@ from typing import Final
 SECRETS_ENV: Final = "WLMAP_WEBHOOK_SECRETS"  # comma-separated: "old,new" during a rotation, the newest last
 STORE_ENV: Final = "WLMAP_STORE"  # the store when --store is not given (the service and the operator commands)
 MAPPINGS_ENV: Final = "WLMAP_MAPPINGS"  # `wlmap replay`: where to look for the mappings an ignored webhook wants
+LINKS_TOKEN_ENV: Final = "WLMAP_LINKS_TOKEN"  # with --links: the token that GET /links/... needs (not a webhook secret)
 
 # Where: the mappings, the store, the socket.
 MAPPINGS: Final = "mappings"
@@ -24,6 +25,7 @@ STORE: Final = "wlmap.db"
 HOST: Final = "127.0.0.1"
 PORT: Final = 8080
 WEBHOOK_PATH: Final = "/webhooks"
+LINKS_PATH: Final = "/links"
 
 
 class Role(enum.StrEnum):
@@ -62,6 +64,11 @@ SIGNATURE_ENCODINGS: Final = tuple(SignatureEncoding)
 SIGNATURE_ENCODING: Final = SignatureEncoding.base64
 MAX_BODY: Final = 1024 * 1024  # bytes
 DEDUPE_WINDOW: Final = 300.0  # seconds in which an identical body without a delivery id is a duplicate
+
+# The deep link endpoint (GET /links/<mapping>): off unless asked; requests per second, all callers together.
+LINKS: Final = False
+LINKS_RATE: Final = 10.0
+LINKS_TOKEN_MIN: Final = 16  # characters
 
 # Timings of the workers and the store's upkeep, in seconds unless the name says otherwise.
 LEASE: Final = 60.0
@@ -106,6 +113,9 @@ class ServiceOptions:
     signature_encoding: str = SIGNATURE_ENCODING
     max_body: int = MAX_BODY
     dedupe_window: float = DEDUPE_WINDOW
+    links: bool = LINKS
+    links_rate: float = LINKS_RATE
+    links_token: str = field(default="", repr=False)  # from LINKS_TOKEN_ENV (links_token_from(environment))
     retention_days: float = RETENTION_DAYS
     lease: float = LEASE
     poll: float = POLL
@@ -136,6 +146,10 @@ class ServiceOptions:
     @property
     def runs_jobs(self) -> bool:
         return self.role in ("all", "worker")
+
+
+def links_token_from(env: Mapping[str, str]) -> str:
+    return env.get(LINKS_TOKEN_ENV, "").strip()
 
 
 def secrets_from(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -27,11 +27,22 @@ import uvicorn
 from starlette.applications import Starlette
 
 from mapper.errors import MappingError, as_text
+from mapper.language.plan import LINK_KEY_ENV
+from mapper.links.signing import keys_from
+from mapper.service import links
 from mapper.service.listener import ListenerOptions, create_app
 from mapper.service.logs import configure_logging
 from mapper.service.mappings import Mappings
 from mapper.service.metrics import Metrics
-from mapper.service.options import ROLES, SECRETS_ENV, ServiceError, ServiceOptions
+from mapper.service.options import (
+    LINKS_PATH,
+    LINKS_TOKEN_ENV,
+    LINKS_TOKEN_MIN,
+    ROLES,
+    SECRETS_ENV,
+    ServiceError,
+    ServiceOptions,
+)
 from mapper.service.runners import Runner, load_runner
 from mapper.service.signature import SignatureScheme
 from mapper.service.store import Store, StoreError, describe, open_store
@@ -77,8 +88,27 @@ def _signature_scheme(options: ServiceOptions) -> SignatureScheme:
     return scheme
 
 
+def _link_options(options: ServiceOptions) -> links.LinkOptions | None:
+    """The /links endpoint's settings when --links asks for it; refused without a token of its own."""
+    if not (options.links and options.takes_webhooks):
+        return None
+    token = options.links_token
+    if not token:
+        raise ServiceError(f"--links needs a token of its own: set {LINKS_TOKEN_ENV}")
+    if len(token) < LINKS_TOKEN_MIN:
+        raise ServiceError(f"{LINKS_TOKEN_ENV} is too short: use at least {LINKS_TOKEN_MIN} random characters")
+    if token in options.secrets:
+        raise ServiceError(f"{LINKS_TOKEN_ENV} must not be a webhook secret: give the links a token of their own")
+    if options.path == LINKS_PATH or options.path.startswith(LINKS_PATH + "/"):
+        raise ServiceError(f"--path {options.path}: with --links, {LINKS_PATH} is taken; choose another path")
+    if options.links_rate <= 0:
+        raise ServiceError("--links-rate must be more than 0 requests a second")
+    return links.LinkOptions(token=token, keys=keys_from(options.env.get(LINK_KEY_ENV)), rate=options.links_rate)
+
+
 async def _serve(options: ServiceOptions) -> int:
     scheme = _signature_scheme(options)
+    link_options = _link_options(options)
     mappings = Mappings(options.mappings, options.env)
     mappings.load()
     async with contextlib.AsyncExitStack() as resources:  # closed in reverse, whatever happens
@@ -94,6 +124,8 @@ async def _serve(options: ServiceOptions) -> int:
         metrics.mappings.set(len(mappings.current()))
         worker = _worker(store, mappings, runner, options, metrics, executor)
         app = _app(store, mappings, worker, options, scheme, metrics, executor)
+        if link_options is not None:  # before the catch-all 404; the webhook path cannot be under /links
+            app.router.routes[0:0] = links.routes(mappings.current, link_options, LINKS_PATH)
         housekeeping = asyncio.create_task(
             upkeep(
                 mappings,
@@ -183,9 +215,10 @@ def _config(app: Starlette, options: ServiceOptions) -> uvicorn.Config:
 
 
 def _log_start(options: ServiceOptions, sock: socket.socket, mappings: Mappings) -> None:
+    served = f"{options.path} and {LINKS_PATH}/" if options.links else options.path
     doing = {
-        "all": f"{options.path} with {options.workers} worker(s)",
-        "listener": f"{options.path} (listener only)",
+        "all": f"{served} with {options.workers} worker(s)",
+        "listener": f"{served} (listener only)",
         "worker": f" (health and metrics only) with {options.workers} worker(s)",
     }[options.role]
     log.info(

@@ -5,7 +5,8 @@ file's every mistake in one run. The runner uses the same function, so validatio
 It expects a document the schema check has seen (`loader` runs read → schema check → compile).
 
 The sections, in the order their names come into scope: `connections`, `query`, `trigger`, `extract` (here),
-`skip_unless`, `steps`; `scope` says which names each place may use, `references` resolves them.
+`skip_unless`, `steps`; `scope` says which names each place may use, `references` resolves them. `link`
+comes last: it checks what all the others read from `externalData`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from mapper.errors import Problem
 from mapper.language.compiler.connections import connections as compile_connections
 from mapper.language.compiler.context import DEFAULTS, Compilation, Options
+from mapper.language.compiler.link import link as compile_link
 from mapper.language.compiler.query import query as compile_query
 from mapper.language.compiler.scope import RESERVED, WEBHOOK, Scope
 from mapper.language.compiler.steps import steps as compile_steps
@@ -62,6 +64,7 @@ def _compile(c: Compilation, shape_errors: bool) -> Plan | None:
     after.place = "data"
     skip_unless = c.query(("skip_unless",), data.get("skip_unless"), after) if "skip_unless" in data else None
     steps = compile_steps(c, data.get("steps"), after, connections)
+    link = compile_link(c, data.get("link"), shape_errors)
     if shape_errors or c.problems.has_errors:
         return None
     _unused(c, data, extract, steps, skip_unless)
@@ -81,6 +84,7 @@ def _compile(c: Compilation, shape_errors: bool) -> Plan | None:
         steps=tuple(steps),
         env_names=frozenset(c.env_names),
         lines=tuple(c.doc.lines),
+        link=link,
     )
 
 

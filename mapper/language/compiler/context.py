@@ -10,8 +10,8 @@ from mapper.errors import Location, Problem, Problems
 from mapper.language import conversions, expressions
 from mapper.language.compiler import references
 from mapper.language.compiler.scope import Scope
-from mapper.language.expressions import ExpressionSyntaxError, Template
-from mapper.language.plan import Expression, Value
+from mapper.language.expressions import Chain, ExpressionSyntaxError, Template
+from mapper.language.plan import EXTERNAL_DATA, Expression, Value
 from mapper.language.source import Document, Path
 
 Render = Callable[[Mapping[str, Any]], Any]
@@ -35,6 +35,8 @@ class Compilation:
         self.problems = Problems()
         self.env_names: set[str] = set()
         self.env_locations: dict[str, Location] = {}
+        # Every read of a deep link parameter (a chain through `externalData`): checked against `link:`.
+        self.link_reads: list[tuple[Path, str, Chain]] = []
 
     # -- reporting ------------------------------------------------------------------------------------
 
@@ -80,6 +82,7 @@ class Compilation:
             return None
         for chain in compiled.references:
             references.check(self, path, source, chain, scope, jmespath=True)
+        self._note_link_reads(path, source, compiled.data_reads)
         return Expression(compiled, self.doc.location(path), self.where(path))
 
     def template(self, path: Path, source: str, scope: Scope, url_path: bool = False) -> Template | None:
@@ -90,7 +93,11 @@ class Compilation:
             return None
         for chain in compiled.references:
             references.check(self, path, source, chain, scope, jmespath=False)
+        self._note_link_reads(path, source, compiled.data_reads)
         return compiled
+
+    def _note_link_reads(self, path: Path, source: str, chains: tuple[Chain, ...]) -> None:
+        self.link_reads.extend((path, source, chain) for chain in chains if EXTERNAL_DATA in chain[1:])
 
     def value(self, path: Path, data: Any, scope: Scope, url_path: bool = False) -> Value:
         """A YAML value whose strings are templates → a Value that renders the whole tree."""

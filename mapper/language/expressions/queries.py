@@ -31,6 +31,7 @@ class Query:
     source: str
     search: Callable[[Any], Any]
     references: tuple[Chain, ...]  # paths read from the root, e.g. ("result", "node", "duration")
+    data_reads: tuple[Chain, ...] = ()  # the same, read on through `from_json(...)` (see references.py)
 
 
 def compile_query(source: str) -> Query:
@@ -52,7 +53,9 @@ def compile_query(source: str) -> Query:
             len(name),
             hint=did_you_mean(name, FUNCTION_NAMES),
         )
-    return Query(source, _searcher(ast, parsed.expression), tuple(query_chains(ast)))
+    return Query(
+        source, _searcher(ast, parsed.expression), tuple(query_chains(ast)), tuple(query_chains(ast, through_json=True))
+    )
 
 
 def _searcher(ast: dict[str, Any], expression: str) -> Callable[[Any], Any]:

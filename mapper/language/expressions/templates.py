@@ -38,6 +38,7 @@ class Template:
     native: bool
     render: Render
     references: tuple[Chain, ...]
+    data_reads: tuple[Chain, ...] = ()  # the same, read on through `| from_json` (see references.py)
 
 
 def is_template(source: str) -> bool:
@@ -50,14 +51,15 @@ def compile_template(source: str, environment: Sandbox = TEXT) -> Template:
     except TemplateSyntaxError as exc:
         raise template_errors.locate(source, exc, environment) from None
     references = tuple(template_chains(tree))
+    data_reads = tuple(template_chains(tree, through_json=True))
     template_errors.check_names(source, tree, environment)
     single = _SINGLE.fullmatch(source) if environment is TEXT else None
     if single and _is_expression(single.group("expr"), environment):
         expression = single.group("expr")
-        return Template(source, True, _lazy(lambda: _native_renderer(environment, expression)), references)
+        return Template(source, True, _lazy(lambda: _native_renderer(environment, expression)), references, data_reads)
     # `{{ a, b }}` prints as a template but is no expression on its own: it renders as text
     holes = _holes(tree)
-    return Template(source, False, _lazy(lambda: _text_renderer(environment, tree, holes)), references)
+    return Template(source, False, _lazy(lambda: _text_renderer(environment, tree, holes)), references, data_reads)
 
 
 def _is_expression(text: str, environment: Sandbox) -> bool:
