@@ -210,7 +210,10 @@ def _run_once(
     else:
         typer.echo(traces.trace_text(outcome.result.trace, dry_run=dry_run))
         if outcome.unstubbed:
-            typer.echo(f"note     no stub response for: {', '.join(outcome.unstubbed)} (answered 200 {{}})")
+            typer.echo(
+                f"note     no stub response for: {', '.join(outcome.unstubbed)} (answered 200 {{}}, a stand-in: "
+                "a step that expects another status, or a GraphQL answer, fails on it)"
+            )
     return 0 if outcome.result.status in ("done", "skipped") else 1
 
 

@@ -21,6 +21,8 @@ _NOT_FOR_GRAPHQL = {
     "form": "the body of a GraphQL step is its document and `variables:`",
     "body": "the body of a GraphQL step is its document and `variables:`",
     "content_type": "a GraphQL step is sent as application/json",
+    "params": "a GraphQL step sends its connection's `params`; put query parameters there",
+    "headers": "a GraphQL step sends its connection's `headers`; put headers there",
 }
 
 
