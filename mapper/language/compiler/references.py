@@ -63,16 +63,28 @@ def _environment(c: Compilation, path: Path, chain: Chain, found: _Found) -> Non
 
 
 def _unset_hint(name: str, options: Options) -> str:
-    """A typo shows as a name close to one the other mappings read ("SAP_PASWORD", "SAP_PASSWORD")."""
-    elsewhere = options.env_names_elsewhere - {name}
+    """A typo shows as a name no other mapping reads, a letter or two away from one they do ("SAP_PASWORD")."""
+    others = options.env_names_elsewhere
+    close = sorted(n for n in others if n != name and _edits(name, n) <= 2) if name not in others else []
     env = options.env or {}
-    close = did_you_mean(name, elsewhere & set(env))
+    if any(n in env for n in close):
+        return f"did you mean `{next(n for n in close if n in env)}`?"
     if close:
-        return close
-    close_names = [n for n in elsewhere if did_you_mean(name, [n])]
-    if close_names:
-        return f"another mapping reads `{sorted(close_names)[0]}`: is one of the two misspelt?"
+        return f"another mapping reads `{close[0]}`: is one of the two misspelt?"
     return "set it before running the mapping"
+
+
+def _edits(a: str, b: str) -> int:
+    """The Levenshtein distance of two short names (insertions, deletions and changes of one letter)."""
+    if abs(len(a) - len(b)) > 2:
+        return 3
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
 
 
 def _step(c: Compilation, path: Path, chain: Chain, scope: Scope, found: _Found) -> None:
