@@ -69,10 +69,11 @@ class ConnectionTransport(AsyncTransport):
         gql itself calls this without our arguments (its introspection query): then nothing is kept."""
         exchanges = [] if exchanges is None else exchanges
         answers = [] if answers is None else answers
-        payload: dict[str, Any] = {"query": source_text(request.document), "variables": request.variable_values or {}}
+        text = source_text(request.document)
+        payload: dict[str, Any] = {"query": text, "variables": request.variable_values or {}}
         if request.operation_name:
             payload["operationName"] = request.operation_name
-        query = is_query(request.document, request.operation_name)
+        query = _is_query(text, request.operation_name)
         response = await self.http.send(
             "POST",
             json=payload,
@@ -120,6 +121,11 @@ def source_text(document: DocumentNode) -> str:
     from graphql import print_ast
 
     return print_ast(document)
+
+
+@lru_cache(maxsize=256)
+def _is_query(text: str, operation: str | None) -> bool:
+    return is_query(parsed(text), operation)
 
 
 def is_query(document: DocumentNode, operation: str | None) -> bool:
