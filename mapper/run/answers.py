@@ -28,7 +28,7 @@ Search = Callable[[Any, Mapping[str, Any]], Any]  # evaluates an outcome rule's 
 
 class Decision(NamedTuple):
     outcome: Outcome
-    reason: str | None  # in words, when the rule or the answer says more than the status
+    detail: str | None  # what follows "answered <status>" in the reason, when the status is not all of it
     decided_by: str  # for traces and test coverage: "outcomes 1", "on_status 404", "expect", "on_error NOT_FOUND"
 
 
@@ -53,7 +53,7 @@ def decide(
     if 200 <= status < 300:
         if step.expect is not None:
             listed = ", ".join(str(s) for s in sorted(step.expect))
-            return Decision("fail", f"the step expects {listed}", "expect")
+            return Decision("fail", f", but the step expects {listed}", "expect")
         return _graphql(step, graphql) if graphql is not None else Decision("success", None, "default")
     if status in connection.retry.statuses or status >= 500:
         return Decision("retry", None, "default")
@@ -63,7 +63,7 @@ def decide(
 def _graphql(step: Step, answer: GraphQLAnswer) -> Decision:
     """A 2xx GraphQL answer: not one at all, with `errors`, or with data."""
     if answer.problem is not None:
-        return Decision("fail", answer.problem_words, "graphql")
+        return Decision("fail", None, "graphql")  # the answer's own words say it: `problem_words`
     if not answer.errors:
         return Decision("success", None, "graphql")
     outcomes: list[tuple[Outcome, str]] = []
@@ -76,7 +76,7 @@ def _graphql(step: Step, answer: GraphQLAnswer) -> Decision:
         else:
             outcomes.append(("fail", "graphql errors"))
     outcome, decided_by = min(outcomes, key=lambda pair: _WORST_FIRST.index(pair[0]))
-    return Decision(outcome, "GraphQL errors: " + "; ".join(_with_codes(answer)), decided_by)
+    return Decision(outcome, " with GraphQL errors: " + "; ".join(_with_codes(answer)), decided_by)
 
 
 def _with_codes(answer: GraphQLAnswer) -> list[str]:

@@ -287,15 +287,17 @@ class Runner:
         where: str,
     ) -> str:
         """Why the step ended as it did, in words: the rule's own reason, or what the target answered."""
+        if answer is not None and answer.problem is not None and decision.decided_by == "graphql":
+            return f"{where}: {answer.problem_words}"
         answered = f"{where}: {connection} answered {response.status}"
-        if answer is not None and answer.messages and not 200 <= response.status < 300:
+        if decision.detail is not None and decision.detail.startswith(" with "):
+            answered += decision.detail  # the GraphQL errors, with their codes
+        elif answer is not None and answer.messages:
             answered += ": " + "; ".join(answer.messages)
-        elif answer is None or not answer.errors:
+        else:
             answered += _excerpt(response)
-        if decision.reason is not None and answer is not None and answer.problem is not None:
-            answered = f"{where}: {decision.reason}"
-        elif decision.reason is not None:
-            answered += (" with " if answer is not None and answer.errors else ", but ") + decision.reason
+        if decision.detail is not None and not decision.detail.startswith(" with "):
+            answered += decision.detail
         if decision.decided_by.startswith("outcomes "):
             rule = step.outcomes[int(decision.decided_by.split()[1]) - 1]
             if rule.reason is not None:
