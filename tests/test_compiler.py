@@ -358,10 +358,12 @@ def test_the_example_mappings_compile() -> None:
     assert len(loaded.plans) >= 3
 
 
-GRAPHQL_STEPS = BASE.replace(
-    "  target:\n    base_url: \"{{ env.TARGET }}\"\n",
-    "  target:\n    base_url: \"{{ env.TARGET }}\"\n  assets:\n    url: \"{{ env.TARGET }}/graphql\"\n",
-) + """  - name: find-asset
+GRAPHQL_STEPS = (
+    BASE.replace(
+        '  target:\n    base_url: "{{ env.TARGET }}"\n',
+        '  target:\n    base_url: "{{ env.TARGET }}"\n  assets:\n    url: "{{ env.TARGET }}/graphql"\n',
+    )
+    + """  - name: find-asset
     connection: assets
     graphql: "query Find($tag: String!) { assetByTag(tag: $tag) { id } }"
     variables: {tag: "{{ order }}"}
@@ -376,6 +378,7 @@ GRAPHQL_STEPS = BASE.replace(
     variables: {id: "{{ steps.find_asset.id }}", n: 3}
     on_error: {NOT_FOUND: skip}
 """
+)
 
 
 def test_graphql_steps_and_outcome_rules_compile_into_the_plan() -> None:
