@@ -100,6 +100,8 @@ def test_dry_run_sends_nothing_and_shows_every_request() -> None:
         "samples/graphql/scenario-session.json",
         "--response",
         "read-notification=samples/responses/sap-notification.json",
+        "--response",  # a write needs its stub: a step that expects 204 does not count an unstubbed 200 as success
+        "update-notification=samples/responses/sap-notification-patched.json",
         env={"SAP_PASSWORD": CANARY_PASSWORD},
     )
     assert result.returncode == 0, result.stderr

@@ -356,3 +356,42 @@ def test_the_example_mappings_compile() -> None:
     loaded = loader.load([Path(__file__).resolve().parents[1] / "mappings"], env=None)
     assert loaded.errors == []
     assert len(loaded.plans) >= 3
+
+
+GRAPHQL_STEPS = (
+    BASE.replace(
+        '  target:\n    base_url: "{{ env.TARGET }}"\n',
+        '  target:\n    base_url: "{{ env.TARGET }}"\n  assets:\n    url: "{{ env.TARGET }}/graphql"\n',
+    )
+    + """  - name: find-asset
+    connection: assets
+    graphql: "query Find($tag: String!) { assetByTag(tag: $tag) { id } }"
+    variables: {tag: "{{ order }}"}
+    capture: {id: body.data.assetByTag.id}
+    outcomes:
+      - when: "body.data && !(body.data.assetByTag)"
+        outcome: skip
+        reason: "no asset {{ order }} ({{ status }})"
+  - name: record
+    connection: assets
+    graphql: "mutation Record($id: ID!, $n: Int) { record(id: $id, n: $n) { id } }"
+    variables: {id: "{{ steps.find_asset.id }}", n: 3}
+    on_error: {NOT_FOUND: skip}
+"""
+)
+
+
+def test_graphql_steps_and_outcome_rules_compile_into_the_plan() -> None:
+    plan, problems = load(GRAPHQL_STEPS)
+    assert plan is not None, problems
+    find, record = plan.steps[2:]
+    assert find.graphql is not None and record.graphql is not None
+    assert (find.method, find.graphql.mutation, record.graphql.mutation) == ("POST", False, True)
+    assert (find.path, find.url, find.body.kind) == (None, None, "none")
+    assert record.graphql.variables.render({"steps": {"find_asset": {"id": "A1"}}}) == {"id": "A1", "n": 3}
+    (rule,) = find.outcomes
+    assert (rule.outcome, rule.when.source) == ("skip", "body.data && !(body.data.assetByTag)")
+    assert rule.when.search({"status": 200, "headers": {}, "body": {"data": {"assetByTag": None}}}) is True
+    assert rule.reason is not None and rule.reason.render({"order": "A-17", "status": 200}) == "no asset A-17 (200)"
+    assert dict(record.on_error) == {"NOT_FOUND": "skip"}
+    assert plan.steps[0].outcomes == () and plan.steps[0].graphql is None and dict(plan.steps[0].on_error) == {}

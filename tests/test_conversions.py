@@ -106,6 +106,45 @@ def test_odata_quote(value: Any, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("00001042", "'00001042'"),
+        ("O'Neil", "'O\\'Neil'"),
+        ("a\\b", "'a\\\\b'"),
+        ('say "hi"', "'say \\\"hi\\\"'"),
+        ("two\nlines\t", "'two\\nlines\\t'"),
+        ("50%_off", "'50%_off'"),  # wildcards only after LIKE: left as they are
+        (42, "'42'"),
+        ("", "''"),
+    ],
+)
+def test_soql_quote(value: Any, expected: str) -> None:
+    assert conversions.soql_quote(value) == expected
+
+
+def _read_soql_literal(literal: str) -> str:
+    """A SOQL string literal read back as Salesforce documents it ("Quoted String Escape Sequences")."""
+    assert literal[0] == literal[-1] == "'"
+    escapes = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", '"': '"', "'": "'", "\\": "\\"}
+    out, inside, index = [], literal[1:-1], 0
+    while index < len(inside):
+        char = inside[index]
+        assert char != "'", f"an unescaped quote ends the literal early: {literal!r}"
+        if char == "\\":
+            out.append(escapes[inside[index + 1]])
+            index += 2
+        else:
+            out.append(char)
+            index += 1
+    return "".join(out)
+
+
+@given(st.text())
+def test_soql_quote_reads_back(text: str) -> None:
+    assert _read_soql_literal(conversions.soql_quote(text)) == text
+
+
+@pytest.mark.parametrize(
     ("value", "length", "expected"),
     [("abcdef", 3, "abc"), ("abc", 10, "abc"), (None, 3, ""), (12345, 2, "12"), ("abc", 0, ""), ("abc", -1, "")],
 )
@@ -200,6 +239,8 @@ def test_seconds_refused(value: Any) -> None:
 def test_odata_quote_refuses_non_scalars(value: Any) -> None:
     with pytest.raises(ConversionError, match="OData"):
         conversions.odata_quote(value)
+    with pytest.raises(ConversionError, match="SOQL"):
+        conversions.soql_quote(value)
 
 
 def test_edges_of_the_calendar_are_conversion_errors() -> None:
@@ -232,6 +273,7 @@ def test_conversions_raise_only_conversion_errors(value: Any) -> None:
         conversions.minutes,
         conversions.hours_minutes,
         conversions.odata_quote,
+        conversions.soql_quote,
         conversions.parse_duration,
     ):
         try:

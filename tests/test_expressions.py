@@ -29,6 +29,8 @@ SCOPE: dict[str, Any] = {
     "items": [{"id": 1}, {"id": 2}],
     "text_with_template": "{{7*7}}",
     "big": "b" * 600_000,
+    "dunder": "__class__",  # a name from the data: only the sandbox can refuse it (a written `.__class__` is
+    # refused when the template is compiled, see test_an_unsafe_attribute_is_refused_when_compiled)
 }
 
 
@@ -83,8 +85,8 @@ def test_data_is_never_evaluated_as_a_template() -> None:
         ("{{ 9 ** 99999 }}", "an exponent above 64"),
         ("{{ range(10**9) | list }}", "range() is limited to 10000 items"),
         ("{% for i in range(10**9) %}{% endfor %}", "range() is limited to 10000 items"),
-        ("{{ ''.__class__ }}", "unsafe"),
-        ("{{ items.__class__.__mro__ }}", "unsafe"),
+        ("{{ ''[dunder] }}", "unsafe"),
+        ("{{ items[dunder] }}", "unsafe"),
         ("{% for i in range(5000) %}{{ big }}{% endfor %}", "more than 1048576 characters"),
         ("{{ 1 / 0 }}", "division by zero"),
         ("{{ missing }}", "`missing` is not defined"),
@@ -95,6 +97,18 @@ def test_the_sandbox_refuses_in_plain_words(source: str, words: str) -> None:
     with pytest.raises(EvaluationError) as caught:
         render(source)
     assert words in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "offset"),
+    [("{{ ''.__class__ }}", "__class__", 6), ("{{ items.__class__.__mro__ }}", "__class__", 9)],
+)
+def test_an_unsafe_attribute_is_refused_when_compiled(source: str, name: str, offset: int) -> None:
+    with pytest.raises(ExpressionSyntaxError) as caught:
+        compile_template(source)
+    assert caught.value.message == f"not allowed: access to attribute `{name}` is unsafe"
+    assert (caught.value.offset, caught.value.width) == (offset, len(name))
+    assert render("{{ items[0]._id | default('none') }}", {"items": [{"_id": 7}]}) == 7  # one `_`: data, allowed
 
 
 def test_a_template_bomb_from_the_data_is_refused() -> None:
@@ -170,6 +184,7 @@ def test_urlencode_in_a_path_is_not_encoded_twice() -> None:
         ("{{ n | minutes }}", 12.57),
         ("{{ n | hours_minutes }}", "0:13"),
         ('{{ "it\'s" | odata_quote }}', "'it''s'"),
+        ('{{ "O\'Neil" | soql_quote }}', "'O\\'Neil'"),
         ("{{ 'abcdef' | truncate_text(3) }}", "abc"),
         ("{{ 'a/b c' | urlencode }}", "a%2Fb%20c"),
         ("{{ items | tojson }}", '[{"id":1},{"id":2}]'),
@@ -197,6 +212,7 @@ def test_every_wlmap_filter_is_tested_above() -> None:
         "minutes",
         "hours_minutes",
         "odata_quote",
+        "soql_quote",
         "truncate_text",
         "urlencode",
         "tojson",

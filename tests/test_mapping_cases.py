@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -130,6 +131,8 @@ def violations(name: str, ran: Ran) -> list[str]:
         if wire.step == "query":  # Scope AR GraphQL, not the target system
             continue
         if b"grant_type=" in wire.request.content:  # an OAuth2 token request (the identity provider)
+            if vendor == "salesforce":
+                found.extend(f"{_label(wire)}: {p}" for p in salesforce_token_problems(wire))
             continue
         path, problems = _checked(wire)
         if vendor_of(path) != vendor:
@@ -143,6 +146,18 @@ def violations(name: str, ran: Ran) -> list[str]:
         elif wire.request.method in MODIFYING:
             found.extend(f"{_label(wire)}: {p}" for p in sap_session_problems(wire, fetched))
     return found
+
+
+def salesforce_token_problems(token: Wire) -> list[str]:
+    """Salesforce Help, client credentials flow: POST <My Domain>/services/oauth2/token, a form with
+    grant_type=client_credentials, client_id and client_secret."""
+    problems = []
+    form = dict(parse_qsl(token.request.content.decode()))
+    if token.request.method != "POST" or not token.request.url.path.endswith("/services/oauth2/token"):
+        problems.append(f"the token request is {token.request.method} {token.request.url.path}")
+    if form.get("grant_type") != "client_credentials" or not {"client_id", "client_secret"} <= set(form):
+        problems.append(f"the token request form is {sorted(form)} (grant_type={form.get('grant_type')})")
+    return problems
 
 
 def sap_fetch_problems(fetch: Wire) -> list[str]:
@@ -276,6 +291,15 @@ BROKEN: list[tuple[str, ...]] = [
         "not a parameter of this method",
     ),
     ("servicenow.yaml", "    json:\n", "    json:\n      sys_updated_on: x\n", "sys_ fields"),
+    ("salesforce.yaml", "      Type: TextPost\n", "      Type: Post\n", "FeedItem.Type"),
+    ("salesforce.yaml", '      ParentId: "{{ steps.find_work_order.id }}"\n', "", "ParentId"),
+    (
+        "salesforce.yaml",
+        '      WorkLink_Session_Id__c: "{{ session_id }}"\n',
+        '      Id: "{{ steps.find_work_order.id }}"\n',
+        "not specified in the sobject data",
+    ),
+    ("salesforce.yaml", "        client_auth: body", "        client_auth: basic", "the token request form"),
 ]
 
 
@@ -338,7 +362,7 @@ def test_wlmap_test_passes_every_case(wlmap_test_output: tuple[int, str]) -> Non
         assert all(m.group(1) == "ok  " for m in lines), output
 
 
-@pytest.mark.parametrize("name", ["sap.yaml", "maximo.yaml"])
+@pytest.mark.parametrize("name", ["sap.yaml", "maximo.yaml", "salesforce.yaml"])
 def test_wlmap_test_leaves_nothing_uncovered(wlmap_test_output: tuple[int, str], name: str) -> None:
     gaps = [line.strip() for line in _sections(wlmap_test_output[1]).get(name, []) if "not covered" in line]
     assert gaps == [], f"{name}: add cases for\n" + "\n".join(gaps)

@@ -262,7 +262,7 @@ def test_three_replicas_killed_at_random_run_every_acknowledged_event_exactly_on
             replica.start()
         with Sender(lambda: [r.url for r in live] or [replicas[0].url]) as sender:
             end = time.monotonic() + 22.0
-            while time.monotonic() < end:
+            while time.monotonic() < end or kills < 8:  # a slow machine starts replicas slowly: kill on
                 time.sleep(chance.uniform(0.5, 2.0))
                 victim = chance.choice(replicas)
                 live.remove(victim)

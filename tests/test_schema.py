@@ -87,9 +87,9 @@ def test_a_valid_mapping_has_no_problems() -> None:
             "    path: /x",
             "    path: /x\n    retries: 3",
             "unknown key `retries`",
-            "allowed here: body, capture, "
-            "connection, content_type, description, expect, for_each, form, headers, json, method, name, on_status, "
-            "params, path, timeout, url, when",
+            "allowed here: body, capture, connection, content_type, description, expect, for_each, form, graphql, "
+            "headers, json, method, name, on_error, on_status, operation, outcomes, params, path, timeout, url, "
+            "variables, when",
         ),
         ("    base_url:", "    retries: {}\n    base_url:", "unknown key `retries`", "did you mean `retry`?"),
         (

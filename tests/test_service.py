@@ -223,11 +223,11 @@ def test_serves_health_readiness_metrics_and_refuses_hostile_input(service: Serv
 
 
 def test_a_target_down_for_a_while_gets_everything_on_schedule(tmp_path: Path, target: Target) -> None:
-    down_until = time.monotonic() + 1.2
-    target.behave = lambda hit: (503 if hit.started < down_until else 200, 0.0, [])
     service = Service(tmp_path, target, schedule="[0, 1s, 2s, 4s, 8s, 16s]", args=("--time-scale", "4"))
     try:
         service.start()
+        down_until = time.monotonic() + 1.2  # from the first webhook on, however long the start took
+        target.behave = lambda hit: (503 if hit.started < down_until else 200, 0.0, [])
         for n in range(5):
             assert service.post(body_for(f"R{n}", n), f"down-{n}").status_code == 200
         service.drain(timeout=20)

@@ -37,7 +37,12 @@ REPO = Path(__file__).resolve().parents[1]
 MAPPINGS_DIR = REPO / "mappings"
 
 # Shipped mapping file -> the vendor every one of its steps must talk to.
-SHIPPED: dict[str, str] = {"sap.yaml": "sap", "servicenow.yaml": "servicenow", "maximo.yaml": "maximo"}
+SHIPPED: dict[str, str] = {
+    "sap.yaml": "sap",
+    "servicenow.yaml": "servicenow",
+    "maximo.yaml": "maximo",
+    "salesforce.yaml": "salesforce",
+}
 
 SCHEMA_MODELINE = "# yaml-language-server: $schema=../schemas/mapping.schema.json"
 
@@ -743,6 +748,147 @@ def maximo_success_statuses(method: str, path: str) -> set[int]:
     return {200, 204}
 
 
+# ================================================================================================= Salesforce
+# Salesforce REST API Developer Guide (developer.salesforce.com/docs/atlas.en-us.api_rest.meta): "Execute a SOQL
+# Query", "Update a Record", "Create a Record", "Status Codes and Error Responses"; SOQL and SOSL Reference:
+# "Reserved Characters", "Quoted String Escape Sequences"; Object Reference "FeedItem"; Salesforce Help "OAuth 2.0
+# Client Credentials Flow for Server-to-Server Integration". Not in vendor-specs/: the rules are cited here.
+
+_SF_PATH = re.compile(
+    r"^/services/data/(?P<version>v\d+\.\d)/(?P<resource>query|sobjects)"
+    r"(?:/(?P<sobject>[^/]+)(?:/(?P<id>[^/]+))?)?/?$"
+)
+_SF_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")  # record ids: 15 characters, or 18 case-safe
+_SF_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # API names; custom ones end in __c
+# "Create a Record" / "Update a Record": the id is in the URL or the answer, never in the sobject data.
+_SF_NOT_IN_BODY = {"Id", "attributes", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById"}
+SF_FEEDITEM_TYPES = {"TextPost", "LinkPost", "ContentPost"}
+SF_FEEDITEM_BODY_MAX = 10000  # FeedItem.Body: textarea(10000), Field Reference "FeedItem"
+
+
+def _sf_target(path: str) -> re.Match[str] | None:
+    masked, _ = mask(path)
+    return _SF_PATH.match(masked)
+
+
+def salesforce_rule_path(
+    method: str, path: str, params: Mapping[str, Any], headers: Mapping[str, Any], body: Any
+) -> list[str]:
+    """/services/data/vXX.X/query (GET), …/sobjects/{SObject} (POST create), …/sobjects/{SObject}/{id}
+    (GET, PATCH update, DELETE); ids of 15 or 18 characters."""
+    match = _sf_target(path)
+    if match is None:
+        return [f"{path}: not /services/data/vXX.X/query or /services/data/vXX.X/sobjects/{{SObject}}[/{{id}}]"]
+    resource, sobject, record = match.group("resource", "sobject", "id")
+    if resource == "query":
+        if sobject is not None:
+            return [f"{path}: a query locator (query/<id>) is followed by nextRecordsUrl, not built by a mapping"]
+        return [] if method == "GET" else [f"{method} on query: only GET"]
+    problems = []
+    if sobject is None:
+        return [f"{path}: name the sObject, e.g. /sobjects/WorkOrder"]
+    if MASK not in sobject and not _SF_NAME.match(sobject):
+        problems.append(f"sObject {sobject!r}: not an API name")
+    if record is None and method not in {"POST", "GET"}:
+        problems.append(f"{method} on /sobjects/{sobject}: create with POST (or GET its basic information)")
+    if record is not None:
+        if method not in {"GET", "PATCH", "DELETE"}:
+            problems.append(f"{method} on a record: GET, PATCH (update) or DELETE")
+        if MASK not in record and not _SF_ID.match(record):
+            problems.append(f"record id {record!r}: 15 or 18 letters and digits")
+    return problems
+
+
+def _soql_problems(soql: str) -> list[str]:
+    """A SOQL statement: SELECT … FROM …, every string literal closed, with only the documented escapes."""
+    problems = []
+    if not re.match(r"(?is)^\s*SELECT\s.+\sFROM\s+\w+", soql):
+        problems.append(f"q={soql[:60]!r}: not a SOQL SELECT … FROM …")
+    inside, index = False, 0
+    while index < len(soql):
+        char = soql[index]
+        if inside and char == "\\":
+            if soql[index + 1 : index + 2] not in ("n", "N", "r", "R", "t", "T", "b", "B", "f", "F", '"', "'", "\\",
+                                                  "_", "%", "u"):  # fmt: skip
+                problems.append(f"q: `\\{soql[index + 1 : index + 2]}` is not a SOQL escape sequence")
+            index += 2
+            continue
+        if char == "'":
+            inside = not inside
+        index += 1
+    if inside:
+        problems.append("q: a string literal is never closed (a quote in a value not escaped?)")
+    return problems
+
+
+def salesforce_rule_params(
+    method: str, path: str, params: Mapping[str, Any], headers: Mapping[str, Any], body: Any
+) -> list[str]:
+    """Query: exactly `q`, a SOQL statement whose inserted values go through `soql_quote`. Records: no params."""
+    match = _sf_target(path)
+    if match is None or match.group("resource") != "query":
+        return [f"{name}: not a parameter here" for name in params if name != "fields"]
+    if set(params) != {"q"}:
+        return [f"query takes exactly `q` (the SOQL), got {sorted(params)}"]
+    soql = str(params["q"])
+    if is_template(soql):
+        masked, templates = mask(soql)
+        unquoted = [t for t in templates if not uses_filter(t, "soql_quote")]
+        problems = [f"q: {t} is inserted into SOQL without `| soql_quote`" for t in unquoted]
+        return problems + _soql_problems(masked.replace(MASK, "'x'"))
+    return _soql_problems(soql)
+
+
+def salesforce_rule_headers(
+    method: str, path: str, params: Mapping[str, Any], headers: Mapping[str, Any], body: Any
+) -> list[str]:
+    """`Authorization: Bearer <token>` on every call; JSON in and out."""
+    problems = []
+    authorization = header_text(headers, "authorization") or ""
+    if not (is_template(authorization) or authorization.startswith("Bearer ")):
+        problems.append("Authorization: Bearer <token> (OAuth 2.0) is required on every call")
+    if body is not None and not json_media(header_text(headers, "content-type")):
+        problems.append("Content-Type: application/json is required with a JSON body")
+    return problems
+
+
+def salesforce_rule_body(
+    method: str, path: str, params: Mapping[str, Any], headers: Mapping[str, Any], body: Any
+) -> list[str]:
+    """POST/PATCH: a flat object of field: value, no Id; a FeedItem TextPost has ParentId and a Body ≤ 10,000."""
+    match = _sf_target(path)
+    if method in {"GET", "DELETE"}:
+        return [] if body is None else [f"{method}: no body expected"]
+    if not isinstance(body, dict):
+        return ["body must be a JSON object of field: value"]
+    problems = []
+    for field, value in body.items():
+        if field in _SF_NOT_IN_BODY:
+            problems.append(f"{field}: not specified in the sobject data (it is in the URL or set by Salesforce)")
+        elif not _SF_NAME.match(field):
+            problems.append(f"{field}: not a field API name")
+        if isinstance(value, dict | list):
+            problems.append(f"{field}: a field value is a plain value, not {type(value).__name__}")
+    if match is not None and match.group("sobject") == "FeedItem" and method == "POST":
+        kind = body.get("Type", "TextPost")
+        if not is_template(kind) and kind not in SF_FEEDITEM_TYPES:
+            problems.append(f"FeedItem.Type {kind!r}: one of {sorted(SF_FEEDITEM_TYPES)}")
+        if "ParentId" not in body:
+            problems.append("FeedItem: ParentId (the record whose feed it is posted to) is required")
+        if kind == "TextPost":
+            if "Body" not in body:
+                problems.append("FeedItem: Body is required for a TextPost")
+            else:
+                problem = text_length_problem("FeedItem.Body", body["Body"], SF_FEEDITEM_BODY_MAX)
+                problems.extend([problem] if problem else [])
+    return problems
+
+
+def salesforce_success_statuses(method: str, path: str) -> set[int]:
+    """ "Status Codes and Error Responses": 200 GET, 201 POST (create), 204 PATCH and DELETE."""
+    return {"GET": {200}, "POST": {201}, "PATCH": {204}, "DELETE": {204}}.get(method, set())
+
+
 # ====================================================================================================== table
 
 RULES: dict[str, tuple[Rule, ...]] = {
@@ -754,11 +900,13 @@ RULES: dict[str, tuple[Rule, ...]] = {
         servicenow_rule_body,
     ),
     "maximo": (maximo_rule_path, maximo_rule_params, maximo_rule_headers, maximo_rule_body),
+    "salesforce": (salesforce_rule_path, salesforce_rule_params, salesforce_rule_headers, salesforce_rule_body),
 }
 SUCCESS: dict[str, Callable[[str, str], set[int]]] = {
     "sap": sap_success_statuses,
     "servicenow": servicenow_success_statuses,
     "maximo": maximo_success_statuses,
+    "salesforce": salesforce_success_statuses,
 }
 
 
@@ -769,6 +917,8 @@ def vendor_of(path: str) -> str | None:
         return "servicenow"
     if path.startswith("/maximo/"):
         return "maximo"
+    if path.startswith("/services/data/"):
+        return "salesforce"
     return None
 
 
@@ -948,6 +1098,19 @@ def test_maximo_connection_uses_the_apikey_header() -> None:
             assert key["name"].lower() == "apikey" and key.get("in", "header") == "header", key
 
 
+def test_salesforce_connection_uses_the_client_credentials_flow_on_its_my_domain() -> None:
+    """Salesforce Help, "OAuth 2.0 Client Credentials Flow for Server-to-Server Integration": the app POSTs
+    grant_type=client_credentials with its consumer key and secret to <My Domain>/services/oauth2/token."""
+    for name, connection in load_mapping("salesforce.yaml")["connections"].items():
+        if "base_url" not in connection:
+            continue
+        oauth2 = (connection.get("auth") or {}).get("oauth2")
+        assert oauth2 is not None, f"{name}: use oauth2 (client credentials)"
+        assert oauth2["token_url"] == connection["base_url"].rstrip("/") + "/services/oauth2/token", oauth2
+        assert {"client_id", "client_secret"} <= set(oauth2), oauth2
+        assert "scopes" not in oauth2, "scopes come from the app's settings, not from the token request"
+
+
 # ---------------------------------------------------------------- the checker itself, on rendered requests
 
 _SAP_NOTIF = "/sap/opu/odata/sap/API_MAINTNOTIFICATION/MaintenanceNotification('10000123')"
@@ -969,6 +1132,10 @@ _MAXIMO_HEADERS = {
 }
 _MAXIMO_MEMBER = "/maximo/oslc/os/mxapiwodetail/_QkVERk9SRC83MjEx"
 _WORKLOG = {"worklog": [{"description": "WorkLink session", "logtype": "CLIENTNOTE"}]}
+_SF_QUERY = "/services/data/v62.0/query"
+_SF_RECORD = "/services/data/v62.0/sobjects/WorkOrder/0WOWs00000A1bCdOAE"
+_SF_FEED = "/services/data/v62.0/sobjects/FeedItem"
+_SF_HEADERS = {"Accept": "application/json", "Content-Type": "application/json", "Authorization": "Bearer 00Dx!a"}
 
 # (vendor, method, path, params, headers, body, expected problem fragment or None when it must pass)
 CASES: list[tuple[str, str, str, dict[str, Any], dict[str, Any], Any, str | None]] = [
@@ -1044,6 +1211,31 @@ CASES: list[tuple[str, str, str, dict[str, Any], dict[str, Any], Any, str | None
     ("maximo", "POST", _MAXIMO_MEMBER, {"lean": 1}, _MAXIMO_HEADERS, {"_rowstamp": "1"}, "read-only"),
     ("maximo", "GET", "/maximo/oslc/os/mxapiwodetail", {"lean": 1, "apikey": "k"},
      {"Accept": "application/json"}, None, "apikey header"),
+    ("salesforce", "GET", _SF_QUERY, {"q": "SELECT Id FROM WorkOrder WHERE WorkOrderNumber = 'O\\'Neil' LIMIT 1"},
+     _SF_HEADERS, None, None),
+    ("salesforce", "GET", _SF_QUERY, {"q": "SELECT Id FROM WorkOrder WHERE WorkOrderNumber = 'O'Neil'"},
+     _SF_HEADERS, None, "never closed"),
+    ("salesforce", "GET", _SF_QUERY, {"q": "SELECT Id FROM WorkOrder WHERE WorkOrderNumber = {{ n }}"},
+     _SF_HEADERS, None, "soql_quote"),
+    ("salesforce", "GET", _SF_QUERY, {"q": "Id FROM WorkOrder"}, _SF_HEADERS, None, "SELECT"),
+    ("salesforce", "GET", _SF_QUERY, {"q": "SELECT Id FROM WorkOrder", "limit": "1"}, _SF_HEADERS, None,
+     "exactly `q`"),
+    ("salesforce", "POST", _SF_QUERY, {"q": "SELECT Id FROM WorkOrder"}, _SF_HEADERS, None, "only GET"),
+    ("salesforce", "PATCH", _SF_RECORD, {}, _SF_HEADERS, {"WorkLink_Minutes__c": 35.53}, None),
+    ("salesforce", "PATCH", _SF_RECORD, {}, _SF_HEADERS, {"Id": "0WOWs00000A1bCdOAE"}, "not specified"),
+    ("salesforce", "PATCH", "/services/data/v62.0/sobjects/WorkOrder/00001042", {}, _SF_HEADERS, {},
+     "15 or 18"),
+    ("salesforce", "PUT", _SF_RECORD, {}, _SF_HEADERS, {}, "PATCH (update)"),
+    ("salesforce", "PATCH", _SF_RECORD, {}, {"Content-Type": "application/json"}, {}, "Bearer"),
+    ("salesforce", "POST", _SF_FEED, {}, _SF_HEADERS,
+     {"ParentId": "0WOWs00000A1bCdOAE", "Type": "TextPost", "Body": "done"}, None),
+    ("salesforce", "POST", _SF_FEED, {}, _SF_HEADERS, {"Type": "TextPost", "Body": "done"}, "ParentId"),
+    ("salesforce", "POST", _SF_FEED, {}, _SF_HEADERS,
+     {"ParentId": "0WOWs00000A1bCdOAE", "Body": "x" * 10001}, "maximum 10000"),
+    ("salesforce", "POST", _SF_FEED, {}, _SF_HEADERS,
+     {"ParentId": "0WOWs00000A1bCdOAE", "Body": "{{ text }}"}, "truncate_text"),
+    ("salesforce", "POST", _SF_FEED, {}, _SF_HEADERS,
+     {"ParentId": "0WOWs00000A1bCdOAE", "Type": "Post", "Body": "x"}, "FeedItem.Type"),
 ]  # fmt: skip
 
 

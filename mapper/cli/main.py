@@ -11,9 +11,10 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -53,21 +54,19 @@ def validate(
     fmt: Annotated[Format, typer.Option("--format", help="text, json or github (workflow annotations).")] = Format.text,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too.")] = False,
     graphql_schema: Annotated[
-        Path | None,
-        typer.Option("--graphql-schema", help="The Scope AR API schema (SDL or introspection JSON): check fields."),
+        list[str] | None,
+        typer.Option(
+            "--graphql-schema",
+            help="FILE: the Scope AR API's schema, for `query:`; NAME=FILE: the schema of connection NAME's GraphQL "
+            "API (for `query:` or GraphQL steps on it). SDL or introspection JSON (`wlmap graphql-schema`). "
+            "Repeat for several.",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Check mappings and report every problem with file:line:column. Exit 1 when any is invalid."""
-    api_schema = None
-    if graphql_schema is not None:
-        from mapper.language.graphql import check as graphql_check
-
-        try:
-            api_schema = graphql_check.load_schema(graphql_schema)
-        except graphql_check.SchemaFileError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(2) from None
-    loaded = loader.load(paths, env=dict(os.environ), graphql_schema=api_schema)
+    scope_schema, by_connection = _graphql_schemas(graphql_schema or [])
+    loaded = loader.load(paths, env=dict(os.environ), graphql_schema=scope_schema, graphql_schemas=by_connection)
     output = _render(loaded.problems, fmt)
     if output:
         typer.echo(output)
@@ -75,6 +74,28 @@ def validate(
         typer.echo(report.summary(len(loaded.files), loaded.problems), err=bool(loaded.problems))
     failed = bool(loaded.errors) or (strict and bool(loaded.problems))
     raise typer.Exit(1 if failed else 0)
+
+
+def _graphql_schemas(given: list[str]) -> tuple[Any, dict[str, Any]]:
+    """`--graphql-schema FILE` (the Scope AR API's) and `--graphql-schema NAME=FILE` (a connection's), read."""
+    if not given:
+        return None, {}
+    from mapper.language.graphql import check as graphql_check
+
+    scope_schema, by_connection = None, {}
+    for value in given:
+        name, sep, file = value.partition("=")
+        named = bool(sep) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) is not None and bool(file)
+        try:
+            loaded = graphql_check.load_schema(Path(file if named else value))
+        except graphql_check.SchemaFileError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        if named:
+            by_connection[name] = loaded
+        else:
+            scope_schema = loaded
+    return scope_schema, by_connection
 
 
 @app.command("schema")
@@ -212,7 +233,10 @@ def _run_once(
     else:
         typer.echo(traces.trace_text(outcome.result.trace, dry_run=dry_run))
         if outcome.unstubbed:
-            typer.echo(f"note     no stub response for: {', '.join(outcome.unstubbed)} (answered 200 {{}})")
+            typer.echo(
+                f"note     no stub response for: {', '.join(outcome.unstubbed)} (answered 200 {{}}, a stand-in: "
+                "a step that expects another status, or a GraphQL answer, fails on it)"
+            )
     return 0 if outcome.result.status in ("done", "skipped") else 1
 
 
@@ -271,12 +295,13 @@ FAST_COMMANDS = frozenset({"validate", "schema"})
 
 
 def register_all() -> None:
-    from mapper.cli import operations  # typer commands only; the store is imported when a command runs
+    from mapper.cli import graphql_schema, operations  # typer commands only; the rest is imported when one runs
     from mapper.cli.link import link_command
 
     app.command()(run)
     app.command()(test)
     app.command("link")(link_command)
+    graphql_schema.register(app)
     operations.register(app)
 
 

@@ -119,6 +119,20 @@ def odata_quote(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+# Salesforce SOQL: "The single quote (') and backslash (\) characters are reserved [...] and must be preceded by a
+# backslash", plus the escapes for line breaks, tabs and quotes ("Reserved Characters" and "Quoted String Escape
+# Sequences", SOQL and SOSL Reference). `%` and `_` stay as they are: they are wildcards only after LIKE.
+_SOQL_ESCAPES = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+_SOQL_SPECIAL = re.compile("[\\\\'\"\n\r\t\b\f]")
+
+
+def soql_quote(value: Any) -> str:
+    """A SOQL string literal: `'O\\'Neil'` (quote and backslash escaped, as Salesforce WHERE clauses need)."""
+    if value is None or isinstance(value, bool | list | dict):
+        raise ConversionError(f"{value!r} cannot be a SOQL string")
+    return "'" + _SOQL_SPECIAL.sub(lambda m: _SOQL_ESCAPES[m.group(0)], str(value)) + "'"
+
+
 def truncate_text(value: Any, length: int) -> str:
     """Cut text to at most `length` characters (target fields have fixed maximum lengths)."""
     if isinstance(length, bool) or not isinstance(length, int):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,14 +75,29 @@ def load_text(text: str | bytes, name: str, options: compiler.Options = DEFAULTS
     return plan, combined
 
 
-def load(paths: Iterable[Path], env: Mapping[str, str] | None = None, graphql_schema: Any = None) -> Loaded:
-    """Load every mapping under `paths`; mapping names must be unique across files."""
+def load(
+    paths: Iterable[Path],
+    env: Mapping[str, str] | None = None,
+    graphql_schema: Any = None,
+    graphql_schemas: Mapping[str, Any] | None = None,
+) -> Loaded:
+    """Load every mapping under `paths`; mapping names must be unique across files.
+
+    `graphql_schema`: the Scope AR API's schema (for `query:`); `graphql_schemas`: a schema per connection name."""
     files, problems = mapping_files(paths)
     loaded = Loaded(problems=problems, files=files)
-    options = compiler.Options(env=env, graphql_schema=graphql_schema)
-    names: dict[str, str] = {}
+    texts: dict[Path, bytes] = {}
     for file in files:
-        plan, found = load_file(file, options)
+        try:
+            texts[file] = file.read_bytes()
+        except OSError as exc:
+            loaded.problems.append(Problem(Location(str(file)), f"cannot read the file: {exc.strerror}"))
+    used = {file: _env_names(raw) for file, raw in texts.items()}
+    names: dict[str, str] = {}
+    for file, raw in texts.items():
+        elsewhere = frozenset().union(*(names for other, names in used.items() if other != file))
+        options = compiler.Options(env, graphql_schema, dict(graphql_schemas or {}), elsewhere)
+        plan, found = load_text(raw, str(file), options)
         loaded.problems.extend(found)
         if plan is None:
             continue
@@ -98,6 +114,14 @@ def load(paths: Iterable[Path], env: Mapping[str, str] | None = None, graphql_sc
         loaded.plans.append(plan)
     loaded.problems.sort(key=lambda p: p.sort_key)
     return loaded
+
+
+_ENV_NAME = re.compile(rb"""\benv\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*['"]([^'"]+)['"]\s*\])""")
+
+
+def _env_names(raw: bytes) -> frozenset[str]:
+    """The env names a mapping's text reads (a quick look for "did you mean" hints, not a compile)."""
+    return frozenset((a or b).decode("utf-8", "replace") for a, b in _ENV_NAME.findall(raw))
 
 
 def load_plans(paths: Iterable[Path], env: Mapping[str, str] | None = None) -> list[Plan]:

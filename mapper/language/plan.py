@@ -119,6 +119,23 @@ class GraphQLQuery(NamedTuple):
     variables: Value  # renders to a dict
 
 
+class GraphQLCall(NamedTuple):
+    """A step's GraphQL document (a query or a mutation), sent as one POST to its connection's `url`."""
+
+    document: str
+    operation: str | None
+    variables: Value  # renders to a dict
+    mutation: bool  # not safe to repeat without an idempotency key
+
+
+class OutcomeRule(NamedTuple):
+    """One entry of a step's `outcomes:`: when `when` holds for the answer, the step ends with `outcome`."""
+
+    when: Expression  # JMESPath over {status, headers, body}
+    outcome: Outcome
+    reason: Value | None  # a template over the step's names and the answer; None: the answer in words
+
+
 class Extraction(NamedTuple):
     name: str
     expression: Expression
@@ -147,6 +164,9 @@ class Step(NamedTuple):
     expect: frozenset[int] | None = None  # None: any 2xx
     on_status: Mapping[str, Outcome] = _EMPTY  # "404" or "4xx" → outcome
     timeout: float | None = None
+    outcomes: tuple[OutcomeRule, ...] = ()  # checked in order before everything else; the first that holds wins
+    graphql: GraphQLCall | None = None  # a GraphQL step: its document instead of path/url/params/body
+    on_error: Mapping[str, Outcome] = _EMPTY  # GraphQL error code → outcome
 
     def outcome_for(self, status: int) -> Outcome | None:
         """What the mapping says a status means; None when it says nothing (then the default rules apply)."""

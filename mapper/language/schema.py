@@ -313,6 +313,8 @@ _REQUIRED_HINTS = {
     "password": 'take it from the environment, e.g. `password: "{{ env.TARGET_PASSWORD }}"`',
     "token": 'take it from the environment, e.g. `token: "{{ env.TARGET_TOKEN }}"`',
     "value": 'take it from the environment, e.g. `value: "{{ env.TARGET_API_KEY }}"`',
+    "when": "a JMESPath condition on the answer, e.g. when: body.totalSize == `0`",
+    "outcome": "one of: success, skip, retry, fail",
 }
 
 

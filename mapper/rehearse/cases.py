@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from mapper.language.plan import Plan
+from mapper.language.plan import Plan, Step
 from mapper.links import LinkError
 from mapper.rehearse import expectations
 from mapper.rehearse.links import with_link
@@ -88,7 +89,8 @@ def run_suite(plan: Plan, tests_file: Path) -> Suite:
 
 
 def coverage(plan: Plan, results: list[CaseResult]) -> list[str]:
-    """What no case exercised: trigger outcomes, skip_unless both ways, each step sent, when both ways, on_status."""
+    """What no case exercised: trigger outcomes, skip_unless both ways, each step sent, when both ways, on_status,
+    each outcome rule and each on_error code."""
     gaps = []
     traces = [r.result.trace for r in results if r.result is not None]
     stages = [stage for trace in traces for stage in trace.get("stages", [])]
@@ -100,18 +102,31 @@ def coverage(plan: Plan, results: list[CaseResult]) -> list[str]:
             if value not in seen:
                 gaps.append(f"no case where skip_unless {words}")
     for step in plan.steps:
-        runs = [s for s in stages if s.get("stage") == "step" and s.get("name") == step.name]
-        if not any(s.get("ran") for s in runs):
-            gaps.append(f"step `{step.name}` never sent a request")
-        if step.when is not None and not any(s.get("ran") is False for s in runs):
-            gaps.append(f"step `{step.name}`: no case where its `when` is false")
-        outcomes = {s.get("outcome") for s in runs}
-        for status, outcome in step.on_status.items():
-            statuses = {s.get("status") for s in runs}
-            if not any(str(x) == status or (status.endswith("xx") and str(x)[:1] == status[0]) for x in statuses if x):
-                gaps.append(f"step `{step.name}`: on_status {status} ({outcome}) never exercised")
-        if runs and "success" in outcomes and not any(o in outcomes for o in ("fail", "retry", "skip")):
-            gaps.append(f"step `{step.name}`: no case where it fails")
+        gaps += _step_gaps(step, [s for s in stages if s.get("stage") == "step" and s.get("name") == step.name])
     if not any(r.result is not None and r.result.status in ("dead", "retry") for r in results):
         gaps.append("no case where the run fails")
+    return gaps
+
+
+def _step_gaps(step: Step, runs: list[dict[str, Any]]) -> list[str]:
+    """What no case exercised of one step: sent, `when` false, each on_status, outcome rule and on_error code."""
+    gaps = []
+    if not any(s.get("ran") for s in runs):
+        gaps.append(f"step `{step.name}` never sent a request")
+    if step.when is not None and not any(s.get("ran") is False for s in runs):
+        gaps.append(f"step `{step.name}`: no case where its `when` is false")
+    outcomes = {s.get("outcome") for s in runs}
+    statuses = {s.get("status") for s in runs}
+    for status, outcome in step.on_status.items():
+        if not any(str(x) == status or (status.endswith("xx") and str(x)[:1] == status[0]) for x in statuses if x):
+            gaps.append(f"step `{step.name}`: on_status {status} ({outcome}) never exercised")
+    decided = {s.get("decided_by") for s in runs}
+    for number, rule in enumerate(step.outcomes, 1):
+        if f"outcomes {number}" not in decided:
+            gaps.append(f"step `{step.name}`: outcome rule {number} ({rule.outcome}) never exercised")
+    for code, on_error in step.on_error.items():
+        if f"on_error {code}" not in decided:
+            gaps.append(f"step `{step.name}`: on_error {code} ({on_error}) never exercised")
+    if runs and "success" in outcomes and not any(o in outcomes for o in ("fail", "retry", "skip")):
+        gaps.append(f"step `{step.name}`: no case where it fails")
     return gaps

@@ -19,11 +19,11 @@ from mapper.events import Event
 from mapper.language.expressions import EvaluationError
 from mapper.language.plan import LINK_KEY_ENV, Connection, Plan, Step, Value
 from mapper.links import received, signing
-from mapper.run import connections
+from mapper.run import answers, connections
 from mapper.run.clients.auth import TokenCache
 from mapper.run.clients.errors import ConnectionUnusable, GraphQLFailure, RequestRejected, TransportFailure
 from mapper.run.clients.exchange import Response
-from mapper.run.clients.graphql import GraphQLClient
+from mapper.run.clients.graphql import GraphQLAnswer, GraphQLClient
 from mapper.run.clients.http import NO_JSON, ConnectionClient
 from mapper.run.clients.transport import Stack
 from mapper.run.masking import Masker
@@ -32,6 +32,7 @@ from mapper.run.outcome import RunResult, Status
 from mapper.run.trace import Trace
 
 C = TypeVar("C", ConnectionClient, GraphQLClient)
+_ENDS: dict[str, Status] = {"skip": "skipped", "retry": "retry", "fail": "dead"}  # a step's outcome → the run's
 
 
 class _Stop(Exception):
@@ -198,33 +199,16 @@ class Runner:
         self, plan: Plan, step: Step, scope: dict[str, Any], trace: Trace, key: str, index: int | None, where: str
     ) -> dict[str, Any]:
         connection = plan.connections[step.connection]
-        path = _render(plan, step.path, scope, where) if step.path else None
-        url = _render(plan, step.url, scope, where) if step.url else None
-        params = {name: _text(_render(plan, value, scope, where)) for name, value in step.params}
-        headers = {name: _text(_render(plan, value, scope, where)) for name, value in step.headers}
-        body = _render(plan, step.body.value, scope, where) if step.body.value is not None else None
         exchanges: list[Any] = []
         stage = trace.stage("step", name=step.name, ran=True, item=index, exchanges=exchanges)
         step_key = hashlib.sha256(f"{key}|{step.name}|{index}".encode()).hexdigest()[:32]
+        answer: GraphQLAnswer | None = None
         try:
-            response = await self._client(plan, connection).send(
-                step.method,
-                path=path,
-                url=url,
-                params=params,
-                headers=headers,
-                json=body if step.body.kind == "json" else NO_JSON,
-                form={k: _text(v) for k, v in body.items()}
-                if step.body.kind == "form" and isinstance(body, dict)
-                else None,
-                content=_text(body).encode() if step.body.kind == "text" else None,
-                content_type=step.body.content_type,
-                timeout=step.timeout,
-                exchanges=exchanges,
-                # reads are safe to repeat; keys go on writes, where the target uses them to drop a repeat
-                idempotency_key=None if step.method in ("GET", "HEAD") else step_key,
-                step=step.name,
-            )
+            if step.graphql is not None:
+                answer = await self._send_graphql(plan, step, connection, scope, exchanges, step_key, where)
+                response = answer.response
+            else:
+                response = await self._send(plan, step, connection, scope, exchanges, step_key, where)
         except TransportFailure as exc:
             raise _Stop(
                 "retry" if exc.retryable else "dead", f"{where}: {exc.reason}", step.name, exc.retry_after
@@ -233,23 +217,114 @@ class Runner:
             raise _Stop("dead", f"{where}: request not sent: {exc}", step.name) from None
         except (UnicodeError, TypeError, ValueError) as exc:  # e.g. a lone surrogate from the data in a JSON body
             raise _Stop("dead", f"{where}: request not sent: the body cannot be encoded ({exc})", step.name) from None
-        outcome = step.outcome_for(response.status) or _default_outcome(connection, response.status)
-        stage["status"] = response.status
-        stage["outcome"] = outcome
-        answered = f"{where}: {connection.name} answered {response.status}{_excerpt(response)}"
-        if outcome == "skip":
-            raise _Stop("skipped", f"{answered}, which this step treats as skip", step.name)
-        if outcome == "retry":
-            raise _Stop("retry", answered, step.name, response.retry_after)
-        if outcome == "fail":
-            if 300 <= response.status < 400:
-                answered += " (redirects are never followed)"
-            raise _Stop("dead", answered, step.name)
         view = {"status": response.status, "headers": response.headers, "body": _body(response)}
+        decision = answers.decide(
+            step, connection, response, view, answer, lambda rule, data: _evaluate(plan, rule, data, where)
+        )
+        stage.update(status=response.status, outcome=decision.outcome, decided_by=decision.decided_by)
+        if decision.outcome != "success":
+            reason = self._reason(plan, step, decision, connection.name, response, answer, {**scope, **view}, where)
+            status = _ENDS[decision.outcome]
+            raise _Stop(status, reason, step.name, response.retry_after if status == "retry" else None)
         captured = {name: _evaluate(plan, expression, view, where) for name, expression in step.capture}
         if captured:
             stage["captured"] = captured
         return captured
+
+    async def _send(
+        self,
+        plan: Plan,
+        step: Step,
+        connection: Connection,
+        scope: dict[str, Any],
+        exchanges: list[Any],
+        step_key: str,
+        where: str,
+    ) -> Response:
+        """An HTTP step's request, rendered and sent."""
+        path = _render(plan, step.path, scope, where) if step.path else None
+        url = _render(plan, step.url, scope, where) if step.url else None
+        params = {name: _text(_render(plan, value, scope, where)) for name, value in step.params}
+        headers = {name: _text(_render(plan, value, scope, where)) for name, value in step.headers}
+        body = _render(plan, step.body.value, scope, where) if step.body.value is not None else None
+        return await self._client(plan, connection).send(
+            step.method,
+            path=path,
+            url=url,
+            params=params,
+            headers=headers,
+            json=body if step.body.kind == "json" else NO_JSON,
+            form={k: _text(v) for k, v in body.items()}
+            if step.body.kind == "form" and isinstance(body, dict)
+            else None,
+            content=_text(body).encode() if step.body.kind == "text" else None,
+            content_type=step.body.content_type,
+            timeout=step.timeout,
+            exchanges=exchanges,
+            # reads are safe to repeat; keys go on writes, where the target uses them to drop a repeat
+            idempotency_key=None if step.method in ("GET", "HEAD") else step_key,
+            step=step.name,
+        )
+
+    async def _send_graphql(
+        self,
+        plan: Plan,
+        step: Step,
+        connection: Connection,
+        scope: dict[str, Any],
+        exchanges: list[Any],
+        step_key: str,
+        where: str,
+    ) -> GraphQLAnswer:
+        """A GraphQL step's document with its variables, through the connection's gql client."""
+        call = step.graphql
+        assert call is not None
+        variables = _render(plan, call.variables, scope, where)
+        return await self._graphql_client(plan, connection).send(
+            call.document,
+            variables if isinstance(variables, dict) else {},
+            call.operation,
+            exchanges=exchanges,
+            step=step.name,
+            idempotency_key=step_key if call.mutation else None,
+            timeout=step.timeout,
+        )
+
+    def _reason(
+        self,
+        plan: Plan,
+        step: Step,
+        decision: answers.Decision,
+        connection: str,
+        response: Response,
+        answer: GraphQLAnswer | None,
+        scope: dict[str, Any],
+        where: str,
+    ) -> str:
+        """Why the step ended as it did, in words: the rule's own reason, or what the target answered."""
+        if answer is not None and answer.problem is not None and decision.decided_by == "graphql":
+            return f"{where}: {answer.problem_words}"
+        answered = f"{where}: {connection} answered {response.status}"
+        if decision.detail is not None and decision.detail.startswith(" with "):
+            answered += decision.detail  # the GraphQL errors, with their codes
+        elif answer is not None and answer.messages:
+            answered += ": " + "; ".join(answer.messages)
+        else:
+            answered += _excerpt(response)
+        if decision.detail is not None and not decision.detail.startswith(" with "):
+            answered += decision.detail
+        if decision.decided_by.startswith("outcomes "):
+            rule = step.outcomes[int(decision.decided_by.split()[1]) - 1]
+            if rule.reason is not None:
+                try:
+                    return f"{where}: {_text(rule.reason.render(scope))}"
+                except EvaluationError as exc:
+                    return f"{answered} ({rule.reason.where}: the reason could not be written: {exc})"
+        if decision.outcome == "skip":
+            return f"{answered}, which this step treats as skip"
+        if decision.outcome == "fail" and 300 <= response.status < 400:
+            answered += " (redirects are never followed)"
+        return answered
 
 
 def _default_key(event: Event, plan: Plan) -> str:
@@ -286,14 +361,6 @@ def _text(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
-
-
-def _default_outcome(connection: Connection, status: int) -> str:
-    if 200 <= status < 300:
-        return "success"
-    if status in connection.retry.statuses or status >= 500:
-        return "retry"
-    return "fail"
 
 
 def _body(response: Response) -> Any:

@@ -113,6 +113,7 @@ def _unused(
             used.update(chain[0] for chain in expression.query.references)
     for step in steps:
         values = [step.path, step.url, step.body.value, *(v for _, v in step.params), *(v for _, v in step.headers)]
+        values += [step.graphql.variables if step.graphql else None, *(rule.reason for rule in step.outcomes)]
         for value in values:
             if value is not None:
                 used.update(chain[0] for t in value.templates for chain in t.references)

@@ -120,7 +120,8 @@ def check_connection(c: Compilation, path: Path, name: str, known: dict[str, Con
         return
     connection = known[name]
     if needs == "url" and connection.url is None and connection.base_url is not None:
-        c.error(path, f"connection `{name}` has a `base_url`, but the query needs a GraphQL endpoint `url`")
+        who = "a GraphQL step" if path[:1] == ("steps",) else "the query"
+        c.error(path, f"connection `{name}` has a `base_url`, but {who} needs a GraphQL endpoint `url`")
     if needs == "base_url" and connection.base_url is None and connection.url is not None:
         c.error(
             path,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mapper.errors import Location, Problem, Problems
@@ -20,7 +20,9 @@ Render = Callable[[Mapping[str, Any]], Any]
 @dataclass(frozen=True)
 class Options:
     env: Mapping[str, str] | None = None  # when given, unset variables are reported (as warnings)
-    graphql_schema: Any = None  # a graphql-core GraphQLSchema, when the user gave one
+    graphql_schema: Any = None  # a graphql-core GraphQLSchema of the Scope AR API, when the user gave one
+    graphql_schemas: Mapping[str, Any] = field(default_factory=dict)  # connection name → its API's schema
+    env_names_elsewhere: frozenset[str] = frozenset()  # env names the other mappings read (for "did you mean")
 
 
 DEFAULTS = Options()
@@ -80,8 +82,11 @@ class Compilation:
         except ExpressionSyntaxError as exc:
             self.error(path, exc.message, exc.hint, location=self.doc.location_in_scalar(path, exc.offset, exc.width))
             return None
-        for chain in compiled.references:
-            references.check(self, path, source, chain, scope, jmespath=True)
+        for problem in compiled.problems:
+            at = self.doc.location_in_scalar(path, problem.offset, problem.width)
+            self.error(path, problem.message, problem.hint, location=at)
+        for chain, seen in _with_occurrence(compiled.references):
+            references.check(self, path, source, chain, scope, jmespath=True, occurrence=seen)
         self._note_link_reads(path, source, compiled.data_reads)
         return Expression(compiled, self.doc.location(path), self.where(path))
 
@@ -91,8 +96,8 @@ class Compilation:
         except ExpressionSyntaxError as exc:
             self.error(path, exc.message, exc.hint, location=self.doc.location_in_scalar(path, exc.offset, exc.width))
             return None
-        for chain in compiled.references:
-            references.check(self, path, source, chain, scope, jmespath=False)
+        for chain, seen in _with_occurrence(compiled.references):
+            references.check(self, path, source, chain, scope, jmespath=False, occurrence=seen)
         self._note_link_reads(path, source, compiled.data_reads)
         return compiled
 
@@ -144,6 +149,16 @@ class Compilation:
             return conversions.parse_duration(data)
         except conversions.ConversionError:
             return default  # the schema check has already said what is wrong
+
+
+def _with_occurrence(chains: tuple[Chain, ...]) -> list[tuple[Chain, int]]:
+    """Each chain with how many times it was read before (the same name twice: two places in the text)."""
+    seen: dict[Chain, int] = {}
+    result = []
+    for chain in chains:
+        result.append((chain, seen.get(chain, 0)))
+        seen[chain] = seen.get(chain, 0) + 1
+    return result
 
 
 def _constant(data: Any) -> Render:

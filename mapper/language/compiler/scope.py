@@ -24,6 +24,7 @@ class Scope:
     has_query: bool = False
     place: str = ""  # "trigger", "connection", "capture", ...: words for messages about names that are not here
     this_step: str = ""  # the key of the step being compiled
+    selected_by: str = "the query"  # what `selection` is of, in words: the query, or a step's GraphQL document
 
     def but(self, **names: str) -> Scope:
         return Scope(
@@ -34,6 +35,7 @@ class Scope:
             self.has_query,
             self.place,
             self.this_step,
+            self.selected_by,
         )
 
 
@@ -45,6 +47,10 @@ _BY_PLACE = {
     "connection": (
         "`{root}` cannot be used in a connection",
         "a connection is shared by every event: only `env.NAME` may be used in it",
+    ),
+    "outcome": (
+        "`{root}` cannot be used in an outcome's `when`",
+        "`when` reads the answer only: `status`, `headers` and `body`; its `reason` may use the step's names too",
     ),
 }
 _BY_NAME = {

@@ -1,17 +1,20 @@
-"""`steps:` → Step records: where each request goes, what it sends, what it captures, how statuses count."""
+"""`steps:` → Step records: where each request goes, what it sends, what it captures, what its answers mean."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from mapper.language.compiler import outcomes
 from mapper.language.compiler.connections import check_connection, url_value
 from mapper.language.compiler.context import Compilation
+from mapper.language.compiler.graphql_step import graphql_call
 from mapper.language.compiler.scope import ENV, RESPONSE, Scope
+from mapper.language.expressions import EvaluationError
 from mapper.language.plan import Body, Connection, Expression, Step, Value
 from mapper.language.source import Path
 
 BODY_KEYS = ("json", "form", "body")
-OUTCOMES = ("success", "skip", "retry", "fail")
 
 
 def steps(c: Compilation, data: Any, scope: Scope, connections: dict[str, Connection]) -> list[Step]:
@@ -33,18 +36,22 @@ def steps(c: Compilation, data: Any, scope: Scope, connections: dict[str, Connec
                 f"step names must be unique (`-` and `_` count as the same); the first is step {seen[key] + 1}",
             )
         seen.setdefault(key, index)
+        # A second step of the same name (reported above) reads the first one's captures, and later steps may
+        # read the captures of both: the rest of the mapping is checked as if the names differed, so what
+        # follows is said once, right, and not as a chain of echoes of the duplicate.
         step_scope = Scope(
             {**scope.names, **ENV, "steps": "earlier steps"},
             dict(earlier),
-            frozenset(k for k in keys[index:] if k),
+            frozenset(k for k in keys[index:] if k and k not in earlier),
             scope.selection,
             scope.has_query,
             "step",
-            key,
+            "" if key in earlier else key,
         )
         step = _step(c, path, spec, step_scope, connections)
         capture = spec.get("capture")
-        earlier[key] = tuple(capture) if isinstance(capture, dict) else ()
+        captured = tuple(capture) if isinstance(capture, dict) else ()
+        earlier[key] = (*earlier.get(key, ()), *(name for name in captured if name not in earlier.get(key, ())))
         if step is not None:
             result.append(step)
     return result
@@ -55,12 +62,23 @@ def _step(
 ) -> Step | None:
     when = c.query((*path, "when"), spec.get("when"), scope) if "when" in spec else None
     for_each = c.query((*path, "for_each"), spec.get("for_each"), scope) if "for_each" in spec else None
+    if for_each is not None:
+        _constant_list(c, (*path, "for_each"), for_each)
     inner = scope.but(item="the current item of `for_each`", index="the position of the item") if for_each else scope
-    capture = _captures(c, path, spec.get("capture"))
-    url_path, url = _target(c, path, spec, inner, connections)
-    body = _body(c, path, spec, inner)
-    expect, on_status = _statuses(c, path, spec.get("expect"), spec.get("on_status"))
-    name, method, connection = spec.get("name"), spec.get("method"), spec.get("connection")
+    graphql, selection, url_path, url, body = None, None, None, None, Body()
+    if "graphql" in spec:
+        graphql, selection = graphql_call(c, path, spec, inner, connections)
+    else:
+        url_path, url = _target(c, path, spec, inner, connections)
+        body = _body(c, path, spec, inner)
+    answer = Scope(dict(RESPONSE), selection=selection, place="capture", selected_by="the step's GraphQL")
+    capture = _captures(c, path, spec.get("capture"), answer)
+    expect, on_status = outcomes.statuses(c, path, spec.get("expect"), spec.get("on_status"))
+    answer = Scope(dict(RESPONSE), selection=selection, place="outcome", selected_by="the step's GraphQL")
+    rules = outcomes.rules(c, path, spec.get("outcomes"), inner, answer)
+    on_error = outcomes.error_codes(c, path, spec.get("on_error"), "graphql" in spec)
+    name, connection = spec.get("name"), spec.get("connection")
+    method = "POST" if "graphql" in spec else spec.get("method")
     if not (isinstance(name, str) and isinstance(method, str) and isinstance(connection, str)):
         return None  # the schema check has said what is missing
     return Step(
@@ -80,6 +98,9 @@ def _step(
         expect=expect,
         on_status=on_status,
         timeout=c.duration((*path, "timeout"), spec.get("timeout"), 0.0) or None,
+        outcomes=rules,
+        graphql=graphql,
+        on_error=on_error,
     )
 
 
@@ -132,26 +153,26 @@ def _body(c: Compilation, path: Path, spec: dict[str, Any], scope: Scope) -> Bod
     return Body()
 
 
-def _captures(c: Compilation, path: Path, data: Any) -> tuple[tuple[str, Expression], ...]:
+def _captures(c: Compilation, path: Path, data: Any, answer: Scope) -> tuple[tuple[str, Expression], ...]:
     """`capture:` reads the response only (status, headers, body), for the steps after this one."""
     if not isinstance(data, dict):
         return ()
-    response = Scope(dict(RESPONSE), place="capture")
-    compiled = ((key, c.query((*path, "capture", key), source, response)) for key, source in data.items())
+    compiled = ((key, c.query((*path, "capture", key), source, answer)) for key, source in data.items())
     return tuple((key, expression) for key, expression in compiled if expression is not None)
 
 
-def _statuses(c: Compilation, path: Path, expect: Any, on_status: Any) -> tuple[frozenset[int] | None, dict[str, Any]]:
-    """`expect:` (the statuses that are success) and `on_status:` (an outcome per status); never both for one."""
-    outcomes: dict[str, Any] = on_status if isinstance(on_status, dict) else {}
-    if not isinstance(expect, list):
-        return None, {str(k): v for k, v in outcomes.items() if v in OUTCOMES}
-    for status in expect:
-        if isinstance(status, int) and str(status) in outcomes:
-            c.error(
-                (*path, "on_status", str(status)),
-                f"status {status} is both expected and listed in `on_status`",
-                key=True,
-            )
-    expected = frozenset(s for s in expect if isinstance(s, int))
-    return expected, {str(k): v for k, v in outcomes.items() if v in OUTCOMES}
+def _constant_list(c: Compilation, path: Path, expression: Expression) -> None:
+    """A `for_each` that reads no name gives the same value for every event: it must be a list (or null)."""
+    if expression.query.references:
+        return
+    try:
+        value = expression.search({})
+    except EvaluationError:
+        return  # fails on every event: the run says how, with the same words
+    if value is not None and not isinstance(value, list):
+        kind = {str: "a text", bool: "true or false", int: "a number", float: "a number", dict: "an object"}
+        c.error(
+            path,
+            f"`for_each` gives {kind.get(type(value), 'a value')} ({json.dumps(value)[:40]}), not a list",
+            "for_each takes a list: a path to one in the data (e.g. `result.node.parts`), or a JSON list in backticks",
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from mapper.errors import did_you_mean
 from mapper.language import conversions
 from mapper.language.expressions import query_errors
 from mapper.language.expressions.errors import EvaluationError, ExpressionSyntaxError
-from mapper.language.expressions.functions import FUNCTION_NAMES, OPTIONS, unknown_functions
+from mapper.language.expressions.functions import FUNCTION_NAMES, OPTIONS, call_problems, unknown_functions
 from mapper.language.expressions.limits import guard_size
 from mapper.language.expressions.references import Chain, query_chains
 
@@ -32,6 +33,8 @@ class Query:
     search: Callable[[Any], Any]
     references: tuple[Chain, ...]  # paths read from the root, e.g. ("result", "node", "duration")
     data_reads: tuple[Chain, ...] = ()  # the same, read on through `from_json(...)` (see references.py)
+    # Mistakes that still compile: reported as errors by the compiler, which also checks the names behind them.
+    problems: tuple[ExpressionSyntaxError, ...] = ()
 
 
 def compile_query(source: str) -> Query:
@@ -53,8 +56,16 @@ def compile_query(source: str) -> Query:
             len(name),
             hint=did_you_mean(name, FUNCTION_NAMES),
         )
+    for name, message, hint in call_problems(ast):
+        spot = re.search(r"\b" + re.escape(name) + r"\s*\(", source)
+        raise ExpressionSyntaxError(message, spot.start() if spot else 0, len(name), hint=hint)
+    problems = tuple(query_errors.misplaced_not(source, ast))
     return Query(
-        source, _searcher(ast, parsed.expression), tuple(query_chains(ast)), tuple(query_chains(ast, through_json=True))
+        source,
+        _searcher(ast, parsed.expression),
+        tuple(query_chains(ast)),
+        data_reads=tuple(query_chains(ast, through_json=True)),
+        problems=problems,
     )
 
 

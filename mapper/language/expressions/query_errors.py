@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from typing import Any
 
 import jmespath.exceptions
 
 from mapper.language.expressions.errors import ExpressionSyntaxError
+from mapper.language.expressions.references import not_first
 
 _QUOTE_NAMES = {"'": "quote", '"': "double quote", "`": "backtick"}
 
@@ -82,3 +85,33 @@ def _hint(source: str, token_type: str | None, value: str, offset: int = -1) -> 
     if token_type == "unknown" and len(value) == 1 and not value.isalnum():
         return "JMESPath compares with ==, !=, <, <=, >, >= and joins conditions with && and ||"
     return None
+
+
+_NAME = r'(?:"(?:[^"\\]|\\.)*"|[A-Za-z_][A-Za-z0-9_]*)'
+_PATH_AFTER_NOT = re.compile(r"!\s*(" + _NAME + r"(?:\s*\.\s*(?:" + _NAME + r"|\*)|\s*\[[^\]]*\])*)")
+
+
+def misplaced_not(source: str, ast: dict[str, Any]) -> Iterator[ExpressionSyntaxError]:
+    """`!steps.x.y` is `(!steps).x.y`, always null: each such `!`, with the brackets that say what was meant."""
+    left = len(list(_not_first_nodes(ast)))
+    for match in _PATH_AFTER_NOT.finditer(source):
+        path = match.group(1)
+        root = re.match(_NAME, path)
+        name = root.group(0) if root else path
+        if path == name or left == 0:
+            continue  # `!a` alone is fine
+        left -= 1
+        yield ExpressionSyntaxError(
+            f"JMESPath: `!` applies only to `{name}`, so `!{path}` is always null",
+            match.start(),
+            len(match.group(0)),
+            hint=f"write `!({path})`",
+        )
+
+
+def _not_first_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    if not_first(node) is not None:
+        yield node
+    for child in node.get("children", []):
+        if isinstance(child, dict):
+            yield from _not_first_nodes(child)

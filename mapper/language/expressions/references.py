@@ -25,6 +25,9 @@ _RELATIVE_AFTER_FIRST = frozenset(
 
 def query_chains(node: dict[str, Any], through_json: bool = False) -> Iterator[Chain]:
     """Paths a JMESPath AST reads from its root (fields inside projections and filters are relative)."""
+    meant = not_first(node)
+    if meant is not None:  # `!steps.a.b` reads (!steps).a.b; its names are checked as the `!(steps.a.b)` meant
+        node = meant
     chain = _query_chain(node, through_json)
     if chain is not None:
         yield chain
@@ -104,3 +107,15 @@ def template_chain(node: nodes.Node, strict: bool = False, through_json: bool = 
             return (*head, node.arg.value)
         return None if strict else head
     return None
+
+
+def not_first(node: dict[str, Any]) -> dict[str, Any] | None:
+    """`!a.b`: JMESPath binds `!` to `a` alone, so the path is read from `!a` (true or false) and is always null.
+    The path the author meant, `a.b` (without the `!`), or None when the node is not of that shape."""
+    children = node.get("children") or []
+    if node["type"] not in ("subexpression", "index_expression") or not children:
+        return None
+    first = children[0]
+    if first["type"] != "not_expression" or not first.get("children"):
+        return None
+    return {**node, "children": [first["children"][0], *children[1:]]}

@@ -90,6 +90,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "minutes": conversions.minutes,
     "hours_minutes": conversions.hours_minutes,
     "odata_quote": conversions.odata_quote,
+    "soql_quote": conversions.soql_quote,
     "truncate_text": conversions.truncate_text,
     "from_json": conversions.from_json,
 }

@@ -70,6 +70,29 @@ def check_names(source: str, tree: nodes.Template, environment: Sandbox) -> None
                 )
     _check_known(source, tree, "filter", environment.filters, nodes.Filter)
     _check_known(source, tree, "test", environment.tests, nodes.Test)
+    _check_attributes(source, tree)
+
+
+def _check_attributes(source: str, tree: nodes.Template) -> None:
+    """`x.__class__`: the sandbox refuses a `__` name on every object when the template runs (it reaches Python's
+    internals, not the data); say so when the mapping is checked, in the words the run would use."""
+    unsafe = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getattr):
+            name: object = node.attr
+        else:
+            key = getattr(node, "arg", None)
+            name = key.value if isinstance(key, nodes.Const) else None
+        if isinstance(name, str) and name.startswith("__"):
+            unsafe.append((source.find(name), name))
+    if unsafe:
+        offset, name = min(unsafe)  # the first in the text (the tree lists the outermost first)
+        raise ExpressionSyntaxError(
+            f"not allowed: access to attribute `{name}` is unsafe",
+            offset,
+            len(name),
+            hint="a template reads values from the data by their names; Python's internals cannot be reached",
+        )
 
 
 def _check_known(

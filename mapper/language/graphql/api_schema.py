@@ -5,9 +5,20 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
-from graphql import GraphQLError, GraphQLSchema, build_client_schema, build_schema, specified_rules, validate
-from graphql.language import DocumentNode
+from graphql import (
+    GraphQLError,
+    GraphQLSchema,
+    TypeInfo,
+    TypeInfoVisitor,
+    build_client_schema,
+    build_schema,
+    get_named_type,
+    specified_rules,
+    validate,
+)
+from graphql.language import DocumentNode, FieldNode, IntValueNode, Visitor, visit
 
 from mapper.language.graphql import rules
 from mapper.language.graphql.problems import GraphQLProblem, SchemaFileError
@@ -15,13 +26,60 @@ from mapper.language.graphql.problems import GraphQLProblem, SchemaFileError
 _SCHEMA_FREE = frozenset(rule for rule, _ in rules.RULES)
 
 
-def check(document: DocumentNode, api_schema: GraphQLSchema) -> list[GraphQLProblem]:
-    """The problems only the schema shows (the schema-free ones are `rules.check`'s)."""
+def check(document: DocumentNode, api_schema: GraphQLSchema, *, scope_api: bool = False) -> list[GraphQLProblem]:
+    """The problems only the schema shows (the schema-free ones are `rules.check`'s).
+
+    `scope_api`: the document is the Scope AR query, whose connections need `first` or `last`."""
     problems = []
     for error in validate(api_schema, document, [r for r in specified_rules if r not in _SCHEMA_FREE]):
         message, hint, width = _plain(error.message)
         offset = next(iter(error.positions or ()), 0)
         problems.append(GraphQLProblem(f"GraphQL schema: {message}", offset, width, hint))
+    if scope_api and not problems:  # on a document the schema accepts: field types are known
+        problems.extend(_paged_connections(document, api_schema))
+    return problems
+
+
+# Scope AR: "`first`/`last` of 1–100 is required on every connection" (the Scope AR GraphQL API, connections):
+# a query without either is refused by the server, on every event.
+_PAGE = range(1, 101)
+
+
+def _paged_connections(document: DocumentNode, api_schema: GraphQLSchema) -> list[GraphQLProblem]:
+    info = TypeInfo(api_schema)
+    problems: list[GraphQLProblem] = []
+
+    class Connections(Visitor):
+        def enter_field(self, node: FieldNode, *_: Any) -> None:
+            field = info.get_field_def()
+            if field is None or not {"first", "last"} <= set(field.args):
+                return
+            if not get_named_type(field.type).name.endswith("Connection"):
+                return
+            given = {argument.name.value: argument.value for argument in node.arguments or ()}
+            start = node.loc.start if node.loc is not None else 0
+            name = node.name.value
+            if "first" not in given and "last" not in given:
+                problems.append(
+                    GraphQLProblem(
+                        f"GraphQL: `{name}` is a connection: Scope AR needs `first` or `last` (1 to 100) on it",
+                        start,
+                        len(name),
+                        f"write e.g. `{name}(first: 100) {{ nodes {{ ... }} }}`",
+                    )
+                )
+            for key in ("first", "last"):
+                value = given.get(key)
+                if isinstance(value, IntValueNode) and int(value.value) not in _PAGE:
+                    problems.append(
+                        GraphQLProblem(
+                            f"GraphQL: `{key}` on `{name}` must be 1 to 100, not {value.value}",
+                            value.loc.start if value.loc is not None else start,
+                            len(value.value),
+                        )
+                    )
+
+    visit(document, TypeInfoVisitor(info, Connections()))
     return problems
 
 

@@ -6,7 +6,7 @@ it takes ~100 ms to import, which a mapping without a query (and every command t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,11 +25,23 @@ __all__ = ["Checked", "GraphQLProblem", "SchemaFileError", "check", "load_schema
 class Checked:
     problems: list[GraphQLProblem] = field(default_factory=list)
     selection: dict[str, Node] | None = None  # response key → what the query selects under it
+    mutation: bool = False  # the operation to run is a mutation (not safe to repeat)
 
 
-def check(text: str, operation: str | None, given: Iterable[str], api_schema: Any = None) -> Checked:
+def check(
+    text: str,
+    operation: str | None,
+    given: Iterable[str],
+    api_schema: Any = None,
+    *,
+    target: bool = False,
+    literals: Mapping[str, Any] | None = None,
+) -> Checked:
+    """The problems of one document. `target`: a step's document (a query or a mutation), not the mapping's
+    `query:` to Scope AR (a query only, with Scope AR's own rules). `literals`: the variables written out
+    in the YAML (no template), whose values are checked against their declared types."""
     from mapper.language.graphql import api_schema as against_schema
-    from mapper.language.graphql import reading, rules, selection
+    from mapper.language.graphql import reading, rules, selection, values
 
     result = Checked()
     try:
@@ -42,20 +54,25 @@ def check(text: str, operation: str | None, given: Iterable[str], api_schema: An
     if chosen is None:
         return result
     kind = chosen.operation.value
-    if kind != "query":
-        result.problems.append(
-            GraphQLProblem(
-                f"GraphQL: a mapping's query must read data, not run a {kind}",
-                _start(chosen),
-                len(kind),
-                "start the text with `query`",
-            )
-        )
+    result.mutation = kind == "mutation"
+    if kind == "subscription" or (kind != "query" and not target):
+        result.problems.append(_wrong_kind(chosen, kind, target))
     result.problems.extend(_variables(document, chosen, set(given)))
+    result.problems.extend(values.check(chosen, literals or {}, api_schema))
     result.selection = selection.selection_tree(document, chosen)
     if api_schema is not None:
-        result.problems.extend(against_schema.check(document, api_schema))
+        result.problems.extend(against_schema.check(document, api_schema, scope_api=not target))
     return result
+
+
+def _wrong_kind(chosen: OperationDefinitionNode, kind: str, target: bool) -> GraphQLProblem:
+    if target:
+        message = f"GraphQL: a step sends a query or a mutation, not a {kind}"
+        hint = "a subscription keeps a connection open; a step sends one request and reads one answer"
+    else:
+        message = f"GraphQL: a mapping's query must read data, not run a {kind}"
+        hint = "start the text with `query`"
+    return GraphQLProblem(message, _start(chosen), len(kind), hint)
 
 
 def load_schema(path: Path) -> Any:
