@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 
 from mapper.service.store import (
     Claimed,
+    Cuts,
     Finish,
     NewDelivery,
     NewJob,
@@ -27,6 +30,7 @@ from mapper.service.store import (
     Store,
     StoreError,
     StoreUnavailable,
+    holders,
     open_store,
 )
 from mapper.service.store.migrations import MIGRATIONS, Migration
@@ -300,6 +304,68 @@ def test_extend_keeps_the_job_from_being_reclaimed(store: Store, clock: FakeCloc
     assert store.extend(claimed.job, claimed.token, 10.0)
     clock.advance(8)
     assert claim_ids(store) == []
+
+
+def test_a_job_cut_short_runs_again_alone_then_waits_then_is_parked_dead(store: Store, clock: FakeClock) -> None:
+    [poison, other] = [ingest(store, f"e{n}", ("m", f"R{n}"))[0] for n in (1, 2)]
+    assert claim_ids(store, lease=10.0) == [poison, other]
+    [later] = ingest(store, "e3", ("m", "R1"))  # the same resource: waits for the poison job
+    clock.advance(11)  # the process died with both running: each is cut once and runs again at once, alone
+    [first] = store.claim(10, 10.0)
+    assert (first.job, first.cuts, first.attempt) == (poison, 1, 2)
+    [second] = store.claim(10, 10.0)
+    assert (second.job, second.cuts) == (other, 1)
+    assert done(store, second)
+    clock.advance(11)  # cut again: now it waits a minute
+    assert claim_ids(store) == []
+    waiting = store.job(poison).job
+    assert waiting.status == "retry" and waiting.next_attempt_at == clock() + 60
+    assert "stopped (or stalled) 2 times while running this job; it runs again in 60 s" in (waiting.last_reason or "")
+    clock.advance(60)
+    [third] = store.claim(10, 10.0, Cuts(limit=3, waits=(0.0, 60.0)))
+    assert (third.job, third.cuts, third.attempt) == (poison, 2, 3)
+    clock.advance(11)
+    assert claim_ids(store) == [later]  # the third cut parks it; the next event of its resource goes on
+    parked = store.job(poison)
+    assert parked.job.status == "dead"
+    assert parked.job.last_reason == (
+        "the process stopped 3 times while running this job; parked so that the others can run"
+    )
+    assert [a.status for a in parked.attempts] == ["lost", "lost", "lost"]
+
+
+def test_a_cut_job_is_claimed_on_its_own_so_that_it_runs_alone(store: Store, clock: FakeClock) -> None:
+    [cut, parked] = [ingest(store, f"e{n}", ("m", f"R{n}"))[0] for n in (1, 2)]
+    store.claim(2, 10.0)
+    clock.advance(11)
+    fresh = [ingest(store, f"e{n}", ("m", f"R{n}"))[0] for n in (3, 4)]
+    assert claim_ids(store) == [cut]
+    one_cut = store.claim(10, 10.0, Cuts(limit=1))  # parks the other at once, then the fresh jobs go on
+    assert [c.job for c in one_cut] == fresh
+    assert store.job(parked).job.last_reason == (
+        "the process stopped once while running this job; parked so that the others can run"
+    )
+
+
+def dead_holder() -> str:
+    """The holder a process on this machine had, which has ended since."""
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    machine = holders.current().split("|")[:3]
+    return "|".join([*machine, ended.stdout.strip(), "12345"])
+
+
+def test_leases_of_a_holder_that_is_provably_gone_are_taken_back_at_once(backend: Backend, clock: FakeClock) -> None:
+    store = backend.open(clock)
+    [orphan, elsewhere, ours] = [ingest(store, f"e{n}", ("m", f"R{n}"))[0] for n in range(3)]
+    assert claim_ids(store, lease=60.0) == [orphan, elsewhere, ours]
+    assert backend.query(f"SELECT holder FROM jobs WHERE id = {ours}") == [(holders.current(),)]
+    for job, holder in ((orphan, dead_holder()), (elsewhere, "another-host|boot|pid:[1]|1|1")):
+        assert backend.query(f"UPDATE jobs SET holder = '{holder}' WHERE id = {job} RETURNING id") == [(job,)]
+    assert store.reclaim() == [orphan]
+    assert store.reclaim() == []
+    [again] = store.claim(10, 60.0)  # long before its lease would have run out
+    assert (again.job, again.attempt, again.cuts) == (orphan, 2, 1)
+    assert [a.status for a in store.job(orphan).attempts] == ["lost", "running"]
 
 
 def test_release_gives_the_job_back_at_once(store: Store) -> None:
@@ -665,6 +731,8 @@ def test_sqlite_adopts_a_store_made_before_migrations_existed(tmp_path: Path) ->
         conn.execute("INSERT INTO meta (key, value) VALUES ('schema', '1')")
         conn.execute("DROP INDEX deliveries_without_id_by_dedupe_key")
         conn.execute("CREATE INDEX deliveries_by_dedupe_key ON deliveries (dedupe_key, received_at)")
+        conn.execute("ALTER TABLE jobs DROP COLUMN cuts")
+        conn.execute("ALTER TABLE jobs DROP COLUMN holder")
     again = SqliteStore(path)
     try:
         assert [j.mapping for j in again.jobs()] == ["m"]

@@ -102,6 +102,7 @@ async def _serve(options: ServiceOptions) -> int:
                 retention=options.retention,
                 interval=options.reload_interval,
                 on_reload=lambda: metrics.mappings.set(len(mappings.current())),
+                on_reclaim=worker.wake,
             )
         )
         resources.push_async_callback(_cancel, housekeeping)

@@ -12,8 +12,10 @@ from typing import Final
 
 from mapper.service.store.base import Clock, SqlStore, Store, run_blocking
 from mapper.service.store.records import (
+    CUTS,
     AttemptRow,
     Claimed,
+    Cuts,
     DeliveryRow,
     Finish,
     Ingested,
@@ -28,9 +30,11 @@ from mapper.service.store.records import (
 )
 
 __all__ = [
+    "CUTS",
     "AttemptRow",
     "Claimed",
     "Clock",
+    "Cuts",
     "DeliveryRow",
     "Finish",
     "Ingested",

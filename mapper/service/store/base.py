@@ -8,7 +8,10 @@ Rules every implementation keeps (the state diagram is in `records`):
   each mapping sees one resource's events in arrival order, while a target that is down for one mapping does
   not hold up the other mappings of the same resource;
 - each claim increments the job's fencing token; finish, extend and release are refused for an older token;
-- a running job whose lease has expired is claimable again (its unfinished attempt is recorded as lost).
+- a running job whose lease has expired is claimable again (its unfinished attempt is recorded as lost); such a
+  cut attempt is counted, and after `Cuts.limit` of them the job is dead instead (a job that kills the process
+  every time must not take the queue down with it for ever);
+- a claim stops after a job with cut attempts, so that its worker can run it alone (`Claimed.cuts`).
 
 Across processes (several replicas on one PostgreSQL) the dialect adds what a single writer gets for free:
 `_lock_name` serialises ingests of the same dedupe key (so two listeners cannot both accept one body) and of the same
@@ -19,6 +22,7 @@ resource (so job ids, which order a resource's jobs, are committed in the order 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -26,10 +30,12 @@ from concurrent.futures import Executor, Future
 from functools import partial
 from typing import Any, ClassVar, Final, Protocol, TypeVar
 
-from mapper.service.store import migrations, rows, sql
+from mapper.service.store import holders, migrations, rows, sql
 from mapper.service.store.records import (
     ACTIVE,
+    CUTS,
     Claimed,
+    Cuts,
     DeliveryRow,
     DeliveryStatus,
     Finish,
@@ -45,6 +51,7 @@ from mapper.service.store.schema import Types
 
 T = TypeVar("T")
 Clock = Callable[[], float]
+log = logging.getLogger("wlmap.store")
 
 PRUNE_BATCH: Final = 500  # deliveries deleted per transaction
 
@@ -87,12 +94,19 @@ class Store(ABC):
         return await run_blocking(executor, partial(self.ingest, delivery, jobs, dedupe_window=dedupe_window))
 
     @abstractmethod
-    def claim(self, limit: int, lease: float) -> list[Claimed]:
-        """Lease up to `limit` runnable jobs for `lease` seconds, oldest first."""
+    def claim(self, limit: int, lease: float, cuts: Cuts = CUTS) -> list[Claimed]:
+        """Lease up to `limit` runnable jobs for `lease` seconds, oldest first; a job with cut attempts comes
+        last (run it alone), and `cuts` says what happens to a job whose lease ran out."""
 
-    async def claim_async(self, limit: int, lease: float, executor: Executor | None = None) -> list[Claimed]:
+    async def claim_async(
+        self, limit: int, lease: float, executor: Executor | None = None, cuts: Cuts = CUTS
+    ) -> list[Claimed]:
         """`claim` for an event loop."""
-        return await run_blocking(executor, partial(self.claim, limit, lease))
+        return await run_blocking(executor, partial(self.claim, limit, lease, cuts))
+
+    @abstractmethod
+    def reclaim(self) -> list[int]:
+        """Expire the leases of holders that are provably gone (store.holders); the jobs whose lease it ended."""
 
     @abstractmethod
     def extend(self, job: int, token: int, lease: float) -> bool:
@@ -271,6 +285,7 @@ class SqlStore(Store):
                 replay_of,
                 now,
                 now,
+                holders.current() if running else None,
             ),
         )
         job_id = int(row[0])
@@ -306,31 +321,68 @@ class SqlStore(Store):
         """`_write` for an event loop (SQLite's writer thread resolves it without a pool thread waiting)."""
         return await run_blocking(executor, lambda: self._write(op).result())
 
-    def claim(self, limit: int, lease: float) -> list[Claimed]:
+    def claim(self, limit: int, lease: float, cuts: Cuts = CUTS) -> list[Claimed]:
         if limit <= 0:
             return []
-        return self._write(lambda tx: self._claim(tx, limit, lease)).result()
+        return self._write(lambda tx: self._claim(tx, limit, lease, cuts)).result()
 
-    async def claim_async(self, limit: int, lease: float, executor: Executor | None = None) -> list[Claimed]:
+    async def claim_async(
+        self, limit: int, lease: float, executor: Executor | None = None, cuts: Cuts = CUTS
+    ) -> list[Claimed]:
         if limit <= 0:
             return []
-        return await self._write_async(lambda tx: self._claim(tx, limit, lease), executor)
+        return await self._write_async(lambda tx: self._claim(tx, limit, lease, cuts), executor)
 
-    def _claim(self, tx: Tx, limit: int, lease: float) -> list[Claimed]:
+    def _claim(self, tx: Tx, limit: int, lease: float, policy: Cuts) -> list[Claimed]:
         now = self.clock()
-        claimed = []
+        claimed: list[Claimed] = []
         claimable = sql.CLAIMABLE.format(**self.index_hints) + self.lock_clause
-        for job_id, status in self._all(tx, claimable, (now, now, now, limit)):
-            if status == "running":
-                self._run(
-                    tx,
-                    sql.LOSE_ATTEMPTS,
-                    (now, "the lease expired before the attempt finished (worker stopped or stalled)", job_id),
-                )
-            token, number = self._one(tx, sql.TAKE_JOB, (now + lease, now, job_id))
-            self._run(tx, sql.INSERT_ATTEMPT, (job_id, number, token, now))
-            claimed.append(rows.claimed(self._one(tx, sql.CLAIMED, (job_id,))))
+        for _ in range(2):  # once more when a cut job was put aside: the jobs it held up may be free now
+            put_aside = False
+            for job_id, status, cuts in self._all(tx, claimable, (now, now, now, limit - len(claimed))):
+                if status == "running" and not self._cut(tx, job_id, int(cuts) + 1, now, policy):
+                    put_aside = True  # it waits, or is dead
+                    continue
+                token, number = self._one(tx, sql.TAKE_JOB, (now + lease, holders.current(), now, job_id))
+                self._run(tx, sql.INSERT_ATTEMPT, (job_id, number, token, now))
+                claimed.append(rows.claimed(self._one(tx, sql.CLAIMED, (job_id,))))
+                if claimed[-1].cuts:
+                    return claimed  # its worker runs it alone: nothing more for this worker now
+            if not put_aside or len(claimed) >= limit:
+                break
         return claimed
+
+    def _cut(self, tx: Tx, job: int, cuts: int, now: float, policy: Cuts) -> bool:
+        """Record that the job's attempt was cut short (its `cuts`-th); True if it may run again at once."""
+        self._run(
+            tx,
+            sql.LOSE_ATTEMPTS,
+            (now, "the lease expired before the attempt finished (worker stopped or stalled)", job),
+        )
+        wait = policy.wait(cuts)
+        reason = rows.cut_reason(cuts, policy.limit, wait)
+        if cuts >= policy.limit:
+            self._run(tx, sql.DEAD_AFTER_CUTS, (cuts, reason, now, job))
+            log.error("job %s: dead: %s", job, reason)
+            return False
+        if wait > 0:
+            self._run(tx, sql.WAIT_AFTER_CUT, (cuts, now + wait, reason, now, job))
+            return False
+        self._run(tx, sql.COUNT_CUT, (cuts, reason, now, job))
+        return True
+
+    def reclaim(self) -> list[int]:
+        held = [str(row[0]) for row in self._read(lambda tx: self._all(tx, sql.HOLDERS))]
+        gone = [holder for holder in held if holders.gone(holder)]
+        if not gone:
+            return []
+
+        def op(tx: Tx) -> list[int]:
+            now = self.clock()
+            expired = now - 1.0  # CLAIMABLE takes a lease that ended before now
+            return [int(row[0]) for holder in gone for row in self._all(tx, sql.EXPIRE_HELD, (expired, holder, now))]
+
+        return sorted(self._write(op).result())
 
     def extend(self, job: int, token: int, lease: float) -> bool:
         def op(tx: Tx) -> bool:
