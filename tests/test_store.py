@@ -8,6 +8,7 @@ an implementation, add its name to IMPLEMENTATIONS and a branch to `backend`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import sqlite3
 import subprocess
@@ -27,6 +28,7 @@ from mapper.service.store import (
     NewJob,
     NotFound,
     NotReplayable,
+    Pruned,
     Store,
     StoreError,
     StoreUnavailable,
@@ -468,6 +470,96 @@ def test_prune_removes_old_finished_deliveries_and_keeps_dead_and_active_ones(st
     assert {d.delivery_id for d in store.deliveries()} == {"old-dead", "old-pending", "new"}
     # The id is forgotten only now, more than 7 days on.
     assert store.ingest(delivery("old-done"), [NewJob("m", "R1")], dedupe_window=WINDOW).status == "accepted"
+
+
+def test_prune_goes_job_by_job_and_takes_the_dead_only_when_asked(store: Store, clock: FakeClock) -> None:
+    [done_job, dead_job] = ingest(store, "both", ("m", "R1"), ("n", "R1"))  # one webhook, two mappings
+    [only_dead] = ingest(store, "dead-only", ("m", "R2"))
+    by_job = {c.job: c for c in store.claim(10, 30.0)}
+    done(store, by_job[done_job])
+    for job in (dead_job, only_dead):
+        store.finish(job, by_job[job].token, Finish("dead", "404"))
+    clock.advance(8 * DAY)
+    cutoff = clock() - 7 * DAY
+    first = store.prune_events(cutoff)
+    assert (first.jobs, first.deliveries) == (1, 0)
+    assert {job.id for job in store.jobs()} == {dead_job, only_dead}  # the webhook stays for its dead job
+    assert store.prune_events(cutoff, ["skipped"]) == Pruned()
+    pruned = store.prune_events(cutoff, ["dead"])
+    assert (pruned.jobs, pruned.deliveries) == (2, 2)
+    assert store.jobs() == [] and store.deliveries() == []
+    with pytest.raises(ValueError, match="cannot prune pending, running"):
+        store.prune_events(cutoff, ["pending", "running", "done"])
+
+
+def test_a_replay_keeps_its_old_webhook_until_the_replay_is_old_too(store: Store, clock: FakeClock) -> None:
+    [job] = ingest(store, "e1", ("m", "R1"))
+    [claimed] = store.claim(1, 30.0)
+    store.finish(job, claimed.token, Finish("dead", "404"))
+    clock.advance(8 * DAY)
+    replayed = store.replay(job, 60.0)
+    done(store, replayed)
+    assert store.prune_events(clock() - 7 * DAY) == Pruned()  # the webhook is old; its jobs changed today
+    assert [j.id for j in store.jobs()] == [replayed.job, job]
+    clock.advance(8 * DAY)
+    pruned = store.prune_events(clock() - 7 * DAY, ["replayed", "done"])
+    assert (pruned.jobs, pruned.deliveries) == (2, 1)
+    assert store.deliveries() == []
+
+
+def big_events(store: Store, count: int, size: int = 20_000) -> None:
+    for n in range(count):
+        body = f'{{"n": {n}, "pad": "{"x" * size}"}}'.encode()
+        store.ingest(delivery(f"e{n}", body), [NewJob("m", f"R{n}")], dedupe_window=WINDOW)
+    for claimed in store.claim(count, 30.0):
+        done(store, claimed)
+
+
+def test_sqlite_gives_the_space_of_pruned_events_back_to_the_disk(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "wlmap.db"
+    store = SqliteStore(path, clock=clock)
+    try:
+        assert store.gives_space_back
+        big_events(store, 300)
+        before = path.stat().st_size
+        clock.advance(8 * DAY)
+        pruned = store.prune_events(clock() - 7 * DAY)
+        after = path.stat().st_size
+    finally:
+        store.close()
+    assert (pruned.jobs, pruned.deliveries) == (300, 300)
+    assert before > 6_000_000 and after < before / 5, (before, after)
+    assert pruned.freed_bytes >= (before - after) * 0.9, (pruned.freed_bytes, before, after)
+
+
+def test_an_sqlite_file_made_before_gets_incremental_vacuum_from_vacuum(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # a file whose tables exist without auto_vacuum
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    store = SqliteStore(path, clock=clock)
+    try:
+        assert not store.gives_space_back
+        big_events(store, 100)
+        clock.advance(8 * DAY)
+        assert store.prune_events(clock() - 7 * DAY).freed_bytes == 0
+        before = path.stat().st_size
+        shrunk = store.vacuum()
+        assert store.gives_space_back
+        assert shrunk == before - path.stat().st_size and shrunk > 1_500_000
+    finally:
+        store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_postgresql_is_not_vacuumed_by_wlmap(backend: Backend) -> None:
+    store = backend.open()
+    if backend.name == "sqlite":
+        assert store.vacuum() >= 0
+        return
+    assert store.gives_space_back and store.give_back() == 0
+    with pytest.raises(StoreError, match="only an SQLite store is vacuumed by wlmap; PostgreSQL makes"):
+        store.vacuum()
 
 
 def test_listing_filters_by_status_mapping_time_and_delivery(store: Store, clock: FakeClock) -> None:

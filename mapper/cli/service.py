@@ -64,7 +64,11 @@ DedupeWindow = Annotated[
     typer.Option("--dedupe-window", help="Seconds in which an identical body without a delivery id is a duplicate."),
 ]
 RetentionDays = Annotated[
-    float, typer.Option("--retention-days", help="Keep finished deliveries this long (dead ones until replayed).")
+    float,
+    typer.Option(
+        "--retention-days",
+        help="Keep finished jobs and their webhooks this long; dead ones stay until replayed or pruned.",
+    ),
 ]
 Lease = Annotated[float, typer.Option("--lease", help="Seconds a claim lasts without a heartbeat.")]
 Poll = Annotated[float, typer.Option("--poll", help="Seconds between looks for retries that became due.")]

@@ -88,6 +88,13 @@ async def _serve(options: ServiceOptions) -> int:
         resources.callback(sock.close)
         store = open_store(options.store, max_bytes=options.store_max_bytes, connections=options.store_connections)
         resources.push_async_callback(asyncio.to_thread, store.close)
+        if not store.gives_space_back:
+            log.warning(
+                "store %s was made before wlmap gave pruned space back to the disk: it will not shrink; "
+                "stop the service and run `wlmap prune --older-than %gd --vacuum` once",
+                describe(options.store),
+                options.retention_days,
+            )
         executor = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="wlmap-io")
         resources.callback(executor.shutdown, wait=False)
         metrics = Metrics()

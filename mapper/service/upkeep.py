@@ -48,9 +48,15 @@ async def upkeep(
                     on_reclaim()
             if time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_EVERY
-                pruned = await run_blocking(executor, lambda: store.prune(store.clock() - retention))
-                if pruned:
-                    log.info("pruned %d deliveries older than %g days", pruned, retention / 86400)
+                pruned = await run_blocking(executor, lambda: store.prune_events(store.clock() - retention))
+                if pruned.jobs or pruned.deliveries:
+                    log.info(
+                        "pruned %d finished job(s) and %d stored webhook(s) older than %g days; gave back %d bytes",
+                        pruned.jobs,
+                        pruned.deliveries,
+                        retention / 86400,
+                        pruned.freed_bytes,
+                    )
         except StoreError as exc:
             log.error("upkeep: %s", exc)
         except Exception:

@@ -25,6 +25,7 @@ from mapper.service.store.records import (
     NewJob,
     NotFound,
     NotReplayable,
+    Pruned,
     StoreError,
     StoreUnavailable,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "NewJob",
     "NotFound",
     "NotReplayable",
+    "Pruned",
     "SqlStore",
     "Store",
     "StoreError",

@@ -34,6 +34,9 @@ from mapper.service.store import holders, migrations, rows, sql
 from mapper.service.store.records import (
     ACTIVE,
     CUTS,
+    FINISHED,
+    PRUNABLE,
+    PRUNED,
     Claimed,
     Cuts,
     DeliveryRow,
@@ -46,6 +49,8 @@ from mapper.service.store.records import (
     NewJob,
     NotFound,
     NotReplayable,
+    Pruned,
+    StoreError,
 )
 from mapper.service.store.schema import Types
 
@@ -132,9 +137,32 @@ class Store(ABC):
     def reroute(self, delivery: int, jobs: Sequence[NewJob], lease: float) -> list[Claimed]:
         """Jobs for an ignored delivery that mappings now want, already leased to the caller."""
 
+    def prune(self, older_than: float, statuses: Sequence[str] = PRUNED) -> int:
+        """`prune_events`; how many deliveries (stored webhooks) went."""
+        return self.prune_events(older_than, statuses).deliveries
+
     @abstractmethod
-    def prune(self, older_than: float) -> int:
-        """Delete deliveries received before `older_than` whose jobs are all finished and none dead."""
+    def prune_events(self, older_than: float, statuses: Sequence[str] = PRUNED) -> Pruned:
+        """Delete the jobs in `statuses` last changed before `older_than` with their attempts, each delivery
+        with its last job, and the deliveries in `statuses` (ignored, duplicate) received before then; then
+        give the space back (see `give_back`)."""
+
+    def give_back(self) -> int:
+        """Return the space of deleted rows to the operating system; the bytes returned (0 when the database
+        does it by itself)."""
+        return 0
+
+    @property
+    def gives_space_back(self) -> bool:
+        """Whether `give_back` can shrink the store (an SQLite file made before wlmap did so cannot)."""
+        return True
+
+    def vacuum(self) -> int:
+        """Rewrite the whole store compactly; the bytes it shrank by. StoreError where wlmap cannot."""
+        raise StoreError(
+            "only an SQLite store is vacuumed by wlmap; PostgreSQL makes deleted rows' space reusable by itself "
+            "(autovacuum), and VACUUM FULL, which returns it to the disk, locks the tables: run it yourself"
+        )
 
     @abstractmethod
     def ping(self) -> None:
@@ -460,22 +488,47 @@ class SqlStore(Store):
 
     # ------------------------------------------------------------------------------- maintenance
 
-    def prune(self, older_than: float) -> int:
-        def op(tx: Tx) -> int:
-            if not self._try_lock_name(tx, "prune"):  # another replica is at it
-                return 0
-            ids = [int(row[0]) for row in self._all(tx, sql.PRUNABLE, (older_than, PRUNE_BATCH))]
-            if ids:
-                marks = sql.marks(len(ids))
-                self._run(tx, sql.DELETE_ATTEMPTS.format(marks=marks), ids)
-                self._run(tx, sql.DELETE_JOBS.format(marks=marks), ids)
-                self._run(tx, sql.DELETE_DELIVERIES.format(marks=marks), ids)
-            return len(ids)
+    def prune_events(self, older_than: float, statuses: Sequence[str] = PRUNED) -> Pruned:
+        unknown = sorted(set(statuses) - set(PRUNABLE))
+        if unknown:
+            raise ValueError(f"cannot prune {', '.join(unknown)}: only {', '.join(PRUNABLE)}")
+        of_jobs = [status for status in statuses if status in FINISHED]
+        of_deliveries = [status for status in statuses if status not in FINISHED]
+        jobs = deliveries = 0
+        # Small transactions, one batch each: webhooks are acknowledged in between (bench/prune_load.py).
+        while of_jobs:
+            pruned, went = self._write(partial(self._prune_jobs, of_jobs, older_than)).result()
+            if not pruned:
+                break
+            jobs, deliveries = jobs + pruned, deliveries + went
+        while of_deliveries:
+            went = self._write(partial(self._prune_deliveries, of_deliveries, older_than)).result()
+            if not went:
+                break
+            deliveries += went
+        return Pruned(jobs, deliveries, self.give_back() if jobs or deliveries else 0)
 
-        total = 0
-        while (count := self._write(op).result()) > 0:  # small transactions: ingest is never held up for long
-            total += count
-        return total
+    def _prune_jobs(self, statuses: Sequence[str], older_than: float, tx: Tx) -> tuple[int, int]:
+        if not self._try_lock_name(tx, "prune"):  # another replica is at it
+            return 0, 0
+        text = sql.PRUNABLE_JOBS.format(marks=sql.marks(len(statuses)))
+        found = self._all(tx, text, (*statuses, older_than, PRUNE_BATCH))
+        if not found:
+            return 0, 0
+        ids, delivery_ids = [int(row[0]) for row in found], sorted({int(row[1]) for row in found})
+        self._run(tx, sql.DELETE_ATTEMPTS.format(marks=sql.marks(len(ids))), ids)
+        self._run(tx, sql.DELETE_JOBS.format(marks=sql.marks(len(ids))), ids)
+        gone = self._all(tx, sql.DELETE_DELIVERIES.format(marks=sql.marks(len(delivery_ids))), delivery_ids)
+        return len(ids), len(gone)
+
+    def _prune_deliveries(self, statuses: Sequence[str], older_than: float, tx: Tx) -> int:
+        if not self._try_lock_name(tx, "prune"):
+            return 0
+        text = sql.PRUNABLE_DELIVERIES.format(marks=sql.marks(len(statuses)))
+        ids = [int(row[0]) for row in self._all(tx, text, (*statuses, older_than, PRUNE_BATCH))]
+        if not ids:
+            return 0
+        return len(self._all(tx, sql.DELETE_DELIVERIES.format(marks=sql.marks(len(ids))), ids))
 
     def ping(self) -> None:
         self._write(lambda tx: self._run(tx, sql.PING, (str(self.clock()),))).result()

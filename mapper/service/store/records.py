@@ -34,6 +34,10 @@ JOB_STATUSES: Final[tuple[str, ...]] = (
 )
 ACTIVE: Final[tuple[str, ...]] = ("pending", "running", "retry")  # a job that still has work to do
 FINISHED: Final[tuple[str, ...]] = ("done", "skipped", "dead", "coalesced", "replayed")
+# What pruning removes unless told otherwise: finished jobs but the dead, and webhooks that made no job. Dead
+# jobs wait for an operator (replay, or `wlmap prune --status dead`).
+PRUNED: Final[tuple[str, ...]] = ("done", "skipped", "coalesced", "replayed", "ignored", "duplicate")
+PRUNABLE: Final[tuple[str, ...]] = (*PRUNED, "dead")
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -108,6 +112,15 @@ class Claimed:
     def idempotency_key(self) -> str:
         """Stable across every retry of this job; the runner adds the step name and item index."""
         return f"wlmap-job-{self.job}"
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What a prune removed, and the disk space given back to the operating system (SQLite)."""
+
+    jobs: int = 0
+    deliveries: int = 0
+    freed_bytes: int = 0
 
 
 @dataclass(frozen=True)

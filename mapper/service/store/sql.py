@@ -94,13 +94,16 @@ JOB_FOR_REPLAY: Final = "SELECT delivery, mapping, mapping_file, resource_key, s
 MARK_REPLAYED: Final = "UPDATE jobs SET status = 'replayed', superseded_by = ?, updated_at = ? WHERE id = ?"
 DELIVERY_STATUS: Final = "SELECT status FROM deliveries WHERE id = ?"
 ACCEPT_DELIVERY: Final = "UPDATE deliveries SET status = 'accepted' WHERE id = ?"
-PRUNABLE: Final = (
-    "SELECT d.id FROM deliveries d WHERE d.received_at < ? AND NOT EXISTS (SELECT 1 FROM jobs k "
-    "WHERE k.delivery = d.id AND k.status IN ('pending', 'running', 'retry', 'dead')) ORDER BY d.id LIMIT ?"
+# Pruning goes job by job (a delivery goes with its last job) in small batches. No ORDER BY: jobs_by_status
+# (status, id) gives the oldest first anyway, and sorting every finished job to take 500 would not.
+PRUNABLE_JOBS: Final = "SELECT id, delivery FROM jobs WHERE status IN ({marks}) AND updated_at < ? LIMIT ?"
+PRUNABLE_DELIVERIES: Final = "SELECT id FROM deliveries WHERE status IN ({marks}) AND received_at < ? LIMIT ?"
+DELETE_ATTEMPTS: Final = "DELETE FROM attempts WHERE job IN ({marks})"
+DELETE_JOBS: Final = "DELETE FROM jobs WHERE id IN ({marks})"
+DELETE_DELIVERIES: Final = (
+    "DELETE FROM deliveries WHERE id IN ({marks}) AND NOT EXISTS (SELECT 1 FROM jobs j "
+    "WHERE j.delivery = deliveries.id) RETURNING id"
 )
-DELETE_ATTEMPTS: Final = "DELETE FROM attempts WHERE job IN (SELECT id FROM jobs WHERE delivery IN ({marks}))"
-DELETE_JOBS: Final = "DELETE FROM jobs WHERE delivery IN ({marks})"
-DELETE_DELIVERIES: Final = "DELETE FROM deliveries WHERE id IN ({marks})"
 PING: Final = "INSERT INTO meta (key, value) VALUES ('ping', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 COUNTS: Final = (
     "SELECT status, COUNT(*) FROM jobs WHERE status IN ('pending', 'running', 'retry', 'dead') GROUP BY status"

@@ -34,6 +34,9 @@ T = TypeVar("T")
 log = logging.getLogger("wlmap.store")
 
 MAX_BATCH: Final = 256  # writes committed together at most
+WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024  # bytes the WAL file keeps after a checkpoint
+GIVE_BACK_PAGES: Final = 256  # pages returned to the file system per transaction (1 MB of 4 KB pages)
+INCREMENTAL: Final = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 
 
 @dataclass
@@ -91,6 +94,10 @@ class SqliteStore(LoopGroups):
         return conn
 
     def _prepare(self, conn: sqlite3.Connection, steps: Sequence[Migration]) -> None:
+        if conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
+            # Only a file without tables takes this (before WAL mode is set, too); an older file gets it from
+            # `wlmap prune --vacuum` (VACUUM rewrites the whole file). https://www.sqlite.org/pragma.html#pragma_auto_vacuum
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"cannot use the store {self.path}: SQLite would not switch it to WAL mode")
@@ -110,6 +117,8 @@ class SqliteStore(LoopGroups):
         conn.execute("PRAGMA synchronous = FULL")  # with WAL: a commit survives power loss, not just a crash
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        # After a checkpoint the WAL file is cut back to this size: a prune must not leave it at its peak.
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         if self._max_bytes is not None:
             page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
             conn.execute(f"PRAGMA max_page_count = {max(1, self._max_bytes // page_size)}")
@@ -189,6 +198,56 @@ class SqliteStore(LoopGroups):
 
     async def _write_async(self, op: Callable[[Tx], T], executor: Executor | None) -> T:
         return await asyncio.wrap_future(self._write(op))  # the writer thread resolves it; no pool thread waits
+
+    # ------------------------------------------------------------------------------ space
+
+    @property
+    def gives_space_back(self) -> bool:
+        return self._read(lambda tx: int(tx.execute("PRAGMA auto_vacuum").fetchone()[0])) == INCREMENTAL
+
+    def give_back(self) -> int:
+        """Free pages back to the file system, a few at a time between the other writes (incremental vacuum);
+        the file shrinks at the next checkpoint of the WAL."""
+
+        def step(tx: Tx) -> int:
+            free = int(tx.execute("PRAGMA freelist_count").fetchone()[0])
+            if free == 0 or int(tx.execute("PRAGMA auto_vacuum").fetchone()[0]) != INCREMENTAL:
+                return 0
+            pages = min(free, GIVE_BACK_PAGES)
+            for _ in range(pages):  # one page per step: sqlite3 steps a statement without result rows once
+                tx.execute("PRAGMA incremental_vacuum")
+            return pages * int(tx.execute("PRAGMA page_size").fetchone()[0])
+
+        freed = 0
+        while step_freed := self._write(step).result():
+            freed += step_freed
+        if freed:
+            self._checkpoint()
+        return freed
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the file now (PASSIVE: waits for nobody), so that the file shrinks."""
+        with contextlib.suppress(sqlite3.Error):
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                conn.close()
+
+    def vacuum(self) -> int:
+        """Rewrite the file (VACUUM) with incremental vacuum switched on; the bytes it shrank by. It holds the
+        write lock until done: a service on the same file answers 503 meanwhile."""
+        before = Path(self.path).stat().st_size
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot vacuum the store {self.path}: {plain(exc)}") from None
+        finally:
+            conn.close()
+        return max(0, before - Path(self.path).stat().st_size)
 
     # ------------------------------------------------------------------------------ reading
 
