@@ -136,6 +136,7 @@ def run(
     max_body: service.MaxBody = defaults.MAX_BODY,
     dedupe_window: service.DedupeWindow = defaults.DEDUPE_WINDOW,
     retention_days: service.RetentionDays = defaults.RETENTION_DAYS,
+    trace_body_max: service.TraceBodyMax = defaults.TRACE_BODY_MAX,
     lease: service.Lease = defaults.LEASE,
     poll: service.Poll = defaults.POLL,
     run_timeout: service.RunTimeout = defaults.RUN_TIMEOUT,

@@ -70,6 +70,12 @@ RetentionDays = Annotated[
         help="Keep finished jobs and their webhooks this long; dead ones stay until replayed or pruned.",
     ),
 ]
+TraceBodyMax = Annotated[
+    int,
+    typer.Option(
+        "--trace-body-max", metavar="BYTES", help="Bytes of each request or response body a stored trace keeps."
+    ),
+]
 Lease = Annotated[float, typer.Option("--lease", help="Seconds a claim lasts without a heartbeat.")]
 Poll = Annotated[float, typer.Option("--poll", help="Seconds between looks for retries that became due.")]
 RunTimeout = Annotated[float, typer.Option("--run-timeout", help="Longest a single run may take, in seconds.")]

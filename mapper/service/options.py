@@ -69,6 +69,7 @@ POLL: Final = 0.5
 RUN_TIMEOUT: Final = 600.0
 GRACE: Final = 10.0
 RETENTION_DAYS: Final = 7.0
+TRACE_BODY_MAX: Final = 64 * 1024  # bytes of each body (the query's answer, a request's) a stored trace keeps
 RELOAD_INTERVAL: Final = 1.0  # between looks at the mapping files (not an option: a second is what people expect)
 TIME_SCALE: Final = 1.0  # tests only: retry delays are divided by this
 
@@ -107,6 +108,7 @@ class ServiceOptions:
     max_body: int = MAX_BODY
     dedupe_window: float = DEDUPE_WINDOW
     retention_days: float = RETENTION_DAYS
+    trace_body_max: int = TRACE_BODY_MAX
     lease: float = LEASE
     poll: float = POLL
     run_timeout: float = RUN_TIMEOUT

@@ -134,6 +134,7 @@ def _worker(
         run_timeout=options.run_timeout,
         grace=options.grace,
         time_scale=options.time_scale,
+        trace_body_max=options.trace_body_max,
     )
     return Worker(store, mappings.current, runner.run, timings, metrics=metrics, executor=executor)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -25,8 +26,9 @@ from typing import Protocol
 from mapper.events import Event, normalise
 from mapper.language.plan import Plan, RetryPolicy
 from mapper.run.outcome import RunResult
+from mapper.run.trace import cap
 from mapper.service.metrics import Metrics
-from mapper.service.options import GRACE, LEASE, POLL, RUN_TIMEOUT, TIME_SCALE, WORKERS
+from mapper.service.options import GRACE, LEASE, POLL, RUN_TIMEOUT, TIME_SCALE, TRACE_BODY_MAX, WORKERS
 from mapper.service.store import CUTS, Claimed, Cuts, Finish, Store, StoreError, run_blocking
 
 log = logging.getLogger("wlmap.worker")
@@ -54,6 +56,7 @@ class WorkerOptions:
     grace: float = GRACE  # on shutdown, seconds in-flight runs get to finish before they are released
     time_scale: float = TIME_SCALE  # retry delays are divided by this (tests compress hours into seconds)
     cuts: Cuts = CUTS  # what happens to a job whose attempt was cut short (its waits divided by time_scale)
+    trace_body_max: int = TRACE_BODY_MAX  # bytes of each body a stored trace keeps (run.trace.cap)
 
 
 def policy_for(plan: Plan, step: str | None) -> RetryPolicy:
@@ -243,6 +246,8 @@ class Worker:
                 rand=self.rand,
                 time_scale=self.options.time_scale,
             )
+        if isinstance(outcome.trace, str):
+            outcome = dataclasses.replace(outcome, trace=cap(outcome.trace, self.options.trace_body_max))
         elapsed = time.perf_counter() - started
         recorded = await self.store.finish_async(job.job, job.token, outcome, self.executor)
         self._count(job, outcome, elapsed, recorded)
