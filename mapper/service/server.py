@@ -100,6 +100,8 @@ async def _serve(options: ServiceOptions) -> int:
         metrics = Metrics()
         metrics.mappings.set(len(mappings.current()))
         worker = _worker(store, mappings, runner, options, metrics, executor)
+        if options.runs_jobs:  # PostgreSQL: jobs stored by other processes wake this one's workers at once
+            resources.callback(store.watch(_threadsafe(asyncio.get_running_loop(), worker.wake)))
         app = _app(store, mappings, worker, options, scheme, metrics, executor)
         housekeeping = asyncio.create_task(
             upkeep(
@@ -177,6 +179,16 @@ def _app(
     if not options.takes_webhooks:  # a worker keeps /healthz, /readyz and /metrics; the webhook path is a 404
         app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) != options.path]
     return app
+
+
+def _threadsafe(loop: asyncio.AbstractEventLoop, call: Callable[[], None]) -> Callable[[], None]:
+    """`call` on the loop, from any thread; nothing once the loop is closed."""
+
+    def scheduled() -> None:
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(call)
+
+    return scheduled
 
 
 def _config(app: Starlette, options: ServiceOptions) -> uvicorn.Config:

@@ -109,6 +109,13 @@ class Store(ABC):
         """`claim` for an event loop."""
         return await run_blocking(executor, partial(self.claim, limit, lease, cuts))
 
+    def watch(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call `wake()` (from another thread) whenever another process stores jobs; returns the way to stop.
+
+        The embedded store has no other process to hear from (the listener beside the workers wakes them
+        directly): nothing to do. PostgreSQL: LISTEN/NOTIFY."""
+        return lambda: None
+
     @abstractmethod
     def reclaim(self) -> list[int]:
         """Expire the leases of holders that are provably gone (store.holders); the jobs whose lease it ended."""
