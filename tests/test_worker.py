@@ -509,3 +509,36 @@ def store_size_of_trace(path: Path, job: int) -> int:
 
     with sqlite3.connect(path) as conn:
         return int(conn.execute("SELECT LENGTH(trace) FROM attempts WHERE job = ?", (job,)).fetchone()[0])
+
+
+def test_a_webhook_without_the_id_the_query_requires_is_skipped_saying_why(store: SqliteStore, plan: Plan) -> None:
+    """Issue 15: a custom-query body without data.node.id sent {"id": null} for `$id: ID!`, and Scope's error
+    parked the event dead. Now nothing is asked and the job is skipped, with the webhook's own problem."""
+    import httpx
+
+    from mapper.run.runner import Runner
+
+    asked: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        return httpx.Response(200, json={"errors": [{"message": "Variable $id of non-null type ID! must not be null"}]})
+
+    body = json.dumps({"data": {"node": {"__typename": "ScenarioSession", "state": "completed"}}}).encode()
+    headers = (("x-scope-topic", "scenario_session/completed"), ("x-scope-webhook-id", "no-node-id"))
+    [job] = store.ingest(
+        NewDelivery(headers, body, "sha", "no-node-id", "id:no-node-id"),
+        [NewJob("m", None, "m.yaml")],
+        dedupe_window=300,
+    ).jobs
+    runner = Runner({}, transport=httpx.MockTransport(answer))
+    worker = Worker(store, lambda: {"m": plan}, runner.run)
+    [claimed] = store.claim(1, 60.0)
+    finish = asyncio.run(worker.process(claimed))
+    asyncio.run(runner.aclose())
+    assert asked == []
+    assert finish.status == "skipped"
+    assert store.job(job).job.last_reason == (
+        "query (m.yaml:18): not sent: $id (ID!) is required but would be null (custom query result has no "
+        "data.node.id (nor data.id): the webhook names no resource)"
+    )

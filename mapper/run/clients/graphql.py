@@ -24,7 +24,14 @@ from functools import lru_cache
 from typing import Any
 
 import httpx
-from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
+from graphql import (
+    GraphQLError,
+    NonNullTypeNode,
+    OperationDefinitionNode,
+    OperationType,
+    parse,
+    print_ast,
+)
 
 from mapper.run.clients.auth import TokenCache
 from mapper.run.clients.errors import AuthFailure, GraphQLFailure, TransportFailure
@@ -158,6 +165,25 @@ def _messages(body: Any) -> list[str]:
             message = json.dumps(error)[:200]
         messages.append(message)
     return messages
+
+
+@lru_cache(maxsize=128)
+def required_variables(document: str, operation: str | None) -> tuple[tuple[str, str], ...]:
+    """(name, type) of each variable the operation declares non-null (`$id: ID!`); () if it cannot be read."""
+    try:
+        tree = parse(document, no_location=True)
+    except GraphQLError:
+        return ()
+    operations = [node for node in tree.definitions if isinstance(node, OperationDefinitionNode)]
+    if operation is not None:
+        operations = [node for node in operations if node.name is not None and node.name.value == operation]
+    if len(operations) != 1:
+        return ()
+    return tuple(
+        (definition.variable.name.value, print_ast(definition.type))
+        for definition in operations[0].variable_definitions or ()
+        if isinstance(definition.type, NonNullTypeNode)
+    )
 
 
 @lru_cache(maxsize=128)

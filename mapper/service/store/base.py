@@ -58,7 +58,10 @@ T = TypeVar("T")
 Clock = Callable[[], float]
 log = logging.getLogger("wlmap.store")
 
-PRUNE_BATCH: Final = 500  # deliveries deleted per transaction
+PRUNE_BATCH: Final = 200  # jobs (or webhooks without a job) deleted per transaction
+# After each batch a prune rests as long as the batch took (at least this): webhooks, claims and results, in this
+# process or another, get the database in between (bench/prune_load.py: ack p99 while pruning).
+PRUNE_REST: Final = 0.01
 
 
 async def run_blocking(executor: Executor | None, fn: Callable[[], T]) -> T:
@@ -502,18 +505,24 @@ class SqlStore(Store):
         of_jobs = [status for status in statuses if status in FINISHED]
         of_deliveries = [status for status in statuses if status not in FINISHED]
         jobs = deliveries = 0
-        # Small transactions, one batch each: webhooks are acknowledged in between (bench/prune_load.py).
         while of_jobs:
-            pruned, went = self._write(partial(self._prune_jobs, of_jobs, older_than)).result()
+            pruned, went = self._paced(partial(self._prune_jobs, of_jobs, older_than))
             if not pruned:
                 break
             jobs, deliveries = jobs + pruned, deliveries + went
         while of_deliveries:
-            went = self._write(partial(self._prune_deliveries, of_deliveries, older_than)).result()
+            went = self._paced(partial(self._prune_deliveries, of_deliveries, older_than))
             if not went:
                 break
             deliveries += went
         return Pruned(jobs, deliveries, self.give_back() if jobs or deliveries else 0)
+
+    def _paced(self, op: Callable[[Tx], T]) -> T:
+        """One batch of a long maintenance task in its own transaction, then a rest as long as it took."""
+        started = time.monotonic()
+        value = self._write(op).result()
+        time.sleep(max(time.monotonic() - started, PRUNE_REST))
+        return value
 
     def _prune_jobs(self, statuses: Sequence[str], older_than: float, tx: Tx) -> tuple[int, int]:
         if not self._try_lock_name(tx, "prune"):  # another replica is at it

@@ -219,7 +219,7 @@ class SqliteStore(LoopGroups):
             return pages * int(tx.execute("PRAGMA page_size").fetchone()[0])
 
         freed = 0
-        while step_freed := self._write(step).result():
+        while step_freed := self._paced(step):
             freed += step_freed
         if freed:
             self._checkpoint()
