@@ -50,8 +50,9 @@ def supervise(service: Service, job_done: Callable[[], bool], timeout: float = 9
         assert service.proc is not None
         if service.proc.poll() is not None:
             restarts += 1
-            service.start()
+            service.start(wait=False)  # it may die again before it has answered /healthz
         time.sleep(0.05)
+    service.wait_ready()
     return restarts
 
 
