@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from mapper.service.store.base import Clock, SqlStore, Store, run_blocking
+from mapper.service.store.base import SqlStore
+from mapper.service.store.interface import Clock, Store, run_blocking
 from mapper.service.store.records import (
     CUTS,
     AttemptRow,

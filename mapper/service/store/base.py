@@ -1,4 +1,4 @@
-"""The store interface and its state machine in portable SQL; a dialect subclass only runs transactions.
+"""The store's state machine in portable SQL (the interface is `interface.Store`); a dialect only runs transactions.
 
 Rules every implementation keeps (the state diagram is in `records`):
 - ingest writes the delivery, its jobs and the coalescing of older jobs in ONE transaction;
@@ -21,22 +21,17 @@ resource (so job ids, which order a resource's jobs, are committed in the order 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future
-from functools import partial
-from typing import Any, ClassVar, Final, Protocol, TypeVar
+from concurrent.futures import Executor
+from typing import Any, TypeVar
 
-from mapper.service.store import holders, migrations, rows, sql
+from mapper.service.store import holders, rows, sql
+from mapper.service.store.interface import Tx, run_blocking
+from mapper.service.store.maintenance import Maintenance
 from mapper.service.store.records import (
     ACTIVE,
     CUTS,
-    FINISHED,
-    PRUNABLE,
-    PRUNED,
     Claimed,
     Cuts,
     DeliveryRow,
@@ -49,214 +44,14 @@ from mapper.service.store.records import (
     NewJob,
     NotFound,
     NotReplayable,
-    Pruned,
-    StoreError,
 )
-from mapper.service.store.schema import Types
 
 T = TypeVar("T")
-Clock = Callable[[], float]
 log = logging.getLogger("wlmap.store")
 
-PRUNE_BATCH: Final = 200  # jobs (or webhooks without a job) deleted per transaction
-# After each batch a prune rests as long as the batch took (at least this): webhooks, claims and results, in this
-# process or another, get the database in between (bench/prune_load.py: ack p99 while pruning).
-PRUNE_REST: Final = 0.01
 
-
-async def run_blocking(executor: Executor | None, fn: Callable[[], T]) -> T:
-    """fn() in a thread: store calls wait on the disk or the database, the event loop must not."""
-    return await asyncio.get_running_loop().run_in_executor(executor, fn)
-
-
-class Cursor(Protocol):
-    """The part of a DB-API cursor the rules use (sqlite3 and psycopg both have it)."""
-
-    @property
-    def rowcount(self) -> int: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-
-class Tx(Protocol):
-    """A connection inside an open transaction."""
-
-    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
-
-
-class Store(ABC):
-    """The durable queue: stored webhooks, the jobs they caused, and every attempt at those jobs."""
-
-    clock: Clock
-
-    @abstractmethod
-    def ingest(self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float) -> Ingested:
-        """Store a verified delivery and its jobs in one durable transaction; returns once committed."""
-
-    async def ingest_async(
-        self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float, executor: Executor | None = None
-    ) -> Ingested:
-        """`ingest` for an event loop: returns once committed, without holding up the loop meanwhile."""
-        return await run_blocking(executor, partial(self.ingest, delivery, jobs, dedupe_window=dedupe_window))
-
-    @abstractmethod
-    def claim(self, limit: int, lease: float, cuts: Cuts = CUTS) -> list[Claimed]:
-        """Lease up to `limit` runnable jobs for `lease` seconds, oldest first; a job with cut attempts comes
-        last (run it alone), and `cuts` says what happens to a job whose lease ran out."""
-
-    async def claim_async(
-        self, limit: int, lease: float, executor: Executor | None = None, cuts: Cuts = CUTS
-    ) -> list[Claimed]:
-        """`claim` for an event loop."""
-        return await run_blocking(executor, partial(self.claim, limit, lease, cuts))
-
-    def watch(self, wake: Callable[[], None]) -> Callable[[], None]:
-        """Call `wake()` (from another thread) whenever another process stores jobs; returns the way to stop.
-
-        The embedded store has no other process to hear from (the listener beside the workers wakes them
-        directly): nothing to do. PostgreSQL: LISTEN/NOTIFY."""
-        return lambda: None
-
-    @abstractmethod
-    def reclaim(self) -> list[int]:
-        """Expire the leases of holders that are provably gone (store.holders); the jobs whose lease it ended."""
-
-    @abstractmethod
-    def extend(self, job: int, token: int, lease: float) -> bool:
-        """Push the lease on; False when the job is no longer this token's."""
-
-    @abstractmethod
-    def finish(self, job: int, token: int, outcome: Finish) -> bool:
-        """Record an attempt's outcome; False (job unchanged) when the token has been fenced out."""
-
-    async def finish_async(self, job: int, token: int, outcome: Finish, executor: Executor | None = None) -> bool:
-        """`finish` for an event loop."""
-        return await run_blocking(executor, partial(self.finish, job, token, outcome))
-
-    @abstractmethod
-    def release(self, job: int, token: int) -> bool:
-        """Give a running job back unfinished (shutdown): it is claimable again at once."""
-
-    @abstractmethod
-    def replay(self, job: int, lease: float, mapping_file: str | None = None) -> Claimed:
-        """A new job for the same stored webhook and mapping, already leased to the caller."""
-
-    @abstractmethod
-    def reroute(self, delivery: int, jobs: Sequence[NewJob], lease: float) -> list[Claimed]:
-        """Jobs for an ignored delivery that mappings now want, already leased to the caller."""
-
-    def prune(self, older_than: float, statuses: Sequence[str] = PRUNED) -> int:
-        """`prune_events`; how many deliveries (stored webhooks) went."""
-        return self.prune_events(older_than, statuses).deliveries
-
-    @abstractmethod
-    def prune_events(self, older_than: float, statuses: Sequence[str] = PRUNED) -> Pruned:
-        """Delete the jobs in `statuses` last changed before `older_than` with their attempts, each delivery
-        with its last job, and the deliveries in `statuses` (ignored, duplicate) received before then; then
-        give the space back (see `give_back`)."""
-
-    def give_back(self) -> int:
-        """Return the space of deleted rows to the operating system; the bytes returned (0 when the database
-        does it by itself)."""
-        return 0
-
-    @property
-    def gives_space_back(self) -> bool:
-        """Whether `give_back` can shrink the store (an SQLite file made before wlmap did so cannot)."""
-        return True
-
-    def vacuum(self) -> int:
-        """Rewrite the whole store compactly; the bytes it shrank by. StoreError where wlmap cannot."""
-        raise StoreError(
-            "only an SQLite store is vacuumed by wlmap; PostgreSQL makes deleted rows' space reusable by itself "
-            "(autovacuum), and VACUUM FULL, which returns it to the disk, locks the tables: run it yourself"
-        )
-
-    @abstractmethod
-    def ping(self) -> None:
-        """Prove the store can commit a write; raises StoreUnavailable if not."""
-
-    @abstractmethod
-    def counts(self) -> dict[str, int]:
-        """How many jobs are pending, running, waiting to retry and dead."""
-
-    @abstractmethod
-    def jobs(
-        self,
-        *,
-        statuses: Sequence[str] = (),
-        mapping: str | None = None,
-        since: float | None = None,
-        delivery: int | None = None,
-        limit: int = 100,
-    ) -> list[JobRow]:
-        """Jobs, newest first."""
-
-    @abstractmethod
-    def deliveries(
-        self, *, statuses: Sequence[str] = (), since: float | None = None, limit: int = 100
-    ) -> list[DeliveryRow]:
-        """Deliveries, newest first."""
-
-    @abstractmethod
-    def job(self, job: int) -> JobDetail:
-        """One job with its delivery and attempts; NotFound if there is none."""
-
-    @abstractmethod
-    def delivery(self, delivery: int) -> DeliveryRow:
-        """One delivery; NotFound if there is none."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Finish pending writes and let go of the database."""
-
-
-class SqlStore(Store):
+class SqlStore(Maintenance):
     """The state machine in SQL that SQLite and PostgreSQL both run; subclasses supply transactions."""
-
-    lock_clause: str = ""  # PostgreSQL: " FOR UPDATE OF j SKIP LOCKED", so concurrent claimers do not collide
-    index_hints: ClassVar[dict[str, str]] = {"by_resource": "", "by_time": "", "by_body": ""}  # see sql.py
-
-    def __init__(self, clock: Clock = time.time) -> None:
-        self.clock = clock
-
-    # ----------------------------------------------------------------------------- dialect hooks
-
-    @abstractmethod
-    def _write(self, op: Callable[[Tx], T]) -> Future[T]:
-        """Run op in a write transaction (maybe grouped with others); the future resolves after COMMIT."""
-
-    @abstractmethod
-    def _read(self, op: Callable[[Tx], T]) -> T:
-        """Run op against one consistent snapshot."""
-
-    def _lock_name(self, tx: Tx, key: str) -> None:
-        """Wait for, then hold until the transaction ends, the lock named `key` (one writer needs none)."""
-
-    def _try_lock_name(self, tx: Tx, key: str) -> bool:
-        """Hold the lock named `key` until the transaction ends if nobody else has it; False if somebody does."""
-        return True
-
-    def _sql(self, text: str) -> str:
-        """The statement in the dialect's placeholder style (they are written with `?`)."""
-        return text
-
-    def _run(self, tx: Tx, text: str, params: Sequence[Any] = ()) -> Cursor:
-        return tx.execute(self._sql(text), tuple(params))
-
-    def _one(self, tx: Tx, text: str, params: Sequence[Any] = ()) -> Any:
-        return self._run(tx, text, params).fetchone()
-
-    def _all(self, tx: Tx, text: str, params: Sequence[Any] = ()) -> list[Any]:
-        return self._run(tx, text, params).fetchall()
-
-    def _migrate(
-        self, tx: Tx, types: Types, where: str, steps: Sequence[migrations.Migration] = migrations.MIGRATIONS
-    ) -> list[int]:
-        """Bring the layout up to date inside the caller's exclusive transaction; the versions applied."""
-        return migrations.upgrade(lambda text, params: self._run(tx, text, params), types, self.clock(), where, steps)
 
     # ------------------------------------------------------------------------------------ ingest
 
@@ -409,19 +204,6 @@ class SqlStore(Store):
         self._run(tx, sql.COUNT_CUT, (cuts, reason, now, job))
         return True
 
-    def reclaim(self) -> list[int]:
-        held = [str(row[0]) for row in self._read(lambda tx: self._all(tx, sql.HOLDERS))]
-        gone = [holder for holder in held if holders.gone(holder)]
-        if not gone:
-            return []
-
-        def op(tx: Tx) -> list[int]:
-            now = self.clock()
-            expired = now - 1.0  # CLAIMABLE takes a lease that ended before now
-            return [int(row[0]) for holder in gone for row in self._all(tx, sql.EXPIRE_HELD, (expired, holder, now))]
-
-        return sorted(self._write(op).result())
-
     def extend(self, job: int, token: int, lease: float) -> bool:
         def op(tx: Tx) -> bool:
             now = self.clock()
@@ -495,56 +277,6 @@ class SqlStore(Store):
             return [rows.claimed(self._one(tx, sql.CLAIMED, (job_id,))) for job_id in ids]
 
         return self._write(op).result()
-
-    # ------------------------------------------------------------------------------- maintenance
-
-    def prune_events(self, older_than: float, statuses: Sequence[str] = PRUNED) -> Pruned:
-        unknown = sorted(set(statuses) - set(PRUNABLE))
-        if unknown:
-            raise ValueError(f"cannot prune {', '.join(unknown)}: only {', '.join(PRUNABLE)}")
-        of_jobs = [status for status in statuses if status in FINISHED]
-        of_deliveries = [status for status in statuses if status not in FINISHED]
-        jobs = deliveries = 0
-        while of_jobs:
-            pruned, went = self._paced(partial(self._prune_jobs, of_jobs, older_than))
-            if not pruned:
-                break
-            jobs, deliveries = jobs + pruned, deliveries + went
-        while of_deliveries:
-            went = self._paced(partial(self._prune_deliveries, of_deliveries, older_than))
-            if not went:
-                break
-            deliveries += went
-        return Pruned(jobs, deliveries, self.give_back() if jobs or deliveries else 0)
-
-    def _paced(self, op: Callable[[Tx], T]) -> T:
-        """One batch of a long maintenance task in its own transaction, then a rest as long as it took."""
-        started = time.monotonic()
-        value = self._write(op).result()
-        time.sleep(max(time.monotonic() - started, PRUNE_REST))
-        return value
-
-    def _prune_jobs(self, statuses: Sequence[str], older_than: float, tx: Tx) -> tuple[int, int]:
-        if not self._try_lock_name(tx, "prune"):  # another replica is at it
-            return 0, 0
-        text = sql.PRUNABLE_JOBS.format(marks=sql.marks(len(statuses)))
-        found = self._all(tx, text, (*statuses, older_than, PRUNE_BATCH))
-        if not found:
-            return 0, 0
-        ids, delivery_ids = [int(row[0]) for row in found], sorted({int(row[1]) for row in found})
-        self._run(tx, sql.DELETE_ATTEMPTS.format(marks=sql.marks(len(ids))), ids)
-        self._run(tx, sql.DELETE_JOBS.format(marks=sql.marks(len(ids))), ids)
-        gone = self._all(tx, sql.DELETE_DELIVERIES.format(marks=sql.marks(len(delivery_ids))), delivery_ids)
-        return len(ids), len(gone)
-
-    def _prune_deliveries(self, statuses: Sequence[str], older_than: float, tx: Tx) -> int:
-        if not self._try_lock_name(tx, "prune"):
-            return 0
-        text = sql.PRUNABLE_DELIVERIES.format(marks=sql.marks(len(statuses)))
-        ids = [int(row[0]) for row in self._all(tx, text, (*statuses, older_than, PRUNE_BATCH))]
-        if not ids:
-            return 0
-        return len(self._all(tx, sql.DELETE_DELIVERIES.format(marks=sql.marks(len(ids))), ids))
 
     def ping(self) -> None:
         self._write(lambda tx: self._run(tx, sql.PING, (str(self.clock()),))).result()

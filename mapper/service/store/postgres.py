@@ -35,7 +35,8 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 
 from mapper.service.store import notices, schema
-from mapper.service.store.base import SqlStore, Tx
+from mapper.service.store.base import SqlStore
+from mapper.service.store.interface import Tx
 from mapper.service.store.migrations import MIGRATIONS, Migration
 from mapper.service.store.records import Ingested, NewDelivery, NewJob, StoreError, StoreUnavailable
 

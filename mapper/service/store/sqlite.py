@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Final, TypeVar
 
 from mapper.service.store import schema
-from mapper.service.store.base import Clock, Tx
+from mapper.service.store.interface import Clock, Tx
 from mapper.service.store.loop_groups import BUSY_TIMEOUT_MS, LoopGroups, plain, unavailable
 from mapper.service.store.migrations import MIGRATIONS, Migration
 from mapper.service.store.records import StoreError, StoreUnavailable
