@@ -46,8 +46,12 @@ class Maintenance(SqlDialect):
         """One batch of a long maintenance task in its own transaction, then a rest as long as it took."""
         started = time.monotonic()
         value = self._write(op).result()
+        self._after_batch()
         time.sleep(max(time.monotonic() - started, PRUNE_REST))
         return value
+
+    def _after_batch(self) -> None:
+        """What the dialect does between two batches (SQLite: a checkpoint, off the writers' path)."""
 
     def _prune_jobs(self, statuses: Sequence[str], older_than: float, tx: Tx) -> tuple[int, int]:
         if not self._try_lock_name(tx, "prune"):  # another replica is at it

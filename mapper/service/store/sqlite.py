@@ -37,6 +37,7 @@ MAX_BATCH: Final = 256  # writes committed together at most
 WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024  # bytes the WAL file keeps after a checkpoint
 GIVE_BACK_PAGES: Final = 256  # pages returned to the file system per transaction (1 MB of 4 KB pages)
 INCREMENTAL: Final = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
+CHECKPOINT_EVERY: Final = 6  # batches of a prune between two checkpoints of its own
 
 
 @dataclass
@@ -71,6 +72,7 @@ class SqliteStore(LoopGroups):
         self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
+        self._batches = 0  # of maintenance tasks, for `_after_batch`
         self._init_groups()
         conn = self._open()
         try:
@@ -224,6 +226,15 @@ class SqliteStore(LoopGroups):
         if freed:
             self._checkpoint()
         return freed
+
+    def _after_batch(self) -> None:
+        # A prune writes the WAL full again and again (~70 pages a batch, at most ~170). Copied back every few
+        # batches, on a connection of its own, it stays below the size (1,000 pages) at which a commit of the
+        # writer or of the webhooks' group would checkpoint it while the next webhooks wait. Measured on the
+        # writer's transactions while pruning 200k jobs: p99 17.7 ms without (two runs), 12.7-14.2 ms with.
+        self._batches += 1
+        if self._batches % CHECKPOINT_EVERY == 0:
+            self._checkpoint()
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the file now (PASSIVE: waits for nobody), so that the file shrinks."""
