@@ -36,6 +36,8 @@ bench: $(BIN)/wlmap
 	for b in bench/startup.py bench/evaluate.py bench/run_inprocess.py bench/service_load.py; do \
 		$(BIN)/python $$b || exit 1; done
 	@echo 'PostgreSQL scale-out (needs WLMAP_TEST_POSTGRES): $(BIN)/python bench/postgres_scale.py'
+	@echo 'Idle worker wake-up, LISTEN/NOTIFY vs polling (needs WLMAP_TEST_POSTGRES): $(BIN)/python bench/pg_idle_latency.py'
+	@echo 'Ack latency while pruning 2 x 1.5 M rows (~8 min, ~1 GB of disk): $(BIN)/python bench/prune_load.py'
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -344,7 +344,18 @@ def _subscription(body: Any, topic: str | None, problems: list[str]) -> _Parts:
     _subscription_ids(body, parts, problems)
     if parts.resource_id is None and parts.generation == SUBSCRIPTION:
         problems.append("body has no data.id")
+    if parts.resource_id is None and parts.generation == CUSTOM_QUERY and _unexplained(problems):
+        # The subscription's query did not select `id` (or the node came back without one): nothing says
+        # which resource this is, so a mapping that asks for it by `event.resource_id` has nothing to ask.
+        problems.append("custom query result has no data.node.id (nor data.id): the webhook names no resource")
     return parts
+
+
+def _unexplained(problems: list[str]) -> bool:
+    """True unless a missing id is explained already (no node at all, or an id that was not usable)."""
+    if "custom query returned no node" in problems:
+        return False
+    return not any(p.startswith(("data.id ", "data.node.id ")) for p in problems)
 
 
 def normalise(body: bytes | str | Any, headers: Mapping[str, str]) -> Event:

@@ -66,13 +66,17 @@ def test_it_writes_a_qr_code_that_decodes_to_the_link(tmp_path: Path, suffix: st
     assert [r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(image)))] == [LINK]
 
 
+# Where the contract is declared: the first line inside the mapping's `link:` section.
+LINK_LINE = 1 + next(n for n, line in enumerate(Path(SERVICENOW).read_text().splitlines(), 1) if line == "link:")
+
+
 def test_a_bad_parameter_is_a_plain_located_error() -> None:
     done = wlmap(SERVICENOW, "--asset", "P-101", "--param", "incident=INC 1", "--param", "incidnet=x")
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.splitlines() == [
         "wlmap: `incidnet` is not a parameter of this link: did you mean `incident`?; "
         '`incident` "INC 1" does not match the pattern `[A-Za-z0-9_-]+`',
-        f"  the link contract: {SERVICENOW}:77",
+        f"  the link contract: {SERVICENOW}:{LINK_LINE}",
     ]
 
 

@@ -485,3 +485,13 @@ def test_type_key_idempotent_and_separator_blind(name: str) -> None:
 def test_type_key_snake_equals_camel(snake: str) -> None:
     camel = "".join(part.capitalize() for part in snake.split("_"))
     assert type_key(snake) == type_key(camel) == type_key(snake.replace("_", "-")) == type_key(snake.replace("_", " "))
+
+
+def test_a_custom_query_result_without_a_node_id_is_noted() -> None:
+    """Issue 15: a subscription query that does not select `id` gave resource_id null and no word about it."""
+    body = {"data": {"node": {"__typename": "ScenarioSession", "state": "completed", "endedAt": "2024-05-02T13:41Z"}}}
+    event = normalise(_bytes(body), SUB_HEADERS)
+    assert (event.generation, event.resource_id) == ("custom-query", None)
+    assert event.problems == ("custom query result has no data.node.id (nor data.id): the webhook names no resource",)
+    no_node = normalise(_bytes({"data": {"node": None}}), SUB_HEADERS)
+    assert no_node.problems == ("custom query returned no node",)  # explained already: said once

@@ -6,6 +6,7 @@ both implementations in test_store.py. Needs WLMAP_TEST_POSTGRES (see conftest.p
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -17,10 +18,15 @@ import pytest
 from conftest import PostgresSchema
 from test_postgres_support import Proxy, upstream, url_via
 from test_store import delivery
+from test_worker import PLAIN, load
 
+from mapper.events import Event
+from mapper.language.plan import Plan
+from mapper.run.outcome import RunResult
 from mapper.service.store import Finish, NewJob, Store, StoreError, StoreUnavailable, describe, open_store
 from mapper.service.store.migrations import MIGRATIONS
 from mapper.service.store.postgres import PostgresStore
+from mapper.service.worker import Worker, WorkerOptions
 
 WINDOW = 300.0
 
@@ -180,6 +186,51 @@ def test_concurrent_prunes_do_not_trip_over_each_other(stores: Callable[..., Pos
     clock[0] += 8 * 86400
     pruned = together(lambda: first.prune(clock[0] - 7 * 86400), lambda: second.prune(clock[0] - 7 * 86400))
     assert sum(pruned) == 40 and first.deliveries() == []
+
+
+# ------------------------------------------------------------------------------------------ LISTEN/NOTIFY
+
+
+def test_an_idle_worker_hears_of_jobs_another_process_stored_without_waiting_for_its_poll(
+    stores: Callable[..., PostgresStore], postgres: PostgresSchema
+) -> None:
+    """The poll is a minute: only the notification can start these runs within the ten seconds given, and it
+    still does after every connection to the database was cut (the listening one reconnects)."""
+    listener, worker_store = stores(), stores()
+    plan = load(PLAIN)
+    started: list[str] = []
+
+    async def scenario() -> None:
+        ran = asyncio.Event()
+
+        async def run(plan: Plan, event: Event, *, idempotency_key: str, attempt: int) -> RunResult:
+            started.append(str(event.resource_id))
+            ran.set()
+            return RunResult(plan.name, "done", "every step succeeded")
+
+        worker = Worker(worker_store, lambda: {plan.name: plan}, run, WorkerOptions(poll=60.0))
+        loop = asyncio.get_running_loop()
+        stop = worker_store.watch(lambda: loop.call_soon_threadsafe(worker.wake))
+        serving = asyncio.create_task(worker.serve())
+        try:
+            for n, cut in enumerate((False, True)):
+                await asyncio.sleep(1.0)  # idle: the worker has looked and found nothing
+                if cut:
+                    assert postgres.terminate() >= 2  # the pools' connections and the listening one
+                    await asyncio.sleep(1.0)
+                ran.clear()
+                body = f'{{"data": {{"id": "R{n}"}}}}'.encode()
+                await asyncio.to_thread(
+                    listener.ingest, delivery(f"e{n}", body), [NewJob(plan.name, f"R{n}")], dedupe_window=WINDOW
+                )
+                await asyncio.wait_for(ran.wait(), 10.0)
+        finally:
+            worker.stop()
+            await serving
+            stop()
+
+    asyncio.run(scenario())
+    assert started == ["R0", "R1"]
 
 
 # ------------------------------------------------------------------------------------- connection loss

@@ -152,6 +152,33 @@ def test_listeners_and_workers_run_as_separate_processes(
     assert "(listener only)" in listener.tail() and "(health and metrics only)" in workers[0].tail()
 
 
+def test_an_idle_worker_process_starts_what_a_listener_process_stored_without_polling(
+    tmp_path: Path, target: Target, postgres: PostgresSchema
+) -> None:
+    """Workers poll only every 60 s here: the jobs run at once because the listener's NOTIFY wakes them."""
+    listener = PgService(tmp_path / "listener", target, postgres, args=("--role", "listener"))
+    worker = PgService(
+        tmp_path / "worker",
+        target,
+        postgres,
+        args=("--role", "worker", "--poll", "60"),
+        env={"WLMAP_WEBHOOK_SECRETS": ""},
+    )
+    try:
+        listener.start()
+        worker.start()
+        time.sleep(1.0)  # the worker has looked once, found nothing, and is idle for a minute
+        for n in range(3):
+            assert listener.post(body_for(f"R{n}"), f"idle-{n}").status_code == 200
+            listener.drain(timeout=10)
+            time.sleep(0.3)
+        assert sorted(hit.delivery_id for hit in target.effects.values()) == [f"idle-{n}" for n in range(3)]
+        assert listener.terminate() == 0 and worker.terminate() == 0
+    finally:
+        listener.close()
+        worker.close()
+
+
 def test_operator_commands_read_and_replay_a_postgresql_store(
     tmp_path: Path, target: Target, postgres: PostgresSchema
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -281,7 +282,9 @@ def test_replay_without_ids_or_status_is_a_usage_error(app: typer.Typer, populat
 # ----------------------------------------------------------------------------------------------- send
 
 
-def test_send_posts_a_correctly_signed_webhook_with_a_fresh_id(app: typer.Typer, tmp_path: Path) -> None:
+def test_send_posts_a_correctly_signed_webhook_with_the_files_id_or_the_given_one(
+    app: typer.Typer, tmp_path: Path
+) -> None:
     store = SqliteStore(tmp_path / "listener.db")
     listener = create_app(
         store, lambda event: [NewJob("m", event.resource_id)], ListenerOptions(secrets=(SECRET,)), metrics=Metrics()
@@ -311,8 +314,10 @@ def test_send_posts_a_correctly_signed_webhook_with_a_fresh_id(app: typer.Typer,
         assert '200 {"status":"accepted"' in first.output
         assert '"duplicate":true' in duplicate.output
         assert '401 {"error":"signature does not match"}' in refused.output
+        # The headers file's X-Scope-Webhook-Id is sent as it is (issue 15): sent twice, it is a duplicate.
+        assert "X-Scope-Webhook-Id: from-the-file" in first.output and '"duplicate":true' in second.output
         ids = [row.delivery_id for row in store.deliveries()]
-        assert "from-the-file" not in ids and ids.count("fixed") == 2 and len(set(ids)) == 3
+        assert ids.count("from-the-file") == 2 and ids.count("fixed") == 2 and len(set(ids)) == 2
         row = store.deliveries(statuses=["accepted"])[0]
         verify(row.body, dict(row.headers), [SECRET])
         assert normalise(row.body, dict(row.headers)).topic == "scenario_session/completed"
@@ -331,3 +336,109 @@ def test_send_needs_a_secret_or_says_unsigned(app: typer.Typer, tmp_path: Path) 
     assert unreachable.exit_code == 1 and "cannot send to http://127.0.0.1:9/webhooks" in unreachable.output
     missing = invoke(app, "send", str(tmp_path / "nope.json"), "--url", "http://x", "--secret", "s")
     assert missing.exit_code == 1 and "cannot read" in missing.output
+
+
+def test_send_without_headers_signs_with_a_fresh_id_every_time(app: typer.Typer, tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "listener.db")
+    listener = create_app(
+        store, lambda event: [NewJob("m", event.resource_id)], ListenerOptions(secrets=(SECRET,)), metrics=Metrics()
+    )
+    body_file = tmp_path / "event.json"
+    body_file.write_bytes(body_for("R-send"))
+    try:
+        with serve(listener) as url:
+            sent = [invoke(app, "send", str(body_file), "--url", f"{url}/webhooks", "--secret", SECRET) for _ in "ab"]
+        assert [r.exit_code for r in sent] == [0, 0] and all('"duplicate"' not in r.output for r in sent)
+        assert len({row.delivery_id for row in store.deliveries()}) == 2
+    finally:
+        store.close()
+
+
+def test_send_unsigned_sends_a_legacy_webhook_without_an_id_so_a_copy_is_found_by_its_body(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    store = SqliteStore(tmp_path / "listener.db")
+    listener = create_app(
+        store,
+        lambda event: [NewJob("m", event.resource_id)],
+        ListenerOptions(secrets=(SECRET,), allow_unsigned=True),
+        metrics=Metrics(),
+    )
+    body_file = tmp_path / "legacy.json"
+    body_file.write_text(
+        json.dumps(
+            {
+                "time": "2024-05-01T10:12:31Z",
+                "event": "update",
+                "type": "resource",
+                "data": {"resource-id": "Q2FsbA==", "resource-type": "Call"},
+            }
+        )
+    )
+    try:
+        with serve(listener) as url:
+            first, second = (
+                invoke(app, "send", str(body_file), "--url", f"{url}/webhooks", "--unsigned") for _ in "ab"
+            )
+        assert first.exit_code == 0 and second.exit_code == 0, first.output
+        assert first.output.startswith("X-Scope-Webhook-Id: none (an unsigned legacy webhook carries none")
+        assert '"duplicate"' not in first.output and '"duplicate":true' in second.output
+        rows = store.deliveries()
+        assert [row.delivery_id for row in rows] == [None, None]
+        assert all("x-scope-webhook-id" not in dict(row.headers) for row in rows)
+        assert [row.signature for row in rows] == ["unsigned", "unsigned"]
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------------------------------------- prune
+
+
+def test_prune_deletes_what_finished_before_the_age_and_keeps_the_dead_unless_asked(
+    app: typer.Typer, populated: Path
+) -> None:
+    env = {"WLMAP_STORE": str(populated)}
+    kept = invoke(app, "prune", "--older-than", "30d", env=env)
+    assert kept.exit_code == 0, kept.output
+    assert kept.output.startswith("pruned 0 job(s) and 0 stored webhook(s) of status done, skipped, coalesced")
+    first = invoke(app, "prune", "--older-than", "0m", env=env)
+    assert first.exit_code == 0, first.output
+    assert first.output.startswith("pruned 1 job(s) and 2 stored webhook(s) of status done, skipped, coalesced, ")
+    assert "dead jobs were kept: add --status dead (or all) to prune them too" in first.output
+    listed = invoke(app, "events", "list", env=env)
+    assert "dead" in listed.output and "pending" in listed.output
+    assert "done" not in listed.output and "ignored" not in listed.output
+    dead = invoke(app, "prune", "--older-than", "0m", "--status", "dead", "--vacuum", env=env)
+    assert dead.exit_code == 0, dead.output
+    assert dead.output.startswith("pruned 1 job(s) and 1 stored webhook(s) of status dead from before ")
+    assert "vacuumed: the store is " in dead.output and "dead jobs were kept" not in dead.output
+    assert invoke(app, "events", "list", "--status", "dead", env=env).output.strip() == "no events"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--older-than", "30"), "wlmap: --older-than '30' is not an age: write e.g. 30d (days), 12h, 90m or 2w"),
+        (
+            ("--older-than", "1d", "--status", "pending,done"),
+            "wlmap: --status 'pending,done': use done, skipped, coalesced, replayed, ignored, duplicate, dead or "
+            "all, comma-separated (jobs with work to do are never pruned)",
+        ),
+    ],
+)
+def test_prune_explains_mistakes(app: typer.Typer, populated: Path, args: tuple[str, ...], message: str) -> None:
+    result = invoke(app, "prune", *args, "--store", str(populated))
+    assert result.exit_code == 1 and result.output.strip() == message
+
+
+def test_prune_says_how_an_old_store_gets_its_space_back(app: typer.Typer, tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # tables made before wlmap set incremental vacuum
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    SqliteStore(path).close()
+    result = invoke(app, "prune", "--older-than", "7d", "--store", str(path))
+    assert result.exit_code == 0
+    assert "this store was made before wlmap gave pruned space back to the disk: run `wlmap prune --vacuum`" in (
+        result.output
+    )
+    assert "made before" not in invoke(app, "prune", "--older-than", "7d", "--vacuum", "--store", str(path)).output

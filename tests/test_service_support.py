@@ -89,6 +89,16 @@ class EffectRunner:
         await self.client.aclose()
 
 
+class PoisonRunner(EffectRunner):
+    """EffectRunner, except that a webhook whose body says `"poison": true` kills the whole process (SIGKILL),
+    as a run that exhausts memory or crashes the interpreter would."""
+
+    async def run(self, plan: Plan, event: Event, *, idempotency_key: str, attempt: int) -> RunResult:
+        if isinstance(event.payload, dict) and event.payload.get("poison"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return await super().run(plan, event, idempotency_key=idempotency_key, attempt=attempt)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # The harness: a fake target system, and the service as a real subprocess.
 

@@ -8,8 +8,11 @@ an implementation, add its name to IMPLEMENTATIONS and a branch to `backend`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -19,14 +22,17 @@ import pytest
 
 from mapper.service.store import (
     Claimed,
+    Cuts,
     Finish,
     NewDelivery,
     NewJob,
     NotFound,
     NotReplayable,
+    Pruned,
     Store,
     StoreError,
     StoreUnavailable,
+    holders,
     open_store,
 )
 from mapper.service.store.migrations import MIGRATIONS, Migration
@@ -302,6 +308,68 @@ def test_extend_keeps_the_job_from_being_reclaimed(store: Store, clock: FakeCloc
     assert claim_ids(store) == []
 
 
+def test_a_job_cut_short_runs_again_alone_then_waits_then_is_parked_dead(store: Store, clock: FakeClock) -> None:
+    [poison, other] = [ingest(store, f"e{n}", ("m", f"R{n}"))[0] for n in (1, 2)]
+    assert claim_ids(store, lease=10.0) == [poison, other]
+    [later] = ingest(store, "e3", ("m", "R1"))  # the same resource: waits for the poison job
+    clock.advance(11)  # the process died with both running: each is cut once and runs again at once, alone
+    [first] = store.claim(10, 10.0)
+    assert (first.job, first.cuts, first.attempt) == (poison, 1, 2)
+    [second] = store.claim(10, 10.0)
+    assert (second.job, second.cuts) == (other, 1)
+    assert done(store, second)
+    clock.advance(11)  # cut again: now it waits a minute
+    assert claim_ids(store) == []
+    waiting = store.job(poison).job
+    assert waiting.status == "retry" and waiting.next_attempt_at == clock() + 60
+    assert "stopped (or stalled) 2 times while running this job; it runs again in 60 s" in (waiting.last_reason or "")
+    clock.advance(60)
+    [third] = store.claim(10, 10.0, Cuts(limit=3, waits=(0.0, 60.0)))
+    assert (third.job, third.cuts, third.attempt) == (poison, 2, 3)
+    clock.advance(11)
+    assert claim_ids(store) == [later]  # the third cut parks it; the next event of its resource goes on
+    parked = store.job(poison)
+    assert parked.job.status == "dead"
+    assert parked.job.last_reason == (
+        "the process stopped 3 times while running this job; parked so that the others can run"
+    )
+    assert [a.status for a in parked.attempts] == ["lost", "lost", "lost"]
+
+
+def test_a_cut_job_is_claimed_on_its_own_so_that_it_runs_alone(store: Store, clock: FakeClock) -> None:
+    [cut, parked] = [ingest(store, f"e{n}", ("m", f"R{n}"))[0] for n in (1, 2)]
+    store.claim(2, 10.0)
+    clock.advance(11)
+    fresh = [ingest(store, f"e{n}", ("m", f"R{n}"))[0] for n in (3, 4)]
+    assert claim_ids(store) == [cut]
+    one_cut = store.claim(10, 10.0, Cuts(limit=1))  # parks the other at once, then the fresh jobs go on
+    assert [c.job for c in one_cut] == fresh
+    assert store.job(parked).job.last_reason == (
+        "the process stopped once while running this job; parked so that the others can run"
+    )
+
+
+def dead_holder() -> str:
+    """The holder a process on this machine had, which has ended since."""
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    machine = holders.current().split("|")[:3]
+    return "|".join([*machine, ended.stdout.strip(), "12345"])
+
+
+def test_leases_of_a_holder_that_is_provably_gone_are_taken_back_at_once(backend: Backend, clock: FakeClock) -> None:
+    store = backend.open(clock)
+    [orphan, elsewhere, ours] = [ingest(store, f"e{n}", ("m", f"R{n}"))[0] for n in range(3)]
+    assert claim_ids(store, lease=60.0) == [orphan, elsewhere, ours]
+    assert backend.query(f"SELECT holder FROM jobs WHERE id = {ours}") == [(holders.current(),)]
+    for job, holder in ((orphan, dead_holder()), (elsewhere, "another-host|boot|pid:[1]|1|1")):
+        assert backend.query(f"UPDATE jobs SET holder = '{holder}' WHERE id = {job} RETURNING id") == [(job,)]
+    assert store.reclaim() == [orphan]
+    assert store.reclaim() == []
+    [again] = store.claim(10, 60.0)  # long before its lease would have run out
+    assert (again.job, again.attempt, again.cuts) == (orphan, 2, 1)
+    assert [a.status for a in store.job(orphan).attempts] == ["lost", "running"]
+
+
 def test_release_gives_the_job_back_at_once(store: Store) -> None:
     [job] = ingest(store, "e1", ("m", "R1"))
     [claimed] = store.claim(10, 600.0)
@@ -402,6 +470,96 @@ def test_prune_removes_old_finished_deliveries_and_keeps_dead_and_active_ones(st
     assert {d.delivery_id for d in store.deliveries()} == {"old-dead", "old-pending", "new"}
     # The id is forgotten only now, more than 7 days on.
     assert store.ingest(delivery("old-done"), [NewJob("m", "R1")], dedupe_window=WINDOW).status == "accepted"
+
+
+def test_prune_goes_job_by_job_and_takes_the_dead_only_when_asked(store: Store, clock: FakeClock) -> None:
+    [done_job, dead_job] = ingest(store, "both", ("m", "R1"), ("n", "R1"))  # one webhook, two mappings
+    [only_dead] = ingest(store, "dead-only", ("m", "R2"))
+    by_job = {c.job: c for c in store.claim(10, 30.0)}
+    done(store, by_job[done_job])
+    for job in (dead_job, only_dead):
+        store.finish(job, by_job[job].token, Finish("dead", "404"))
+    clock.advance(8 * DAY)
+    cutoff = clock() - 7 * DAY
+    first = store.prune_events(cutoff)
+    assert (first.jobs, first.deliveries) == (1, 0)
+    assert {job.id for job in store.jobs()} == {dead_job, only_dead}  # the webhook stays for its dead job
+    assert store.prune_events(cutoff, ["skipped"]) == Pruned()
+    pruned = store.prune_events(cutoff, ["dead"])
+    assert (pruned.jobs, pruned.deliveries) == (2, 2)
+    assert store.jobs() == [] and store.deliveries() == []
+    with pytest.raises(ValueError, match="cannot prune pending, running"):
+        store.prune_events(cutoff, ["pending", "running", "done"])
+
+
+def test_a_replay_keeps_its_old_webhook_until_the_replay_is_old_too(store: Store, clock: FakeClock) -> None:
+    [job] = ingest(store, "e1", ("m", "R1"))
+    [claimed] = store.claim(1, 30.0)
+    store.finish(job, claimed.token, Finish("dead", "404"))
+    clock.advance(8 * DAY)
+    replayed = store.replay(job, 60.0)
+    done(store, replayed)
+    assert store.prune_events(clock() - 7 * DAY) == Pruned()  # the webhook is old; its jobs changed today
+    assert [j.id for j in store.jobs()] == [replayed.job, job]
+    clock.advance(8 * DAY)
+    pruned = store.prune_events(clock() - 7 * DAY, ["replayed", "done"])
+    assert (pruned.jobs, pruned.deliveries) == (2, 1)
+    assert store.deliveries() == []
+
+
+def big_events(store: Store, count: int, size: int = 20_000) -> None:
+    for n in range(count):
+        body = f'{{"n": {n}, "pad": "{"x" * size}"}}'.encode()
+        store.ingest(delivery(f"e{n}", body), [NewJob("m", f"R{n}")], dedupe_window=WINDOW)
+    for claimed in store.claim(count, 30.0):
+        done(store, claimed)
+
+
+def test_sqlite_gives_the_space_of_pruned_events_back_to_the_disk(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "wlmap.db"
+    store = SqliteStore(path, clock=clock)
+    try:
+        assert store.gives_space_back
+        big_events(store, 300)
+        before = path.stat().st_size
+        clock.advance(8 * DAY)
+        pruned = store.prune_events(clock() - 7 * DAY)
+        after = path.stat().st_size
+    finally:
+        store.close()
+    assert (pruned.jobs, pruned.deliveries) == (300, 300)
+    assert before > 6_000_000 and after < before / 5, (before, after)
+    assert pruned.freed_bytes >= (before - after) * 0.9, (pruned.freed_bytes, before, after)
+
+
+def test_an_sqlite_file_made_before_gets_incremental_vacuum_from_vacuum(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # a file whose tables exist without auto_vacuum
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    store = SqliteStore(path, clock=clock)
+    try:
+        assert not store.gives_space_back
+        big_events(store, 100)
+        clock.advance(8 * DAY)
+        assert store.prune_events(clock() - 7 * DAY).freed_bytes == 0
+        before = path.stat().st_size
+        shrunk = store.vacuum()
+        assert store.gives_space_back
+        assert shrunk == before - path.stat().st_size and shrunk > 1_500_000
+    finally:
+        store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_postgresql_is_not_vacuumed_by_wlmap(backend: Backend) -> None:
+    store = backend.open()
+    if backend.name == "sqlite":
+        assert store.vacuum() >= 0
+        return
+    assert store.gives_space_back and store.give_back() == 0
+    with pytest.raises(StoreError, match="only an SQLite store is vacuumed by wlmap; PostgreSQL makes"):
+        store.vacuum()
 
 
 def test_listing_filters_by_status_mapping_time_and_delivery(store: Store, clock: FakeClock) -> None:
@@ -665,6 +823,8 @@ def test_sqlite_adopts_a_store_made_before_migrations_existed(tmp_path: Path) ->
         conn.execute("INSERT INTO meta (key, value) VALUES ('schema', '1')")
         conn.execute("DROP INDEX deliveries_without_id_by_dedupe_key")
         conn.execute("CREATE INDEX deliveries_by_dedupe_key ON deliveries (dedupe_key, received_at)")
+        conn.execute("ALTER TABLE jobs DROP COLUMN cuts")
+        conn.execute("ALTER TABLE jobs DROP COLUMN holder")
     again = SqliteStore(path)
     try:
         assert [j.mapping for j in again.jobs()] == ["m"]

@@ -7,6 +7,7 @@ wherever a schedule is checked, so hours of retries take milliseconds.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -461,3 +462,83 @@ def test_wake_claims_at_once_without_waiting_for_the_poll(real_store: SqliteStor
         return finished[0] - stored
 
     assert asyncio.run(scenario()) < 1.0
+
+
+# ------------------------------------------------------------------------------------ stored traces
+
+
+def test_a_stored_trace_keeps_each_body_up_to_the_limit_with_its_whole_size(
+    store: SqliteStore, plan: Plan, tmp_path: Path
+) -> None:
+    """A 200 KB GraphQL answer made the store grow by 222 KB per event (issue 15); now a body over the limit keeps
+    its start, how many bytes more there were, and its whole size."""
+    import httpx
+
+    from mapper.run.runner import Runner
+
+    big = {"data": {"node": {"id": "R1", "notes": "n" * 200_000}}}
+    body = json.dumps(big).encode()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "scope.example":
+            return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+        return httpx.Response(200, json={"ok": True})
+
+    runner = Runner({}, transport=httpx.MockTransport(answer))
+    worker = Worker(store, lambda: {"m": plan}, runner.run, WorkerOptions(trace_body_max=10_000))
+    job = ingest(store, 1)
+    [claimed] = store.claim(1, 60.0)
+    assert asyncio.run(worker.process(claimed)).status == "done"
+    asyncio.run(runner.aclose())
+    [attempt] = store.job(job).attempts
+    assert attempt.trace is not None
+    [query] = [stage for stage in attempt.trace["stages"] if stage["stage"] == "query"]
+    whole = len(json.dumps(big["data"], ensure_ascii=False).encode())
+    assert query["data_bytes"] == whole
+    assert query["data"].startswith('{"node": {"id": "R1", "notes": "nnn')
+    assert query["data"].endswith(f"… {whole - 10_000} bytes more")
+    [exchange] = query["exchanges"]
+    assert exchange["response_body_bytes"] == len(body)
+    assert exchange["response_body"].endswith(f"… {len(body) - 4096} bytes more")
+    stored = store_size_of_trace(tmp_path / "wlmap.db", job)
+    assert stored < 20_000, stored
+
+
+def store_size_of_trace(path: Path, job: int) -> int:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("SELECT LENGTH(trace) FROM attempts WHERE job = ?", (job,)).fetchone()[0])
+
+
+def test_a_webhook_without_the_id_the_query_requires_is_skipped_saying_why(store: SqliteStore, plan: Plan) -> None:
+    """Issue 15: a custom-query body without data.node.id sent {"id": null} for `$id: ID!`, and Scope's error
+    parked the event dead. Now nothing is asked and the job is skipped, with the webhook's own problem."""
+    import httpx
+
+    from mapper.run.runner import Runner
+
+    asked: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        return httpx.Response(200, json={"errors": [{"message": "Variable $id of non-null type ID! must not be null"}]})
+
+    body = json.dumps({"data": {"node": {"__typename": "ScenarioSession", "state": "completed"}}}).encode()
+    headers = (("x-scope-topic", "scenario_session/completed"), ("x-scope-webhook-id", "no-node-id"))
+    [job] = store.ingest(
+        NewDelivery(headers, body, "sha", "no-node-id", "id:no-node-id"),
+        [NewJob("m", None, "m.yaml")],
+        dedupe_window=300,
+    ).jobs
+    runner = Runner({}, transport=httpx.MockTransport(answer))
+    worker = Worker(store, lambda: {"m": plan}, runner.run)
+    [claimed] = store.claim(1, 60.0)
+    finish = asyncio.run(worker.process(claimed))
+    asyncio.run(runner.aclose())
+    assert asked == []
+    assert finish.status == "skipped"
+    assert store.job(job).job.last_reason == (
+        "query (m.yaml:18): not sent: $id (ID!) is required but would be null (custom query result has no "
+        "data.node.id (nor data.id): the webhook names no resource)"
+    )

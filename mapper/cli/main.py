@@ -159,6 +159,7 @@ def run(
     links: service.Links = defaults.LINKS,
     links_rate: service.LinksRate = defaults.LINKS_RATE,
     retention_days: service.RetentionDays = defaults.RETENTION_DAYS,
+    trace_body_max: service.TraceBodyMax = defaults.TRACE_BODY_MAX,
     lease: service.Lease = defaults.LEASE,
     poll: service.Poll = defaults.POLL,
     run_timeout: service.RunTimeout = defaults.RUN_TIMEOUT,

@@ -1,4 +1,4 @@
-"""`wlmap events list|show`, `wlmap replay` and `wlmap send`: the operator's commands over the store."""
+"""`wlmap events list|show`, `wlmap replay`, `wlmap prune` and `wlmap send`: the operator's commands."""
 
 from __future__ import annotations
 
@@ -13,17 +13,22 @@ import typer
 
 from mapper.report.events import render_table, show_event
 from mapper.service.operations import (
+    PRUNE_DEFAULT,
+    PRUNE_STATUSES,
     STATUSES,
     OpsError,
     first_secret,
     list_events,
     open_existing,
+    prune,
     replay,
     send,
 )
 from mapper.service.options import PORT, RUNNER, SECRETS_ENV, STORE, STORE_ENV, WEBHOOK_PATH
 
 # The store itself is imported when a command runs: every command but validate and schema imports this module.
+
+NO_ID = "none (an unsigned legacy webhook carries none; re-sent copies are found by the body)"
 
 StoreOption = Annotated[
     str, typer.Option("--store", envvar=STORE_ENV, help="The store: a SQLite file or a postgresql:// URL.")
@@ -38,8 +43,9 @@ events = typer.Typer(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `events list|show`, `replay` and `send` to the wlmap command line."""
+    """Add `events list|show`, `replay`, `prune` and `send` to the wlmap command line."""
     app.command("replay")(replay_command)
+    app.command("prune")(prune_command)
     app.command("send")(send_command)
     app.add_typer(events, name="events")
 
@@ -133,13 +139,47 @@ def replay_command(
     raise typer.Exit(1 if any(r.problem or r.after.startswith("dead") for r in done) else 0)
 
 
+def prune_command(
+    older_than: Annotated[
+        str, typer.Option("--older-than", metavar="AGE", help="Last changed this long ago: 30d, 12h, 90m, 2w.")
+    ],
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            help=f"Comma-separated, of: {', '.join(PRUNE_STATUSES)}, or all. "
+            f"Default: {','.join(PRUNE_DEFAULT)} (dead jobs are kept unless named).",
+            show_default=False,
+        ),
+    ] = None,
+    vacuum: Annotated[
+        bool,
+        typer.Option("--vacuum", help="SQLite: then rewrite the whole file (once, for a store made before 0.1)."),
+    ] = False,
+    store: StoreOption = STORE,
+) -> None:
+    """Delete finished jobs and stored webhooks older than AGE, and give their space back to the disk."""
+    with plain_errors():
+        opened = open_existing(store)
+        try:
+            lines = prune(opened, older_than, status, vacuum=vacuum)
+        finally:
+            opened.close()
+    for line in lines:
+        typer.echo(line)
+
+
 def send_command(
     file: Annotated[Path, typer.Argument(help="The webhook body (JSON) to send.", show_default=False)],
     url: Annotated[str, typer.Option("--url", help=f"The listener, e.g. http://127.0.0.1:{PORT}{WEBHOOK_PATH}.")],
     secret: Annotated[str | None, typer.Option("--secret", help=f"Signing secret (default: ${SECRETS_ENV}).")] = None,
     headers: Annotated[Path | None, typer.Option("--headers", help="A JSON object of headers to send.")] = None,
     delivery_id: Annotated[
-        str | None, typer.Option("--delivery-id", help="X-Scope-Webhook-Id (default: a new one).")
+        str | None,
+        typer.Option(
+            "--delivery-id",
+            help="X-Scope-Webhook-Id (default: the headers file's, else a new one; none when unsigned).",
+        ),
     ] = None,
     unsigned: Annotated[bool, typer.Option("--unsigned", help="Send no signature (a legacy webhook).")] = False,
 ) -> None:
@@ -150,6 +190,6 @@ def send_command(
         raise typer.Exit(1)
     with plain_errors():
         status, text, used = send(file, url, key, headers_file=headers, delivery_id=delivery_id)
-    typer.echo(f"X-Scope-Webhook-Id: {used}")
+    typer.echo(f"X-Scope-Webhook-Id: {used or NO_ID}")
     typer.echo(f"{status} {text}")
     raise typer.Exit(0 if 200 <= status < 300 else 1)

@@ -75,7 +75,17 @@ LinksRate = Annotated[
     float, typer.Option("--links-rate", help=f"Requests a second {defaults.LINKS_PATH}/ answers, all callers together.")
 ]
 RetentionDays = Annotated[
-    float, typer.Option("--retention-days", help="Keep finished deliveries this long (dead ones until replayed).")
+    float,
+    typer.Option(
+        "--retention-days",
+        help="Keep finished jobs and their webhooks this long; dead ones stay until replayed or pruned.",
+    ),
+]
+TraceBodyMax = Annotated[
+    int,
+    typer.Option(
+        "--trace-body-max", metavar="BYTES", help="Bytes of each request or response body a stored trace keeps."
+    ),
 ]
 Lease = Annotated[float, typer.Option("--lease", help="Seconds a claim lasts without a heartbeat.")]
 Poll = Annotated[float, typer.Option("--poll", help="Seconds between looks for retries that became due.")]

@@ -23,7 +23,7 @@ from mapper.run import answers, connections
 from mapper.run.clients.auth import TokenCache
 from mapper.run.clients.errors import ConnectionUnusable, GraphQLFailure, RequestRejected, TransportFailure
 from mapper.run.clients.exchange import Response
-from mapper.run.clients.graphql import GraphQLAnswer, GraphQLClient
+from mapper.run.clients.graphql import GraphQLAnswer, GraphQLClient, required_variables
 from mapper.run.clients.http import NO_JSON, ConnectionClient
 from mapper.run.clients.transport import Stack
 from mapper.run.masking import Masker
@@ -142,6 +142,7 @@ class Runner:
         query = plan.query
         assert query is not None
         variables = _render(plan, query.variables, {**scope, "env": self.env})
+        _check_required(plan, variables, scope["event"])
         connection = plan.connections[query.connection]
         exchanges: list[Any] = []
         stage = trace.stage("query", connection=connection.name, variables=variables, exchanges=exchanges)
@@ -325,6 +326,20 @@ class Runner:
         if decision.outcome == "fail" and 300 <= response.status < 400:
             answered += " (redirects are never followed)"
         return answered
+
+
+def _check_required(plan: Plan, variables: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+    """Skip, saying why, rather than send null for a variable the query declares non-null (`$id: ID!`): Scope
+    would refuse the query, and the event would be dead for what is the webhook's gap, not a failure."""
+    assert plan.query is not None
+    for name, kind in required_variables(plan.query.document, plan.query.operation):
+        if name in variables and variables[name] is None:
+            noted = "; ".join(event.get("problems") or []) or "the webhook carries no value for it"
+            raise _Stop(
+                "skipped",
+                f"query ({_at(plan, plan.query.location.line)}): not sent: ${name} ({kind}) is required but "
+                f"would be null ({noted})",
+            )
 
 
 def _default_key(event: Event, plan: Plan) -> str:

@@ -90,3 +90,48 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return value
+
+
+# Where a trace keeps what a system answered (or was sent): the query's `data`, and each exchange's bodies.
+BODIES = ("data", "request_body", "response_body")
+
+
+def cap(trace_json: str, limit: int) -> str:
+    """The trace with each body over `limit` bytes cut to its first `limit` bytes plus "… N bytes more", and
+    its full size kept beside it as `<key>_bytes`; any other text over `limit` is cut the same way.
+
+    A 200 KB GraphQL answer per event made the store grow by that much per event (issue 15). The text is
+    ASCII JSON, so a trace no longer than `limit` has nothing in it to cut and is returned untouched.
+    """
+    if len(trace_json) <= limit:
+        return trace_json
+    record = json.loads(trace_json)
+    return json.dumps(_capped(record, limit))
+
+
+def _capped(value: Any, limit: int) -> Any:
+    if isinstance(value, dict):
+        out = dict(value)
+        for key, item in value.items():
+            if key in BODIES and item is not None and not isinstance(item, str):
+                text = json.dumps(item, ensure_ascii=False)
+                if len(text.encode()) > limit:
+                    item = text  # cut below as text: a structure cut in the middle is no structure
+            if key in BODIES and isinstance(item, str) and len(item.encode()) > limit:
+                # An exchange that kept an excerpt already knows the size of the whole body.
+                size = value.get(f"{key}_bytes") or len(item.encode())
+                out[f"{key}_bytes"] = size
+                out[key] = _cut(item.rsplit("…", 1)[0] if f"{key}_bytes" in value else item, limit, size)
+            else:
+                out[key] = _capped(item, limit)
+        return out
+    if isinstance(value, list):
+        return [_capped(item, limit) for item in value]
+    if isinstance(value, str) and len(value.encode()) > limit:
+        return _cut(value, limit, len(value.encode()))
+    return value
+
+
+def _cut(text: str, limit: int, size: int) -> str:
+    kept = text.encode()[:limit].decode("utf-8", errors="ignore")
+    return f"{kept}… {size - len(kept.encode())} bytes more"

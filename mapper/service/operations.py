@@ -1,10 +1,13 @@
-"""Operator actions over the store: list events, replay them with the current mappings, send a test webhook.
+"""Operator actions over the store: list events, replay them with the current mappings, prune old ones, send a
+test webhook.
 
 Event ids: a number is a job (one mapping run for one webhook); `d<number>` is a stored delivery (the webhook
 itself, e.g. one no mapping wanted). `wlmap events`, `wlmap replay` and `wlmap send` call these functions.
 """
 
 import json
+import re
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -269,6 +272,60 @@ async def _replay_delivery(
     return results
 
 
+# What `wlmap prune --status` takes: finished jobs and webhooks that made none; `all` adds the dead to the rest.
+PRUNE_DEFAULT: Final = ("done", "skipped", "coalesced", "replayed", "ignored", "duplicate")
+PRUNE_STATUSES: Final = (*PRUNE_DEFAULT, "dead")
+_UNITS: Final = {"m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+
+
+def parse_age(text: str) -> float:
+    """Seconds from `30d`, `12h`, `90m` or `2w`."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([mhdw])\s*", text)
+    if match is None:
+        raise OpsError(f"--older-than {text!r} is not an age: write e.g. 30d (days), 12h, 90m or 2w")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def prune_statuses(text: str | None) -> tuple[str, ...]:
+    """The statuses `--status` names (comma-separated; `all` is every one, the dead too)."""
+    if text is None:
+        return PRUNE_DEFAULT
+    named = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if "all" in named:
+        return PRUNE_STATUSES
+    wrong = [name for name in named if name not in PRUNE_STATUSES]
+    if wrong or not named:
+        active = " (jobs with work to do are never pruned)" if set(wrong) & {"pending", "running", "retry"} else ""
+        raise OpsError(f"--status {text!r}: use {', '.join(PRUNE_STATUSES)} or all, comma-separated{active}")
+    return named
+
+
+def prune(store: "Store", older_than: str, statuses: str | None = None, *, vacuum: bool = False) -> list[str]:
+    """Delete what finished before `older_than` ago (dead jobs only when asked); lines saying what went."""
+    age = parse_age(older_than)
+    chosen = prune_statuses(statuses)
+    cutoff = store.clock() - age
+    pruned = store.prune_events(cutoff, chosen)
+    lines = [
+        f"pruned {pruned.jobs} job(s) and {pruned.deliveries} stored webhook(s) of status {', '.join(chosen)} "
+        f"from before {when(cutoff)}" + (f"; gave back {_size(pruned.freed_bytes)}" if pruned.freed_bytes else "")
+    ]
+    if "dead" not in chosen:
+        lines.append("dead jobs were kept: add --status dead (or all) to prune them too")
+    if vacuum:
+        lines.append(f"vacuumed: the store is {_size(store.vacuum())} smaller and now gives space back by itself")
+    elif not store.gives_space_back:
+        lines.append(
+            "this store was made before wlmap gave pruned space back to the disk: run `wlmap prune --vacuum` once "
+            "(best with the service stopped: it rewrites the whole file, and needs as much free disk as it is big)"
+        )
+    return lines
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 100_000 else f"{count:,} bytes"
+
+
 def send(
     file: Path,
     url: str,
@@ -278,11 +335,13 @@ def send(
     delivery_id: str | None = None,
     scheme: SignatureScheme | None = None,
     timeout: float = 10.0,
-) -> tuple[int, str, str]:
-    """POST a saved webhook body, signed as Scope signs it; (status, response text, delivery id used).
+) -> tuple[int, str, str | None]:
+    """POST a saved webhook body, signed as Scope signs it; (status, response text, delivery id used or None).
 
-    The delivery id is fresh unless given, so sending the same file twice is two events, not a duplicate.
-    Without a secret the webhook goes unsigned (a legacy webhook).
+    The delivery id (X-Scope-Webhook-Id) is `delivery_id`, else the headers file's, else a fresh one, so that
+    sending the same file twice is two events unless the file says otherwise. Without a secret the webhook goes
+    unsigned, as Scope sends a legacy webhook: with no id either (unless given), so that the listener finds a
+    re-sent copy by its body.
     """
     import httpx
 
@@ -299,10 +358,10 @@ def send(
     dropped = {scheme.header.lower(), "x-scope-webhook-id", "content-length", "host"}
     headers = {"Content-Type": "application/json"}
     headers.update({str(k): str(v) for k, v in given.items() if str(k).lower() not in dropped})
-    import uuid
-
-    delivery_id = delivery_id or str(uuid.uuid4())
-    headers["X-Scope-Webhook-Id"] = delivery_id
+    from_file = [str(v) for k, v in given.items() if str(k).lower() == "x-scope-webhook-id" and str(v).strip()]
+    delivery_id = delivery_id or (from_file[0] if from_file else None) or (str(uuid.uuid4()) if secret else None)
+    if delivery_id is not None:
+        headers["X-Scope-Webhook-Id"] = delivery_id
     if secret:
         headers[scheme.header] = sign(body, secret, scheme)
     try:

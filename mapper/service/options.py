@@ -76,6 +76,7 @@ POLL: Final = 0.5
 RUN_TIMEOUT: Final = 600.0
 GRACE: Final = 10.0
 RETENTION_DAYS: Final = 7.0
+TRACE_BODY_MAX: Final = 64 * 1024  # bytes of each body (the query's answer, a request's) a stored trace keeps
 RELOAD_INTERVAL: Final = 1.0  # between looks at the mapping files (not an option: a second is what people expect)
 TIME_SCALE: Final = 1.0  # tests only: retry delays are divided by this
 
@@ -117,6 +118,7 @@ class ServiceOptions:
     links_rate: float = LINKS_RATE
     links_token: str = field(default="", repr=False)  # from LINKS_TOKEN_ENV (links_token_from(environment))
     retention_days: float = RETENTION_DAYS
+    trace_body_max: int = TRACE_BODY_MAX
     lease: float = LEASE
     poll: float = POLL
     run_timeout: float = RUN_TIMEOUT

@@ -118,11 +118,20 @@ async def _serve(options: ServiceOptions) -> int:
         resources.callback(sock.close)
         store = open_store(options.store, max_bytes=options.store_max_bytes, connections=options.store_connections)
         resources.push_async_callback(asyncio.to_thread, store.close)
+        if not store.gives_space_back:
+            log.warning(
+                "store %s was made before wlmap gave pruned space back to the disk: it will not shrink; "
+                "stop the service and run `wlmap prune --older-than %gd --vacuum` once",
+                describe(options.store),
+                options.retention_days,
+            )
         executor = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="wlmap-io")
         resources.callback(executor.shutdown, wait=False)
         metrics = Metrics()
         metrics.mappings.set(len(mappings.current()))
         worker = _worker(store, mappings, runner, options, metrics, executor)
+        if options.runs_jobs:  # PostgreSQL: jobs stored by other processes wake this one's workers at once
+            resources.callback(store.watch(_threadsafe(asyncio.get_running_loop(), worker.wake)))
         app = _app(store, mappings, worker, options, scheme, metrics, executor)
         if link_options is not None:  # before the catch-all 404; the webhook path cannot be under /links
             app.router.routes[0:0] = links.routes(mappings.current, link_options, LINKS_PATH)
@@ -134,6 +143,7 @@ async def _serve(options: ServiceOptions) -> int:
                 retention=options.retention,
                 interval=options.reload_interval,
                 on_reload=lambda: metrics.mappings.set(len(mappings.current())),
+                on_reclaim=worker.wake,
             )
         )
         resources.push_async_callback(_cancel, housekeeping)
@@ -158,6 +168,7 @@ def _worker(
         run_timeout=options.run_timeout,
         grace=options.grace,
         time_scale=options.time_scale,
+        trace_body_max=options.trace_body_max,
     )
     return Worker(store, mappings.current, runner.run, timings, metrics=metrics, executor=executor)
 
@@ -200,6 +211,16 @@ def _app(
     if not options.takes_webhooks:  # a worker keeps /healthz, /readyz and /metrics; the webhook path is a 404
         app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) != options.path]
     return app
+
+
+def _threadsafe(loop: asyncio.AbstractEventLoop, call: Callable[[], None]) -> Callable[[], None]:
+    """`call` on the loop, from any thread; nothing once the loop is closed."""
+
+    def scheduled() -> None:
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(call)
+
+    return scheduled
 
 
 def _config(app: Starlette, options: ServiceOptions) -> uvicorn.Config:

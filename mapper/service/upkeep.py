@@ -1,4 +1,4 @@
-"""The service's housekeeping: reload changed mappings every second or so, prune old deliveries every hour."""
+"""The service's housekeeping: reload changed mappings, take back leases of dead processes, prune old events."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from mapper.service.store import Store, StoreError, run_blocking
 log = logging.getLogger("wlmap.service")
 
 PRUNE_EVERY: Final = 3600.0  # seconds
+RECLAIM_EVERY: Final = 10.0  # seconds between looks for leases held by processes that are gone
 
 
 async def upkeep(
@@ -25,18 +26,37 @@ async def upkeep(
     retention: float,
     interval: float,
     on_reload: Callable[[], None],
+    on_reclaim: Callable[[], None] = lambda: None,
 ) -> None:
-    """Until cancelled: reload changed mappings every `interval`; prune what is older than `retention` hourly."""
-    next_prune = 0.0
+    """Until cancelled: reload changed mappings every `interval`; take back the leases of processes on this
+    machine that are gone (at once on start: a restart after kill -9 picks up its own jobs); prune what is
+    older than `retention` hourly."""
+    next_prune = next_reclaim = 0.0
     while True:
         try:
             if await run_blocking(executor, mappings.reload_if_changed):
                 on_reload()
+            if time.monotonic() >= next_reclaim:
+                next_reclaim = time.monotonic() + RECLAIM_EVERY
+                taken = await run_blocking(executor, store.reclaim)
+                if taken:
+                    log.warning(
+                        "took back %d job(s) whose process is gone (killed?): %s",
+                        len(taken),
+                        ", ".join(map(str, taken)),
+                    )
+                    on_reclaim()
             if time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_EVERY
-                pruned = await run_blocking(executor, lambda: store.prune(store.clock() - retention))
-                if pruned:
-                    log.info("pruned %d deliveries older than %g days", pruned, retention / 86400)
+                pruned = await run_blocking(executor, lambda: store.prune_events(store.clock() - retention))
+                if pruned.jobs or pruned.deliveries:
+                    log.info(
+                        "pruned %d finished job(s) and %d stored webhook(s) older than %g days; gave back %d bytes",
+                        pruned.jobs,
+                        pruned.deliveries,
+                        retention / 86400,
+                        pruned.freed_bytes,
+                    )
         except StoreError as exc:
             log.error("upkeep: %s", exc)
         except Exception:

@@ -3,16 +3,21 @@
 A pool of at most N concurrent runs on the event loop. Each claimed job holds a lease that a heartbeat keeps
 extending; finishing shows the job's fencing token, so a worker that stalled past its lease cannot overwrite
 the newer owner's result. Retries follow the durable schedule of the connection that failed.
+
+A job whose earlier attempt was cut short (the process died or stalled while running it) runs ALONE: the pool
+claims nothing more and the job starts once the runs in flight have ended. If it is what kills the process,
+the next cut is then its own and no other job's, so after `Cuts.limit` cuts it alone is parked dead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
@@ -21,9 +26,10 @@ from typing import Protocol
 from mapper.events import Event, normalise
 from mapper.language.plan import Plan, RetryPolicy
 from mapper.run.outcome import RunResult
+from mapper.run.trace import cap
 from mapper.service.metrics import Metrics
-from mapper.service.options import GRACE, LEASE, POLL, RUN_TIMEOUT, TIME_SCALE, WORKERS
-from mapper.service.store import Claimed, Finish, Store, StoreError, run_blocking
+from mapper.service.options import GRACE, LEASE, POLL, RUN_TIMEOUT, TIME_SCALE, TRACE_BODY_MAX, WORKERS
+from mapper.service.store import CUTS, Claimed, Cuts, Finish, Store, StoreError, run_blocking
 
 log = logging.getLogger("wlmap.worker")
 
@@ -49,6 +55,8 @@ class WorkerOptions:
     run_timeout: float = RUN_TIMEOUT  # a run that takes longer is stopped and retried
     grace: float = GRACE  # on shutdown, seconds in-flight runs get to finish before they are released
     time_scale: float = TIME_SCALE  # retry delays are divided by this (tests compress hours into seconds)
+    cuts: Cuts = CUTS  # what happens to a job whose attempt was cut short (its waits divided by time_scale)
+    trace_body_max: int = TRACE_BODY_MAX  # bytes of each body a stored trace keeps (run.trace.cap)
 
 
 def policy_for(plan: Plan, step: str | None) -> RetryPolicy:
@@ -109,6 +117,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: set[asyncio.Task[Finish | None]] = set()
+        self._alone: asyncio.Task[Finish | None] | None = None  # a job with cut attempts: nothing else is claimed
 
     def wake(self) -> None:
         """Look at the store now (a webhook was stored, or a run ended)."""
@@ -126,12 +135,13 @@ class Worker:
     async def serve(self) -> None:
         """Claim and run jobs until `stop()`."""
         failures = 0  # claims failed in a row: the store is unreachable, so back off (and say so once)
+        cuts = self.options.cuts.scaled(self.options.time_scale)
         while not self._stopping:
             self._wake.clear()
             free = self.options.concurrency - len(self._tasks)
-            if free > 0:
+            if free > 0 and self._alone is None:
                 try:
-                    claimed = await self.store.claim_async(free, self.options.lease, self.executor)
+                    claimed = await self.store.claim_async(free, self.options.lease, self.executor, cuts)
                 except StoreError as exc:
                     failures += 1
                     if failures == 1:
@@ -142,13 +152,31 @@ class Worker:
                         log.warning("claiming jobs again after %d failed tries", failures)
                     failures = 0
                 for job in claimed:
-                    task = asyncio.create_task(self.handle(job), name=f"wlmap-job-{job.job}")
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._start(job)
             pause = min(self.options.poll * 2 ** min(failures, 16), max(self.options.poll, MAX_BACKOFF))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), pause)
         await self._drain()
+
+    def _start(self, job: Claimed) -> None:
+        if job.cuts:  # the store hands such a job over last: run it once the others have ended
+            log.warning(
+                "job %s: an earlier attempt was cut short (%d so far); it runs alone",
+                job.job,
+                job.cuts,
+                extra=_extra(job),
+            )
+            task = asyncio.create_task(self.handle(job, after=set(self._tasks)), name=f"wlmap-job-{job.job}-alone")
+            self._alone = task
+            task.add_done_callback(self._alone_ended)
+        else:
+            task = asyncio.create_task(self.handle(job), name=f"wlmap-job-{job.job}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _alone_ended(self, task: asyncio.Task[Finish | None]) -> None:
+        if self._alone is task:
+            self._alone = None
 
     async def _drain(self) -> None:
         if not self._tasks:
@@ -159,10 +187,13 @@ class Worker:
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
 
-    async def handle(self, job: Claimed) -> Finish | None:
-        """Run one claimed job with a heartbeat on its lease; on cancellation give the job back."""
+    async def handle(self, job: Claimed, *, after: Collection[asyncio.Task[Finish | None]] = ()) -> Finish | None:
+        """Run one claimed job with a heartbeat on its lease (once the runs `after` have ended); on cancellation
+        give the job back."""
         heartbeat = asyncio.create_task(self._heartbeat(job))
         try:
+            if after:
+                await asyncio.wait(after)
             return await self.process(job)
         except asyncio.CancelledError:
             with contextlib.suppress(StoreError):
@@ -215,6 +246,8 @@ class Worker:
                 rand=self.rand,
                 time_scale=self.options.time_scale,
             )
+        if isinstance(outcome.trace, str):
+            outcome = dataclasses.replace(outcome, trace=cap(outcome.trace, self.options.trace_body_max))
         elapsed = time.perf_counter() - started
         recorded = await self.store.finish_async(job.job, job.token, outcome, self.executor)
         self._count(job, outcome, elapsed, recorded)

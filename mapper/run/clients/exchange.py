@@ -64,9 +64,11 @@ class Exchange:
     duration_ms: float
     error: str | None
     attempt: int
+    request_bytes: int = 0  # the whole body's size, when the excerpt above is cut (trace.cap reads it)
+    response_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        shown = {
             "kind": self.kind,
             "method": self.method,
             "url": self.url,
@@ -79,6 +81,11 @@ class Exchange:
             "error": self.error,
             "attempt": self.attempt,
         }
+        if self.request_bytes:
+            shown["request_body_bytes"] = self.request_bytes
+        if self.response_bytes:
+            shown["response_body_bytes"] = self.response_bytes
+        return shown
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,14 @@ class Response:
     @property
     def retry_after(self) -> float | None:
         return parse_retry_after(self.headers.get("retry-after"))
+
+
+def _excerpt(mask: Masker, text: str, size: int) -> str:
+    """The body masked; past EXCERPT_LIMIT characters, its start and how many bytes more there were."""
+    if len(text) <= EXCERPT_LIMIT:
+        return mask.text(text)
+    more = max(0, size - len(text[:EXCERPT_LIMIT].encode()))
+    return f"{mask.excerpt(text, EXCERPT_LIMIT)} {more} bytes more"
 
 
 class Unanswered(Exception):
@@ -245,18 +260,21 @@ class Wire:
     ) -> Exchange:
         mask = self.masker
         body = request.content.decode(_charset(request.headers.get("content-type", "")), errors="replace")
+        answer = response.text if response else ""
         return Exchange(
             kind=kind,
             method=request.method,
             url=url if url is not None else mask.url(str(request.url)),
             request_headers=mask.headers(_decoded(request.headers.raw)),
-            request_body=mask.excerpt(body, EXCERPT_LIMIT),
+            request_body=_excerpt(mask, body, len(request.content)),
             status=response.status if response else None,
             response_headers=mask.headers(response.headers) if response else {},
-            response_body=mask.excerpt(response.text, EXCERPT_LIMIT) if response else "",
+            response_body=_excerpt(mask, answer, len(response.content)) if response else "",
             duration_ms=_ms(started),
             error=error,
             attempt=attempt,
+            request_bytes=len(request.content) if len(body) > EXCERPT_LIMIT else 0,
+            response_bytes=len(response.content) if response and len(answer) > EXCERPT_LIMIT else 0,
         )
 
     def _unanswered(self, request: httpx.Request, exc: Exception) -> Unanswered:

@@ -10,10 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from mapper.service.store.base import Clock, SqlStore, Store, run_blocking
+from mapper.service.store.base import SqlStore
+from mapper.service.store.interface import Clock, Store, run_blocking
 from mapper.service.store.records import (
+    CUTS,
     AttemptRow,
     Claimed,
+    Cuts,
     DeliveryRow,
     Finish,
     Ingested,
@@ -23,14 +26,17 @@ from mapper.service.store.records import (
     NewJob,
     NotFound,
     NotReplayable,
+    Pruned,
     StoreError,
     StoreUnavailable,
 )
 
 __all__ = [
+    "CUTS",
     "AttemptRow",
     "Claimed",
     "Clock",
+    "Cuts",
     "DeliveryRow",
     "Finish",
     "Ingested",
@@ -40,6 +46,7 @@ __all__ = [
     "NewJob",
     "NotFound",
     "NotReplayable",
+    "Pruned",
     "SqlStore",
     "Store",
     "StoreError",

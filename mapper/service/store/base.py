@@ -1,4 +1,4 @@
-"""The store interface and its state machine in portable SQL; a dialect subclass only runs transactions.
+"""The store's state machine in portable SQL (the interface is `interface.Store`); a dialect only runs transactions.
 
 Rules every implementation keeps (the state diagram is in `records`):
 - ingest writes the delivery, its jobs and the coalescing of older jobs in ONE transaction;
@@ -8,7 +8,10 @@ Rules every implementation keeps (the state diagram is in `records`):
   each mapping sees one resource's events in arrival order, while a target that is down for one mapping does
   not hold up the other mappings of the same resource;
 - each claim increments the job's fencing token; finish, extend and release are refused for an older token;
-- a running job whose lease has expired is claimable again (its unfinished attempt is recorded as lost).
+- a running job whose lease has expired is claimable again (its unfinished attempt is recorded as lost); such a
+  cut attempt is counted, and after `Cuts.limit` of them the job is dead instead (a job that kills the process
+  every time must not take the queue down with it for ever);
+- a claim stops after a job with cut attempts, so that its worker can run it alone (`Claimed.cuts`).
 
 Across processes (several replicas on one PostgreSQL) the dialect adds what a single writer gets for free:
 `_lock_name` serialises ingests of the same dedupe key (so two listeners cannot both accept one body) and of the same
@@ -18,18 +21,19 @@ resource (so job ids, which order a resource's jobs, are committed in the order 
 
 from __future__ import annotations
 
-import asyncio
-import time
-from abc import ABC, abstractmethod
+import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future
-from functools import partial
-from typing import Any, ClassVar, Final, Protocol, TypeVar
+from concurrent.futures import Executor
+from typing import Any, TypeVar
 
-from mapper.service.store import migrations, rows, sql
+from mapper.service.store import holders, rows, sql
+from mapper.service.store.interface import Tx, run_blocking
+from mapper.service.store.maintenance import Maintenance
 from mapper.service.store.records import (
     ACTIVE,
+    CUTS,
     Claimed,
+    Cuts,
     DeliveryRow,
     DeliveryStatus,
     Finish,
@@ -41,170 +45,13 @@ from mapper.service.store.records import (
     NotFound,
     NotReplayable,
 )
-from mapper.service.store.schema import Types
 
 T = TypeVar("T")
-Clock = Callable[[], float]
-
-PRUNE_BATCH: Final = 500  # deliveries deleted per transaction
+log = logging.getLogger("wlmap.store")
 
 
-async def run_blocking(executor: Executor | None, fn: Callable[[], T]) -> T:
-    """fn() in a thread: store calls wait on the disk or the database, the event loop must not."""
-    return await asyncio.get_running_loop().run_in_executor(executor, fn)
-
-
-class Cursor(Protocol):
-    """The part of a DB-API cursor the rules use (sqlite3 and psycopg both have it)."""
-
-    @property
-    def rowcount(self) -> int: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-
-class Tx(Protocol):
-    """A connection inside an open transaction."""
-
-    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
-
-
-class Store(ABC):
-    """The durable queue: stored webhooks, the jobs they caused, and every attempt at those jobs."""
-
-    clock: Clock
-
-    @abstractmethod
-    def ingest(self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float) -> Ingested:
-        """Store a verified delivery and its jobs in one durable transaction; returns once committed."""
-
-    async def ingest_async(
-        self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float, executor: Executor | None = None
-    ) -> Ingested:
-        """`ingest` for an event loop: returns once committed, without holding up the loop meanwhile."""
-        return await run_blocking(executor, partial(self.ingest, delivery, jobs, dedupe_window=dedupe_window))
-
-    @abstractmethod
-    def claim(self, limit: int, lease: float) -> list[Claimed]:
-        """Lease up to `limit` runnable jobs for `lease` seconds, oldest first."""
-
-    async def claim_async(self, limit: int, lease: float, executor: Executor | None = None) -> list[Claimed]:
-        """`claim` for an event loop."""
-        return await run_blocking(executor, partial(self.claim, limit, lease))
-
-    @abstractmethod
-    def extend(self, job: int, token: int, lease: float) -> bool:
-        """Push the lease on; False when the job is no longer this token's."""
-
-    @abstractmethod
-    def finish(self, job: int, token: int, outcome: Finish) -> bool:
-        """Record an attempt's outcome; False (job unchanged) when the token has been fenced out."""
-
-    async def finish_async(self, job: int, token: int, outcome: Finish, executor: Executor | None = None) -> bool:
-        """`finish` for an event loop."""
-        return await run_blocking(executor, partial(self.finish, job, token, outcome))
-
-    @abstractmethod
-    def release(self, job: int, token: int) -> bool:
-        """Give a running job back unfinished (shutdown): it is claimable again at once."""
-
-    @abstractmethod
-    def replay(self, job: int, lease: float, mapping_file: str | None = None) -> Claimed:
-        """A new job for the same stored webhook and mapping, already leased to the caller."""
-
-    @abstractmethod
-    def reroute(self, delivery: int, jobs: Sequence[NewJob], lease: float) -> list[Claimed]:
-        """Jobs for an ignored delivery that mappings now want, already leased to the caller."""
-
-    @abstractmethod
-    def prune(self, older_than: float) -> int:
-        """Delete deliveries received before `older_than` whose jobs are all finished and none dead."""
-
-    @abstractmethod
-    def ping(self) -> None:
-        """Prove the store can commit a write; raises StoreUnavailable if not."""
-
-    @abstractmethod
-    def counts(self) -> dict[str, int]:
-        """How many jobs are pending, running, waiting to retry and dead."""
-
-    @abstractmethod
-    def jobs(
-        self,
-        *,
-        statuses: Sequence[str] = (),
-        mapping: str | None = None,
-        since: float | None = None,
-        delivery: int | None = None,
-        limit: int = 100,
-    ) -> list[JobRow]:
-        """Jobs, newest first."""
-
-    @abstractmethod
-    def deliveries(
-        self, *, statuses: Sequence[str] = (), since: float | None = None, limit: int = 100
-    ) -> list[DeliveryRow]:
-        """Deliveries, newest first."""
-
-    @abstractmethod
-    def job(self, job: int) -> JobDetail:
-        """One job with its delivery and attempts; NotFound if there is none."""
-
-    @abstractmethod
-    def delivery(self, delivery: int) -> DeliveryRow:
-        """One delivery; NotFound if there is none."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Finish pending writes and let go of the database."""
-
-
-class SqlStore(Store):
+class SqlStore(Maintenance):
     """The state machine in SQL that SQLite and PostgreSQL both run; subclasses supply transactions."""
-
-    lock_clause: str = ""  # PostgreSQL: " FOR UPDATE OF j SKIP LOCKED", so concurrent claimers do not collide
-    index_hints: ClassVar[dict[str, str]] = {"by_resource": "", "by_time": "", "by_body": ""}  # see sql.py
-
-    def __init__(self, clock: Clock = time.time) -> None:
-        self.clock = clock
-
-    # ----------------------------------------------------------------------------- dialect hooks
-
-    @abstractmethod
-    def _write(self, op: Callable[[Tx], T]) -> Future[T]:
-        """Run op in a write transaction (maybe grouped with others); the future resolves after COMMIT."""
-
-    @abstractmethod
-    def _read(self, op: Callable[[Tx], T]) -> T:
-        """Run op against one consistent snapshot."""
-
-    def _lock_name(self, tx: Tx, key: str) -> None:
-        """Wait for, then hold until the transaction ends, the lock named `key` (one writer needs none)."""
-
-    def _try_lock_name(self, tx: Tx, key: str) -> bool:
-        """Hold the lock named `key` until the transaction ends if nobody else has it; False if somebody does."""
-        return True
-
-    def _sql(self, text: str) -> str:
-        """The statement in the dialect's placeholder style (they are written with `?`)."""
-        return text
-
-    def _run(self, tx: Tx, text: str, params: Sequence[Any] = ()) -> Cursor:
-        return tx.execute(self._sql(text), tuple(params))
-
-    def _one(self, tx: Tx, text: str, params: Sequence[Any] = ()) -> Any:
-        return self._run(tx, text, params).fetchone()
-
-    def _all(self, tx: Tx, text: str, params: Sequence[Any] = ()) -> list[Any]:
-        return self._run(tx, text, params).fetchall()
-
-    def _migrate(
-        self, tx: Tx, types: Types, where: str, steps: Sequence[migrations.Migration] = migrations.MIGRATIONS
-    ) -> list[int]:
-        """Bring the layout up to date inside the caller's exclusive transaction; the versions applied."""
-        return migrations.upgrade(lambda text, params: self._run(tx, text, params), types, self.clock(), where, steps)
 
     # ------------------------------------------------------------------------------------ ingest
 
@@ -271,6 +118,7 @@ class SqlStore(Store):
                 replay_of,
                 now,
                 now,
+                holders.current() if running else None,
             ),
         )
         job_id = int(row[0])
@@ -306,31 +154,55 @@ class SqlStore(Store):
         """`_write` for an event loop (SQLite's writer thread resolves it without a pool thread waiting)."""
         return await run_blocking(executor, lambda: self._write(op).result())
 
-    def claim(self, limit: int, lease: float) -> list[Claimed]:
+    def claim(self, limit: int, lease: float, cuts: Cuts = CUTS) -> list[Claimed]:
         if limit <= 0:
             return []
-        return self._write(lambda tx: self._claim(tx, limit, lease)).result()
+        return self._write(lambda tx: self._claim(tx, limit, lease, cuts)).result()
 
-    async def claim_async(self, limit: int, lease: float, executor: Executor | None = None) -> list[Claimed]:
+    async def claim_async(
+        self, limit: int, lease: float, executor: Executor | None = None, cuts: Cuts = CUTS
+    ) -> list[Claimed]:
         if limit <= 0:
             return []
-        return await self._write_async(lambda tx: self._claim(tx, limit, lease), executor)
+        return await self._write_async(lambda tx: self._claim(tx, limit, lease, cuts), executor)
 
-    def _claim(self, tx: Tx, limit: int, lease: float) -> list[Claimed]:
+    def _claim(self, tx: Tx, limit: int, lease: float, policy: Cuts) -> list[Claimed]:
         now = self.clock()
-        claimed = []
+        claimed: list[Claimed] = []
         claimable = sql.CLAIMABLE.format(**self.index_hints) + self.lock_clause
-        for job_id, status in self._all(tx, claimable, (now, now, now, limit)):
-            if status == "running":
-                self._run(
-                    tx,
-                    sql.LOSE_ATTEMPTS,
-                    (now, "the lease expired before the attempt finished (worker stopped or stalled)", job_id),
-                )
-            token, number = self._one(tx, sql.TAKE_JOB, (now + lease, now, job_id))
-            self._run(tx, sql.INSERT_ATTEMPT, (job_id, number, token, now))
-            claimed.append(rows.claimed(self._one(tx, sql.CLAIMED, (job_id,))))
+        for _ in range(2):  # once more when a cut job was put aside: the jobs it held up may be free now
+            put_aside = False
+            for job_id, status, cuts in self._all(tx, claimable, (now, now, now, limit - len(claimed))):
+                if status == "running" and not self._cut(tx, job_id, int(cuts) + 1, now, policy):
+                    put_aside = True  # it waits, or is dead
+                    continue
+                token, number = self._one(tx, sql.TAKE_JOB, (now + lease, holders.current(), now, job_id))
+                self._run(tx, sql.INSERT_ATTEMPT, (job_id, number, token, now))
+                claimed.append(rows.claimed(self._one(tx, sql.CLAIMED, (job_id,))))
+                if claimed[-1].cuts:
+                    return claimed  # its worker runs it alone: nothing more for this worker now
+            if not put_aside or len(claimed) >= limit:
+                break
         return claimed
+
+    def _cut(self, tx: Tx, job: int, cuts: int, now: float, policy: Cuts) -> bool:
+        """Record that the job's attempt was cut short (its `cuts`-th); True if it may run again at once."""
+        self._run(
+            tx,
+            sql.LOSE_ATTEMPTS,
+            (now, "the lease expired before the attempt finished (worker stopped or stalled)", job),
+        )
+        wait = policy.wait(cuts)
+        reason = rows.cut_reason(cuts, policy.limit, wait)
+        if cuts >= policy.limit:
+            self._run(tx, sql.DEAD_AFTER_CUTS, (cuts, reason, now, job))
+            log.error("job %s: dead: %s", job, reason)
+            return False
+        if wait > 0:
+            self._run(tx, sql.WAIT_AFTER_CUT, (cuts, now + wait, reason, now, job))
+            return False
+        self._run(tx, sql.COUNT_CUT, (cuts, reason, now, job))
+        return True
 
     def extend(self, job: int, token: int, lease: float) -> bool:
         def op(tx: Tx) -> bool:
@@ -405,25 +277,6 @@ class SqlStore(Store):
             return [rows.claimed(self._one(tx, sql.CLAIMED, (job_id,))) for job_id in ids]
 
         return self._write(op).result()
-
-    # ------------------------------------------------------------------------------- maintenance
-
-    def prune(self, older_than: float) -> int:
-        def op(tx: Tx) -> int:
-            if not self._try_lock_name(tx, "prune"):  # another replica is at it
-                return 0
-            ids = [int(row[0]) for row in self._all(tx, sql.PRUNABLE, (older_than, PRUNE_BATCH))]
-            if ids:
-                marks = sql.marks(len(ids))
-                self._run(tx, sql.DELETE_ATTEMPTS.format(marks=marks), ids)
-                self._run(tx, sql.DELETE_JOBS.format(marks=marks), ids)
-                self._run(tx, sql.DELETE_DELIVERIES.format(marks=marks), ids)
-            return len(ids)
-
-        total = 0
-        while (count := self._write(op).result()) > 0:  # small transactions: ingest is never held up for long
-            total += count
-        return total
 
     def ping(self) -> None:
         self._write(lambda tx: self._run(tx, sql.PING, (str(self.clock()),))).result()

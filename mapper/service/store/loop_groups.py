@@ -28,7 +28,8 @@ from functools import partial
 from typing import Any, Final, TypeVar
 
 from mapper.service.store import group
-from mapper.service.store.base import SqlStore, Tx
+from mapper.service.store.base import SqlStore
+from mapper.service.store.interface import Tx
 from mapper.service.store.records import Ingested, NewDelivery, NewJob, StoreError, StoreUnavailable
 
 T = TypeVar("T")

@@ -98,9 +98,17 @@ CREATE INDEX IF NOT EXISTS deliveries_without_id_by_dedupe_key ON deliveries (de
     WHERE delivery_id IS NULL
 """
 
+# A job counts its attempts that were cut short (store.records.Cuts) and names the process holding its lease
+# (store.holders), so that a restarted process can take back at once what its dead predecessor held.
+_V3: Final = """
+ALTER TABLE jobs ADD COLUMN cuts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN holder TEXT
+"""
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "deliveries, jobs and attempts", _V1),
     Migration(2, "index webhook bodies only for deliveries without an id", _V2),
+    Migration(3, "count cut attempts; name the holder of a lease", _V3),
 )
 
 CREATE_VERSION_TABLE: Final = (

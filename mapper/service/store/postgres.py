@@ -8,14 +8,17 @@ Same tables and state machine as the embedded store (`base.SqlStore`); what this
 - ingests hold transaction-scoped advisory locks on the dedupe key and on the resource, so two listeners cannot
   both accept one body, and a resource's job ids are committed in the order they were handed out;
 - times compared by the state machine come from the DATABASE's clock (its offset from ours is measured on every
-  new connection), so a lease means the same on every machine whatever their clocks say.
+  new connection), so a lease means the same on every machine whatever their clocks say;
+- once an ingest that made jobs has committed, a NOTIFY tells the workers of other processes, which LISTEN
+  (`store.notices`): an idle worker starts within milliseconds instead of at its next poll.
 
 When the connection is lost: a transaction that failed before COMMIT cannot have committed, so it is run again
 once on a fresh connection; a COMMIT whose answer was lost raises StoreUnavailable (the listener answers 503 and
 the sender's retry is caught by the dedupe). While the database cannot be reached, calls fail at once with
 StoreUnavailable and a new connection is tried at most every few seconds.
 https://www.postgresql.org/docs/current/sql-select.html#SQL-FOR-UPDATE-SHARE,
-https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS
+https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS,
+https://www.postgresql.org/docs/current/sql-notify.html
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ from typing import Any, Final, TypeVar
 import psycopg
 from psycopg import conninfo as pg_conninfo
 
-from mapper.service.store import schema
-from mapper.service.store.base import SqlStore, Tx
+from mapper.service.store import notices, schema
+from mapper.service.store.base import SqlStore
+from mapper.service.store.interface import Tx
 from mapper.service.store.migrations import MIGRATIONS, Migration
-from mapper.service.store.records import StoreError, StoreUnavailable
+from mapper.service.store.records import Ingested, NewDelivery, NewJob, StoreError, StoreUnavailable
 
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
@@ -193,6 +197,8 @@ class PostgresStore(SqlStore):
         self._pool.give(conn, True)
         if applied:
             log.info("store %s: layout upgraded to version %d", self.where, applied[-1])
+        self._channel = self._read(lambda tx: f"wlmap {tx.execute('SELECT current_schema()').fetchone()[0]}")[:63]
+        self._notices = notices.Sender(self._conninfo, self._channel)
 
     # ------------------------------------------------------------------------------ connections
 
@@ -257,6 +263,21 @@ class PostgresStore(SqlStore):
             converted = self._statements[text] = text.replace("?", "%s")
         return converted
 
+    def ingest(self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float) -> Ingested:
+        stored = super().ingest(delivery, jobs, dedupe_window=dedupe_window)
+        if stored.jobs:
+            self._notices.send()
+        return stored
+
+    def release(self, job: int, token: int) -> bool:
+        released = super().release(job, token)
+        if released:
+            self._notices.send()  # another process may take it at once
+        return released
+
+    def watch(self, wake: Callable[[], None]) -> Callable[[], None]:
+        return notices.listen(self._conninfo, self._channel, wake, self.where)
+
     def _lock_name(self, tx: Tx, key: str) -> None:
         tx.execute(_LOCK, (key,))
 
@@ -316,6 +337,7 @@ class PostgresStore(SqlStore):
     def close(self) -> None:
         with self._state:
             self._closed = True
+        self._notices.close()
         self._pool.drop_idle(closing=True)
 
 

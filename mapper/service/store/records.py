@@ -5,7 +5,8 @@ A job's life (one job = one mapping run for one stored webhook):
     pending ──claim──▶ running ──finish──▶ done | skipped | dead
        │                  │  └────finish──▶ retry ──(next_attempt_at)──claim──▶ running ...
        │                  ├──release (shutdown)──▶ pending
-       │                  └──lease expired──▶ claimable again (a new token fences the old owner out)
+       │                  └──lease expired (a cut attempt)──▶ running again at once, alone (a new token fences
+       │                        the old owner out) | retry after Cuts.waits | dead after Cuts.limit cuts
        └──a newer event for the same mapping and resource──▶ coalesced
     done | skipped | dead ──replay──▶ replayed (a new job runs the current mapping)
 """
@@ -33,6 +34,10 @@ JOB_STATUSES: Final[tuple[str, ...]] = (
 )
 ACTIVE: Final[tuple[str, ...]] = ("pending", "running", "retry")  # a job that still has work to do
 FINISHED: Final[tuple[str, ...]] = ("done", "skipped", "dead", "coalesced", "replayed")
+# What pruning removes unless told otherwise: finished jobs but the dead, and webhooks that made no job. Dead
+# jobs wait for an operator (replay, or `wlmap prune --status dead`).
+PRUNED: Final[tuple[str, ...]] = ("done", "skipped", "coalesced", "replayed", "ignored", "duplicate")
+PRUNABLE: Final[tuple[str, ...]] = (*PRUNED, "dead")
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -101,11 +106,44 @@ class Claimed:
     received_at: float
     headers: Headers
     body: bytes
+    cuts: int = 0  # earlier attempts cut short (the process died or stalled): run this one alone
 
     @property
     def idempotency_key(self) -> str:
         """Stable across every retry of this job; the runner adds the step name and item index."""
         return f"wlmap-job-{self.job}"
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What a prune removed, and the disk space given back to the operating system (SQLite)."""
+
+    jobs: int = 0
+    deliveries: int = 0
+    freed_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Cuts:
+    """What a claim does with a job whose attempt was cut short (its lease ran out without an outcome).
+
+    A job that kills the process every time it runs would otherwise be reclaimed for ever, taking the jobs that
+    run beside it down too. The nth cut waits waits[n-1] seconds (the last entry for later cuts) before the
+    job runs again, alone in its worker; the `limit`-th cut parks it dead.
+    """
+
+    limit: int = 3
+    waits: tuple[float, ...] = (0.0, 60.0)
+
+    def wait(self, cuts: int) -> float:
+        return self.waits[min(cuts, len(self.waits)) - 1] if self.waits else 0.0
+
+    def scaled(self, time_scale: float) -> Cuts:
+        """The waits divided by `time_scale` (tests compress minutes into moments)."""
+        return Cuts(self.limit, tuple(wait / time_scale for wait in self.waits))
+
+
+CUTS: Final = Cuts()  # three cuts and the job is dead; after the second it waits a minute
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,30 @@ def delivery(row: Sequence[Any]) -> DeliveryRow:
 
 def claimed(row: Sequence[Any]) -> Claimed:
     return Claimed(
-        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], float(row[8]), headers(row[9]), bytes(row[10])
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        float(row[8]),
+        headers(row[9]),
+        bytes(row[10]),
+        int(row[11]),
+    )
+
+
+def cut_reason(cuts: int, limit: int, wait: float) -> str:
+    """Why a job whose attempt was cut short waits, runs again alone, or is parked."""
+    times = "once" if cuts == 1 else f"{cuts} times"
+    if cuts >= limit:
+        return f"the process stopped {times} while running this job; parked so that the others can run"
+    when = "at once" if wait <= 0 else f"in {wait:g} s"
+    return (
+        f"the process stopped (or stalled) {times} while running this job; it runs again {when}, alone "
+        f"(dead after {limit})"
     )
 
 

@@ -19,7 +19,7 @@ INSERT_DELIVERY: Final = (
 )
 INSERT_JOB: Final = (
     "INSERT INTO jobs (delivery, mapping, mapping_file, resource_key, status, attempts, next_attempt_at, "
-    "lease_until, token, replay_of, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "lease_until, token, replay_of, created_at, updated_at, holder) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "RETURNING id"
 )
 INSERT_ATTEMPT: Final = "INSERT INTO attempts (job, number, token, started_at, status) VALUES (?, ?, ?, ?, 'running')"
@@ -41,7 +41,7 @@ COALESCE_OLDER: Final = (
 # A running job's next_attempt_at is the time it became due, never later than now: the range term holds for
 # every claimable job and lets the scan follow jobs_active_by_time in ORDER BY order (no sort).
 CLAIMABLE: Final = (
-    "SELECT j.id, j.status FROM jobs j{by_time} "
+    "SELECT j.id, j.status, j.cuts FROM jobs j{by_time} "
     f"WHERE j.status IN {ACTIVE_IN} AND j.next_attempt_at <= ? "
     "AND ((j.status IN ('pending', 'retry') AND j.next_attempt_at <= ?) "
     "OR (j.status = 'running' AND j.lease_until < ?)) "
@@ -54,11 +54,25 @@ LOSE_ATTEMPTS: Final = (
 )
 TAKE_JOB: Final = (
     "UPDATE jobs SET status = 'running', token = token + 1, attempts = attempts + 1, lease_until = ?, "
-    "updated_at = ? WHERE id = ? RETURNING token, attempts"
+    "holder = ?, updated_at = ? WHERE id = ? RETURNING token, attempts"
+)
+# A cut attempt (lease expired without an outcome): counted, then the job waits (retry), runs again or is dead.
+COUNT_CUT: Final = "UPDATE jobs SET cuts = ?, last_reason = ?, updated_at = ? WHERE id = ?"
+WAIT_AFTER_CUT: Final = (
+    "UPDATE jobs SET status = 'retry', cuts = ?, next_attempt_at = ?, lease_until = NULL, last_reason = ?, "
+    "updated_at = ? WHERE id = ?"
+)
+DEAD_AFTER_CUTS: Final = (
+    "UPDATE jobs SET status = 'dead', cuts = ?, lease_until = NULL, last_reason = ?, updated_at = ? WHERE id = ?"
 )
 CLAIMED: Final = (
     "SELECT j.id, j.token, j.attempts, j.mapping, j.mapping_file, j.resource_key, d.id, d.delivery_id, "
-    "d.received_at, d.headers, d.body FROM jobs j JOIN deliveries d ON d.id = j.delivery WHERE j.id = ?"
+    "d.received_at, d.headers, d.body, j.cuts FROM jobs j JOIN deliveries d ON d.id = j.delivery WHERE j.id = ?"
+)
+# Leases whose holder is provably gone (store.holders): expired now, so the next claim takes the job back.
+HOLDERS: Final = "SELECT DISTINCT holder FROM jobs WHERE status = 'running' AND holder IS NOT NULL"
+EXPIRE_HELD: Final = (
+    "UPDATE jobs SET lease_until = ? WHERE status = 'running' AND holder = ? AND lease_until >= ? RETURNING id"
 )
 EXTEND: Final = "UPDATE jobs SET lease_until = ?, updated_at = ? WHERE id = ? AND token = ? AND status = 'running'"
 FINISH_JOB: Final = (
@@ -80,13 +94,16 @@ JOB_FOR_REPLAY: Final = "SELECT delivery, mapping, mapping_file, resource_key, s
 MARK_REPLAYED: Final = "UPDATE jobs SET status = 'replayed', superseded_by = ?, updated_at = ? WHERE id = ?"
 DELIVERY_STATUS: Final = "SELECT status FROM deliveries WHERE id = ?"
 ACCEPT_DELIVERY: Final = "UPDATE deliveries SET status = 'accepted' WHERE id = ?"
-PRUNABLE: Final = (
-    "SELECT d.id FROM deliveries d WHERE d.received_at < ? AND NOT EXISTS (SELECT 1 FROM jobs k "
-    "WHERE k.delivery = d.id AND k.status IN ('pending', 'running', 'retry', 'dead')) ORDER BY d.id LIMIT ?"
+# Pruning goes job by job (a delivery goes with its last job) in small batches. No ORDER BY: jobs_by_status
+# (status, id) gives the oldest first anyway, and sorting every finished job to take 500 would not.
+PRUNABLE_JOBS: Final = "SELECT id, delivery FROM jobs WHERE status IN ({marks}) AND updated_at < ? LIMIT ?"
+PRUNABLE_DELIVERIES: Final = "SELECT id FROM deliveries WHERE status IN ({marks}) AND received_at < ? LIMIT ?"
+DELETE_ATTEMPTS: Final = "DELETE FROM attempts WHERE job IN ({marks})"
+DELETE_JOBS: Final = "DELETE FROM jobs WHERE id IN ({marks})"
+DELETE_DELIVERIES: Final = (
+    "DELETE FROM deliveries WHERE id IN ({marks}) AND NOT EXISTS (SELECT 1 FROM jobs j "
+    "WHERE j.delivery = deliveries.id) RETURNING id"
 )
-DELETE_ATTEMPTS: Final = "DELETE FROM attempts WHERE job IN (SELECT id FROM jobs WHERE delivery IN ({marks}))"
-DELETE_JOBS: Final = "DELETE FROM jobs WHERE delivery IN ({marks})"
-DELETE_DELIVERIES: Final = "DELETE FROM deliveries WHERE id IN ({marks})"
 PING: Final = "INSERT INTO meta (key, value) VALUES ('ping', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 COUNTS: Final = (
     "SELECT status, COUNT(*) FROM jobs WHERE status IN ('pending', 'running', 'retry', 'dead') GROUP BY status"

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Final, TypeVar
 
 from mapper.service.store import schema
-from mapper.service.store.base import Clock, Tx
+from mapper.service.store.interface import Clock, Tx
 from mapper.service.store.loop_groups import BUSY_TIMEOUT_MS, LoopGroups, plain, unavailable
 from mapper.service.store.migrations import MIGRATIONS, Migration
 from mapper.service.store.records import StoreError, StoreUnavailable
@@ -34,6 +34,10 @@ T = TypeVar("T")
 log = logging.getLogger("wlmap.store")
 
 MAX_BATCH: Final = 256  # writes committed together at most
+WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024  # bytes the WAL file keeps after a checkpoint
+GIVE_BACK_PAGES: Final = 256  # pages returned to the file system per transaction (1 MB of 4 KB pages)
+INCREMENTAL: Final = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
+CHECKPOINT_EVERY: Final = 6  # batches of a prune between two checkpoints of its own
 
 
 @dataclass
@@ -68,6 +72,7 @@ class SqliteStore(LoopGroups):
         self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
+        self._batches = 0  # of maintenance tasks, for `_after_batch`
         self._init_groups()
         conn = self._open()
         try:
@@ -91,6 +96,10 @@ class SqliteStore(LoopGroups):
         return conn
 
     def _prepare(self, conn: sqlite3.Connection, steps: Sequence[Migration]) -> None:
+        if conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
+            # Only a file without tables takes this (before WAL mode is set, too); an older file gets it from
+            # `wlmap prune --vacuum` (VACUUM rewrites the whole file). https://www.sqlite.org/pragma.html#pragma_auto_vacuum
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"cannot use the store {self.path}: SQLite would not switch it to WAL mode")
@@ -110,6 +119,8 @@ class SqliteStore(LoopGroups):
         conn.execute("PRAGMA synchronous = FULL")  # with WAL: a commit survives power loss, not just a crash
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        # After a checkpoint the WAL file is cut back to this size: a prune must not leave it at its peak.
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         if self._max_bytes is not None:
             page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
             conn.execute(f"PRAGMA max_page_count = {max(1, self._max_bytes // page_size)}")
@@ -189,6 +200,65 @@ class SqliteStore(LoopGroups):
 
     async def _write_async(self, op: Callable[[Tx], T], executor: Executor | None) -> T:
         return await asyncio.wrap_future(self._write(op))  # the writer thread resolves it; no pool thread waits
+
+    # ------------------------------------------------------------------------------ space
+
+    @property
+    def gives_space_back(self) -> bool:
+        return self._read(lambda tx: int(tx.execute("PRAGMA auto_vacuum").fetchone()[0])) == INCREMENTAL
+
+    def give_back(self) -> int:
+        """Free pages back to the file system, a few at a time between the other writes (incremental vacuum);
+        the file shrinks at the next checkpoint of the WAL."""
+
+        def step(tx: Tx) -> int:
+            free = int(tx.execute("PRAGMA freelist_count").fetchone()[0])
+            if free == 0 or int(tx.execute("PRAGMA auto_vacuum").fetchone()[0]) != INCREMENTAL:
+                return 0
+            pages = min(free, GIVE_BACK_PAGES)
+            for _ in range(pages):  # one page per step: sqlite3 steps a statement without result rows once
+                tx.execute("PRAGMA incremental_vacuum")
+            return pages * int(tx.execute("PRAGMA page_size").fetchone()[0])
+
+        freed = 0
+        while step_freed := self._paced(step):
+            freed += step_freed
+        if freed:
+            self._checkpoint()
+        return freed
+
+    def _after_batch(self) -> None:
+        # A prune writes the WAL full again and again (~70 pages a batch, at most ~170). Copied back every few
+        # batches, on a connection of its own, it stays below the size (1,000 pages) at which a commit of the
+        # writer or of the webhooks' group would checkpoint it while the next webhooks wait. Measured on the
+        # writer's transactions while pruning 200k jobs: p99 17.7 ms without (two runs), 12.7-14.2 ms with.
+        self._batches += 1
+        if self._batches % CHECKPOINT_EVERY == 0:
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the file now (PASSIVE: waits for nobody), so that the file shrinks."""
+        with contextlib.suppress(sqlite3.Error):
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                conn.close()
+
+    def vacuum(self) -> int:
+        """Rewrite the file (VACUUM) with incremental vacuum switched on; the bytes it shrank by. It holds the
+        write lock until done: a service on the same file answers 503 meanwhile."""
+        before = Path(self.path).stat().st_size
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot vacuum the store {self.path}: {plain(exc)}") from None
+        finally:
+            conn.close()
+        return max(0, before - Path(self.path).stat().st_size)
 
     # ------------------------------------------------------------------------------ reading
 
