@@ -301,6 +301,7 @@ class _Compiler:
         steps = self.steps(data.get("steps"), after, connections)
         if not self.problems.has_errors:  # with errors, some uses could not be read: the warnings could be wrong
             self.unused(data, extract, steps, skip_unless)
+            self.unread_secrets(data.get("secrets"))
         if self.problems.has_errors or trigger is None:
             return None
         name = data.get("name")
@@ -317,7 +318,15 @@ class _Compiler:
             steps=tuple(steps),
             env_names=frozenset(self.env_names),
             lines=tuple(self.doc.lines),
+            secrets=frozenset(name for name in _list(data.get("secrets")) if isinstance(name, str)),
         )
+
+    def unread_secrets(self, names: Any) -> None:
+        """A name in `secrets:` that no template reads is most likely a typo, which would leave a secret shown."""
+        for index, name in enumerate(_list(names)):
+            if isinstance(name, str) and name not in self.env_names:
+                hint = did_you_mean(name, sorted(self.env_names)) or "list only variables the mapping reads"
+                self.warning(("secrets", index), f"`{name}` is marked secret but no template reads `env.{name}`", hint)
 
     def trigger(self, data: Any, scope: Scope) -> Trigger | None:
         if not isinstance(data, dict):
@@ -340,6 +349,7 @@ class _Compiler:
             frozenset(type_key(t) for t in types),
             frozenset(topics),
             when,
+            data.get("allow_unsigned") is True,
         )
 
     def connections(self, data: Any) -> dict[str, Connection]:

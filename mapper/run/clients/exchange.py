@@ -196,6 +196,7 @@ class Wire:
     ) -> Response:
         """Send and record; `reveals` names secrets in the answer (a new token) to keep out of the record."""
         kind: ExchangeKind = request.extensions[KIND_EXTENSION]
+        self.masker.learn_sent(_decoded(request.headers.raw))  # what the target may echo back in a message
         started = time.perf_counter()
         try:
             answer = await self.transport.handle_async_request(request)
@@ -212,11 +213,12 @@ class Wire:
         if self.keep_cookies:
             self.cookies.extract_cookies(answer)
         headers = _header_dict(answer.headers.raw)
+        self.masker.learn_received(_decoded(answer.headers.raw))  # session cookies and CSRF tokens
         shown_url = self.masker.url(str(request.url))
         response = Response(answer.status_code, headers, content, _ms(started), shown_url, masker=self.masker)
         for secret in reveals(response) if reveals else ():
             if secret:
-                self.masker.add(secret)
+                self.masker.remember(secret)
                 shown_url = self.masker.url(str(request.url))
         exchanges.append(self._record(kind, request, attempt, started, response=response, url=shown_url))
         log.debug("%s %s → %d in %.0f ms", request.method, response.url, response.status, response.elapsed_ms)
