@@ -142,18 +142,18 @@ class Masker:
             key = name.lower()
             if key not in self.sensitive_headers or (key == "x-csrf-token" and value.strip().lower() in _CSRF_WORDS):
                 continue
-            self.remember(value)
+            scheme = _AUTH_SCHEMES.match(value)
             if key == "cookie":
                 for pair in value.split(";"):
                     self.remember(pair.strip().partition("=")[2])
-                continue
-            scheme = _AUTH_SCHEMES.match(value)
-            if scheme:
+            elif scheme:  # `Basic ***` says more than `***`, and hides as much
                 credentials = scheme.group(1)
                 self.remember(credentials)
                 token = _TOKEN_EQUALS.match(credentials)
                 if token:
                     self.remember(token.group(1).strip('"'))
+            else:
+                self.remember(value)
 
     def learn_received(self, headers: Iterable[tuple[str, str]], token_header: str = "x-csrf-token") -> None:
         """Session cookies (`Set-Cookie`) and CSRF tokens a target hands out are secrets from then on."""
