@@ -46,6 +46,7 @@ _JSON_TYPES: Final = ("application/json",)
 Readiness = Callable[[], str | None]  # blocking; None when ready, else why not
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+STORE_RECHECK: Final = 30.0  # seconds /readyz says "not ready" after the store refused a webhook (then it is tried)
 UNSIGNED_NOT_WANTED: Final = "no mapping accepts this webhook unsigned"
 UNSIGNED_ADDRESS: Final = "unsigned webhooks are not accepted from this address"
 BODY_TOO_SLOW: Final = "body not received in time"
@@ -153,6 +154,18 @@ class Webhooks:
     ) -> None:
         self.store, self.route, self.options, self.metrics = store, route, options, metrics
         self.executor, self.on_stored = executor, on_stored
+        self._refused: tuple[float, str] | None = None  # when the store last refused a webhook, and why
+
+    def store_problem(self) -> str | None:
+        """Why the store is not taking webhooks, if it refused the last one less than STORE_RECHECK ago.
+
+        A store can refuse a webhook while a small probe write still works (a full disk or `--store-max-mb`
+        leaves room for a row's update, not for a webhook); after STORE_RECHECK seconds the next webhook tries
+        again, so a load balancer that stopped sending finds out when the disk has room again.
+        """
+        if self._refused is None or time.monotonic() - self._refused[0] > STORE_RECHECK:
+            return None
+        return f"store not writable: the last webhook could not be stored ({self._refused[1]})"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -265,10 +278,13 @@ class Webhooks:
             )
         except StoreError as exc:
             log.error("webhook not stored, answered 503: %s", exc, extra={"event_id": event.delivery_id})
+            self._refused = (time.monotonic(), str(exc))
             return _refuse(503, "store unavailable", {"Retry-After": str(self.options.retry_after)})
         except Exception:  # a bug: still never a 2xx for what was not stored; the sender will try again
             log.exception("webhook not stored, answered 503", extra={"event_id": event.delivery_id})
+            self._refused = (time.monotonic(), "an unexpected error; see the log")
             return _refuse(503, "store unavailable", {"Retry-After": str(self.options.retry_after)})
+        self._refused = None
         return self._acknowledge(event, stored)
 
     def _acknowledge(self, event: Event, stored: Ingested) -> Answer:
@@ -314,12 +330,15 @@ def create_app(
     readiness: Readiness | None = None,
 ) -> Starlette:
     """The ASGI app: the webhook endpoint, /healthz, /readyz and /metrics."""
+    webhooks = Webhooks(store, route, options, metrics, executor, on_stored)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        problem = await run_blocking(executor, readiness) if readiness is not None else None
+        problem = webhooks.store_problem()
+        if problem is None and readiness is not None:
+            problem = await run_blocking(executor, readiness)
         if problem is not None:
             return JSONResponse({"error": problem}, status_code=503)
         return JSONResponse({"status": "ready"})
@@ -337,7 +356,6 @@ def create_app(
     async def not_found(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": "not found"}, status_code=404)
 
-    webhooks = Webhooks(store, route, options, metrics, executor, on_stored)
     return Starlette(
         routes=[
             Route(options.path, webhooks),

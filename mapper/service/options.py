@@ -61,7 +61,7 @@ SIGNATURE_HEADER: Final = "x-scope-hmac-sha256"
 SIGNATURE_ENCODINGS: Final = tuple(SignatureEncoding)
 SIGNATURE_ENCODING: Final = SignatureEncoding.base64
 MAX_BODY: Final = 1024 * 1024  # bytes
-UNSIGNED_FROM: Final[tuple[str, ...]] = ()  # with --allow-unsigned: from any address
+UNSIGNED_FROM: Final[str | None] = None  # with --allow-unsigned: comma-separated networks; none: any address
 
 # Connections (docs/operations.md, Connections): what a client that sends slowly, or not at all, may hold.
 HEADER_TIMEOUT: Final = 10.0  # seconds for a request's head (request line and headers) to arrive
@@ -109,7 +109,7 @@ class ServiceOptions:
     path: str = WEBHOOK_PATH
     secrets: tuple[str, ...] = ()  # the webhook secrets (secrets_from(environment))
     allow_unsigned: bool = False
-    unsigned_from: tuple[str, ...] = UNSIGNED_FROM
+    unsigned_from: str | None = UNSIGNED_FROM
     signature_header: str = SIGNATURE_HEADER
     signature_encoding: str = SIGNATURE_ENCODING
     max_body: int = MAX_BODY
