@@ -189,7 +189,7 @@ def test_a_50_mb_body_is_cut_off_and_the_service_keeps_answering(tmp_path: Path,
                 for line in Path(f"/proc/{service.proc.pid}/status").read_text().splitlines()
                 if line.startswith("VmRSS")
             )
-        )  # type: ignore[union-attr]  # noqa: E501
+        )  # type: ignore[union-attr]
         assert rss_kb < 200 * 1024, f"the service holds {rss_kb // 1024} MB"
 
 

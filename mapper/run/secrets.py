@@ -9,6 +9,7 @@ URL, a caller id) is no secret, and traces show it by its name so they stay read
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from urllib.parse import quote_plus
 
 from mapper.language.plan import Plan, Value
 from mapper.run.masking import SENSITIVE_PARAMS, Masker, looks_secret
@@ -28,19 +29,34 @@ def secret_names(plan: Plan) -> frozenset[str]:
     return frozenset(names)
 
 
-def masker_for(plan: Plan, env: Mapping[str, str]) -> Masker:
-    """A masker that hides the plan's secret env values and names the others."""
-    secret = secret_names(plan)
-    masker = Masker(labels={name: env[name] for name in sorted(plan.env_names - secret) if name in env})
+def masker_for(plans: Plan | Iterable[Plan], env: Mapping[str, str]) -> Masker:
+    """A masker that hides the plans' secret env values (and the base64 of each basic-auth pair they send)
+    and names their other env values."""
+    chosen = [plans] if isinstance(plans, Plan) else list(plans)
+    secret = {name for plan in chosen for name in secret_names(plan)}
+    named = {name for plan in chosen for name in plan.env_names} - secret
+    masker = Masker(labels={name: env[name] for name in sorted(named) if name in env})
     for name in sorted(secret):
         if name in env:
             masker.add(env[name])
+    for plan in chosen:
+        for connection in plan.connections.values():
+            _add_pair(masker, connection.auth.kind, connection.auth.values, env)
     return masker
 
 
-def secret_values(plans: Iterable[Plan], env: Mapping[str, str]) -> list[str]:
-    """Every secret value the plans read from `env` (for the service's log lines)."""
-    return sorted({env[name] for plan in plans for name in secret_names(plan) if name in env})
+def _add_pair(masker: Masker, kind: str, values: Mapping[str, Value], env: Mapping[str, str]) -> None:
+    """The base64 of `user:password` a basic-auth (or OAuth2 client) connection sends, where env fills it."""
+    keys = {"basic": ("username", "password"), "oauth2": ("client_id", "client_secret")}.get(kind)
+    if keys is None or not all(key in values for key in keys):
+        return
+    try:
+        user, password = (str(values[key].render({"env": env})) for key in keys)
+    except Exception:  # an unset variable: the connection cannot send it either
+        return
+    if kind == "oauth2":  # RFC 6749 §2.3.1: form-encoded before they are joined
+        user, password = quote_plus(user), quote_plus(password)
+    masker.add_basic(user, password)
 
 
 def _credential_param(name: str, api_key_name: str | None) -> bool:

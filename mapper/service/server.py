@@ -31,9 +31,10 @@ import uvicorn
 from starlette.applications import Starlette
 
 from mapper.errors import MappingError, as_text
+from mapper.run.secrets import masker_for
 from mapper.service.connections import guarded
 from mapper.service.listener import ListenerOptions, Network, create_app
-from mapper.service.logs import configure_logging
+from mapper.service.logs import configure_logging, hide
 from mapper.service.mappings import Mappings
 from mapper.service.metrics import Metrics
 from mapper.service.options import ROLES, SECRETS_ENV, ServiceError, ServiceOptions
@@ -104,6 +105,7 @@ async def _serve(options: ServiceOptions) -> int:
     scheme = _signature_scheme(options)
     mappings = Mappings(options.mappings, options.env)
     mappings.load()
+    _hide_secrets(mappings, options)
     async with contextlib.AsyncExitStack() as resources:  # closed in reverse, whatever happens
         runner = load_runner(options.runner, options.env)
         resources.push_async_callback(_quietly, runner.aclose)
@@ -124,7 +126,7 @@ async def _serve(options: ServiceOptions) -> int:
                 executor,
                 retention=options.retention,
                 interval=options.reload_interval,
-                on_reload=lambda: metrics.mappings.set(len(mappings.current())),
+                on_reload=lambda: _reloaded(mappings, options, metrics),
             )
         )
         resources.push_async_callback(_cancel, housekeeping)
@@ -132,6 +134,19 @@ async def _serve(options: ServiceOptions) -> int:
         code = await _run(_Server(_config(app, options)), sock, worker, options.runs_jobs)
     log.info("stopped")
     return code
+
+
+def _hide_secrets(mappings: Mappings, options: ServiceOptions) -> None:
+    """The log lines hide the mappings' secrets and the webhook secrets (and name the other env values)."""
+    masker = masker_for(mappings.current().values(), options.env)
+    for secret in options.secrets:
+        masker.add(secret)
+    hide(masker)
+
+
+def _reloaded(mappings: Mappings, options: ServiceOptions, metrics: Metrics) -> None:
+    metrics.mappings.set(len(mappings.current()))
+    _hide_secrets(mappings, options)
 
 
 def _worker(
