@@ -468,3 +468,25 @@ def test_env_values_that_are_not_secrets_are_shown_by_name(world: Any) -> None:
     [query] = [stage for stage in result.trace["stages"] if stage["stage"] == "query"]
     assert query["exchanges"][0]["url"] == "‹SCOPE_URL›"
     assert query["exchanges"][0]["request_headers"]["authorization"] == "***"  # used in a header: a secret
+
+
+def test_a_variable_the_mapping_marks_secret_is_masked_not_named(world: Any) -> None:
+    server, scope, env = world
+    scope.answer(FakeScope.data({"node": NODE}))
+    server.route("POST", "/things", Reply.json({"stored": "6816f79cc0a8016401c5a33be04be441"}, status=400))
+    head = HEAD.replace("name: runner-test\n", "name: runner-test\nsecrets: [CALLER_ID]\n")
+    plan = plan_of(
+        """
+    - name: create-thing
+      connection: target
+      method: POST
+      path: /things
+      json: {caller: "{{ env.CALLER_ID }}", password: "{{ env.DB_PASSWORD }}"}
+    """,
+        head=head,
+    )
+    result = run(plan, {**env, "CALLER_ID": "6816f79cc0a8016401c5a33be04be441", "DB_PASSWORD": "db-canary-pw"})
+    assert result.status == "dead"
+    [step] = [stage for stage in result.trace["stages"] if stage["stage"] == "step"]
+    assert json.loads(step["exchanges"][0]["request_body"]) == {"caller": "***", "password": "***"}
+    assert result.reason.endswith('answered 400: {"stored": "***"}')

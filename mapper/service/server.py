@@ -106,6 +106,12 @@ async def _serve(options: ServiceOptions) -> int:
     mappings = Mappings(options.mappings, options.env)
     mappings.load()
     _hide_secrets(mappings, options)
+    if options.allow_unsigned and options.takes_webhooks:
+        allowing = sorted(name for name, plan in mappings.current().items() if plan.trigger.allow_unsigned)
+        log.warning(
+            "--allow-unsigned: mappings that take unsigned webhooks: %s",
+            ", ".join(allowing) or "none (every unsigned webhook will be refused; see `allow_unsigned` in a trigger)",
+        )
     async with contextlib.AsyncExitStack() as resources:  # closed in reverse, whatever happens
         runner = load_runner(options.runner, options.env)
         resources.push_async_callback(_quietly, runner.aclose)
