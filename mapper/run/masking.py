@@ -88,10 +88,11 @@ class Masker:
     ) -> None:
         self._lasting: dict[str, str] = {}  # form → what replaces it
         self._learnt: OrderedDict[str, tuple[str, ...]] = OrderedDict()  # value → its forms, oldest first
-        self._replacements: dict[str, str] = {}
         self._ordered: tuple[tuple[str, str], ...] = ()  # (form, replacement), longest first
+        self._ordered_json: tuple[tuple[str, str], ...] = ()  # the same, the replacement as JSON-escaped ASCII
         self._risky: frozenset[str] = frozenset()  # forms whose masking may break JSON text (see json_text)
         self._pattern: re.Pattern[str] | None = None
+        self._last_sent: tuple[tuple[str, str], ...] = ()
         self._dirty = False
         self._longest = 0
         self.sensitive_headers = SENSITIVE_HEADERS | {name.lower() for name in sensitive_headers}
@@ -113,7 +114,8 @@ class Masker:
         """A user/password pair: the password is a secret, and so is the base64 the pair becomes."""
         self.add(password)
         if len(password) >= MIN_SECRET_LENGTH:
-            self._add_lasting(_base64_forms(f"{user}:{password}"), MASK)
+            pair = base64.b64encode(f"{user}:{password}".encode("utf-8", "surrogatepass")).decode("ascii")
+            self._add_lasting({pair, *_base64_forms(f"{user}:{password}")}, MASK)
 
     def label(self, name: str, value: str) -> None:
         """A value that is no secret but is shown by its name, `‹NAME›` (a secret's forms win over a label's)."""
@@ -129,16 +131,22 @@ class Masker:
         if secret in self._learnt:
             self._learnt.move_to_end(secret)
             return
-        forms = tuple(form for form in _secret_forms(secret) if self._lasting.get(form) != MASK)
+        # Learnt values arrive already encoded for the wire (a cookie, a token): their base64 is not looked for.
+        forms = tuple(form for form in _encoded_forms(secret) if self._lasting.get(form) != MASK)
         self._learnt[secret] = forms
         if len(self._learnt) > LEARNT_LIMIT:
             self._learnt.popitem(last=False)
+            self._last_sent = ()  # what was sent may be what went: learn it again next time
         self._rebuild()
 
     def learn_sent(self, headers: Iterable[tuple[str, str]]) -> None:
         """What a request carries in credential headers is a secret, whoever built it (a step's own
         `Authorization: Basic {{ ... | b64encode }}` too): the whole value and the credentials after the scheme."""
-        for name, value in headers:
+        pairs = tuple(headers)
+        if pairs == self._last_sent:  # a connection sends the same credentials request after request
+            return
+        self._last_sent = pairs
+        for name, value in pairs:
             key = name.lower()
             if key not in self.sensitive_headers or (key == "x-csrf-token" and value.strip().lower() in _CSRF_WORDS):
                 continue
@@ -148,10 +156,8 @@ class Masker:
                     self.remember(pair.strip().partition("=")[2])
             elif scheme:  # `Basic ***` says more than `***`, and hides as much
                 credentials = scheme.group(1)
-                self.remember(credentials)
-                token = _TOKEN_EQUALS.match(credentials)
-                if token:
-                    self.remember(token.group(1).strip('"'))
+                token = _TOKEN_EQUALS.match(credentials)  # `Token token=***`
+                self.remember(token.group(1).strip('"') if token else credentials)
             else:
                 self.remember(value)
 
@@ -184,8 +190,10 @@ class Masker:
             for form in forms:
                 if len(form) >= MIN_SECRET_LENGTH:
                     replacements[form] = MASK
-        self._replacements = replacements
         self._ordered = tuple(sorted(replacements.items(), key=lambda item: (-len(item[0]), item[0])))
+        # In JSON text a label goes in escaped (`\\u2039NAME\\u203a`): the text stays ASCII, which keeps every later
+        # search over it at one byte per character, and reads back as `‹NAME›`.
+        self._ordered_json = tuple((form, json.dumps(replacement)[1:-1]) for form, replacement in self._ordered)
         self._risky = frozenset(form for form in replacements if not _inside_a_json_string(form))
         self._longest = max((len(form) for form in replacements), default=0)
         self._dirty = True
@@ -219,7 +227,7 @@ class Masker:
         starts just before it. Otherwise the caller parses the result to find out.
         """
         valid = True
-        for form, replacement in self._ordered:
+        for form, replacement in self._ordered_json:
             if form not in s:
                 continue
             if valid:
@@ -322,13 +330,10 @@ def _encoded_forms(value: str) -> set[str]:
 
 
 def _base64_forms(value: str) -> set[str]:
-    """Base64 of the value's UTF-8 bytes, standard and URL-safe, with and without padding."""
+    """Base64 of the value's UTF-8 bytes, standard and URL-safe, without padding: the padded form starts with
+    it, so masking it leaves `***==`, and one form less per secret is one search less per text."""
     raw = value.encode("utf-8", "surrogatepass")
-    forms = set()
-    for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
-        text = encoded.decode("ascii")
-        forms |= {text, text.rstrip("=")}
-    return forms
+    return {encoded.decode("ascii").rstrip("=") for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw))}
 
 
 def _secret_forms(secret: str) -> set[str]:
