@@ -231,8 +231,10 @@ def test_a_refused_client_is_a_permanent_auth_failure():
         (failure,), _ = run((oauth2_connection(server, oauth), env, [{"path": "/a"}]))
         assert isinstance(failure, AuthFailure)
         assert not failure.retryable
-        # the token URL comes from env, and every env value a connection reads is treated as a secret
-        assert failure.reason == "the OAuth2 token endpoint *** answered 401: invalid_client (bad client credentials)"
+        # the token URL comes from env and is an address, not a secret: shown by the variable's name
+        assert failure.reason == (
+            "the OAuth2 token endpoint ‹TOKEN_URL› answered 401: invalid_client (bad client credentials)"
+        )
         assert server.requests_to("/api/*") == []
 
 

@@ -395,3 +395,21 @@ def test_graphql_steps_and_outcome_rules_compile_into_the_plan() -> None:
     assert rule.reason is not None and rule.reason.render({"order": "A-17", "status": 200}) == "no asset A-17 (200)"
     assert dict(record.on_error) == {"NOT_FOUND": "skip"}
     assert plan.steps[0].outcomes == () and plan.steps[0].graphql is None and dict(plan.steps[0].on_error) == {}
+
+
+def test_secrets_and_allow_unsigned_are_read_and_a_secret_nobody_reads_is_a_warning() -> None:
+    text = BASE.replace("name: demo\n", "name: demo\nsecrets: [TARGET, TOKNE]\n").replace(
+        "  topics: [scenario_session/completed]\n", "  topics: [scenario_session/completed]\n  allow_unsigned: true\n"
+    )
+    plan, problems = load(text)
+    assert plan is not None
+    assert plan.secrets == frozenset({"TARGET", "TOKNE"}) and plan.trigger.allow_unsigned is True
+    [warning] = [p for p in problems if "secret" in p.message]
+    assert (warning.severity, warning.message, warning.hint) == (
+        "warning",
+        "`TOKNE` is marked secret but no template reads `env.TOKNE`",
+        "did you mean `TOKEN`?",
+    )
+    assert (warning.location.line, warning.location.column) == (3, 19)
+    default, _ = load(BASE)
+    assert default is not None and default.secrets == frozenset() and default.trigger.allow_unsigned is False

@@ -6,6 +6,7 @@ send: a body refused before it is read, malformed requests). The store is a real
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import socket
@@ -33,9 +34,14 @@ BODY = b'{"data": {"id": "U2NlbmFyaW9TZXNzaW9uLTQ0MTIw", "url": "https://cms.sco
 TOPIC = "scenario_session/completed"
 
 
-def route(event: Event) -> Sequence[NewJob]:
-    """Stands in for the mappings: one wants completed scenario sessions."""
-    return [NewJob("m", event.resource_id, "m.yaml")] if event.topic == TOPIC else []
+def route(event: Event, *, unsigned: bool = False) -> Sequence[NewJob]:
+    """Stands in for the mappings: one wants completed scenario sessions, another (which allows unsigned
+    webhooks) legacy updates of calls."""
+    if event.topic == TOPIC and not unsigned:
+        return [NewJob("m", event.resource_id, "m.yaml")]
+    if event.generation == "legacy" and event.resource_type == "Call":
+        return [NewJob("legacy", event.resource_id, "legacy.yaml")]
+    return []
 
 
 def headers(
@@ -52,7 +58,9 @@ def headers(
 
 class Harness:
     def __init__(self, tmp_path: Path, store: Store | None = None, **options: Any) -> None:
-        self.store = store or SqliteStore(tmp_path / "wlmap.db")
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        self.store_path = tmp_path / "wlmap.db"
+        self.store = store or SqliteStore(self.store_path)
         self.metrics = Metrics()
         self.woken = 0
         settings = {"secrets": (OLD_SECRET, SECRET), **options}
@@ -139,13 +147,35 @@ def test_a_legacy_body_without_an_id_is_deduplicated_by_content(client: httpx.Cl
     assert client.post("/webhooks", content=legacy, headers=hdrs).json()["duplicate"] is True
 
 
-@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/vnd.scope+json", None])
-def test_json_content_types_and_none_are_accepted(client: httpx.Client, content_type: str | None) -> None:
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/vnd.scope+json"])
+def test_json_content_types_are_accepted(client: httpx.Client, content_type: str) -> None:
     hdrs = headers()
     del hdrs["content-type"]
-    if content_type is not None:
-        hdrs["content-type"] = content_type
+    hdrs["content-type"] = content_type
     assert client.post("/webhooks", content=BODY, headers=hdrs).status_code == 200
+
+
+def test_a_webhook_without_a_content_type_is_415(client: httpx.Client, harness: Harness) -> None:
+    """The docs promise 415 unless JSON; a missing type was accepted before."""
+    hdrs = headers()
+    del hdrs["content-type"]
+    answer = client.post("/webhooks", content=BODY, headers=hdrs)
+    assert (answer.status_code, answer.json()) == (415, {"error": "content type must be application/json"})
+    assert harness.store.deliveries() == []
+
+
+def test_credential_headers_a_proxy_adds_are_stored_masked(client: httpx.Client, harness: Harness) -> None:
+    extra = {"authorization": "Basic cHJveHk6Y2FuYXJ5LXBhc3N3b3Jk", "cookie": "session=canary-cookie-value"}
+    assert post(client, **extra).status_code == 200
+    [claimed] = harness.store.claim(10, 30.0)
+    stored = dict(claimed.headers)
+    assert stored["authorization"] == "***" and stored["cookie"] == "***"
+    assert stored["x-scope-hmac-sha256"] == sign(BODY, SECRET)  # what the signature needs is kept
+    harness.store.close()
+    raw = (harness.store_path.read_bytes() if harness.store_path.exists() else b"") + b"".join(
+        path.read_bytes() for path in harness.store_path.parent.glob("wlmap.db-*")
+    )
+    assert b"canary-cookie-value" not in raw and b"cHJveHk6Y2FuYXJ5LXBhc3N3b3Jk" not in raw
 
 
 # ----------------------------------------------------------------------------------------- signatures
@@ -185,14 +215,52 @@ def test_two_different_signature_headers_are_malformed(client: httpx.Client) -> 
     assert (answer.status_code, answer.json()["error"]) == (401, "malformed signature header")
 
 
+LEGACY_CALL = b'{"time": "2024-05-01T10:12:31Z", "event": "update", "type": "resource", "data": {"resource-id": "Q2FsbA==", "resource-type": "Call"}}'  # noqa: E501
+JSON_ONLY = {"content-type": "application/json"}
+
+
 def test_allow_unsigned_takes_webhooks_without_a_signature_but_not_bad_ones(tmp_path: Path) -> None:
     harness = Harness(tmp_path, allow_unsigned=True)
     with served(harness.app) as client:
-        assert post(client, secret=None).status_code == 200
+        assert client.post("/webhooks", content=LEGACY_CALL, headers=JSON_ONLY).status_code == 200
         assert harness.store.delivery(1).signature == "unsigned"
         hdrs = headers(delivery_id="d-2", secret=None, **{"x-scope-hmac-sha256": "A" * 43 + "="})
         assert client.post("/webhooks", content=BODY, headers=hdrs).status_code == 401
     harness.store.close()
+
+
+def test_allow_unsigned_refuses_a_forged_subscription_delivery(tmp_path: Path) -> None:
+    """Issue 15: an unsigned POST with X-Scope-Topic was accepted and its jobs ran."""
+    harness = Harness(tmp_path, allow_unsigned=True)
+    with served(harness.app) as client:
+        forged = client.post("/webhooks", content=BODY, headers=headers(secret=None))
+        assert (forged.status_code, forged.json()) == (401, {"error": "missing signature header"})
+        legacy_with_scope_header = {**JSON_ONLY, "x-scope-domain": "scopear.com"}
+        answer = client.post("/webhooks", content=LEGACY_CALL, headers=legacy_with_scope_header)
+        assert (answer.status_code, answer.json()) == (401, {"error": "missing signature header"})
+        bare = client.post("/webhooks", content=BODY, headers=JSON_ONLY)  # subscription-shaped, no headers
+        assert (bare.status_code, bare.json()) == (401, {"error": "missing signature header"})
+        scenario = LEGACY_CALL.replace(b'"Call"', b'"ScenarioSession"')  # no mapping allows it unsigned
+        refused = client.post("/webhooks", content=scenario, headers=JSON_ONLY)
+        assert (refused.status_code, refused.json()) == (401, {"error": "no mapping accepts this webhook unsigned"})
+    assert harness.store.deliveries() == [] and harness.store.jobs() == []
+    harness.store.close()
+
+
+def test_unsigned_webhooks_only_from_the_allowed_networks(tmp_path: Path) -> None:
+    allowed = Harness(tmp_path, allow_unsigned=True, unsigned_from=(ipaddress.ip_network("127.0.0.0/8"),))
+    with served(allowed.app) as client:
+        assert client.post("/webhooks", content=LEGACY_CALL, headers=JSON_ONLY).status_code == 200
+    allowed.store.close()
+    other = Harness(tmp_path / "other", allow_unsigned=True, unsigned_from=(ipaddress.ip_network("10.9.0.0/16"),))
+    with served(other.app) as client:
+        answer = client.post("/webhooks", content=LEGACY_CALL, headers=JSON_ONLY)
+        assert (answer.status_code, answer.json()) == (
+            401,
+            {"error": "unsigned webhooks are not accepted from this address"},
+        )
+        assert post(client).status_code == 200  # signed webhooks come from anywhere
+    other.store.close()
 
 
 def test_without_secrets_everything_signed_is_refused(tmp_path: Path) -> None:
@@ -445,3 +513,58 @@ def test_malformed_requests_are_refused_never_a_server_error(harness: Harness, r
         status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
         assert status == 0 or 400 <= status < 500, answer[:200]
         assert harness.store.deliveries() == []
+
+
+# ----------------------------------------------------------------------------------------- slow clients
+
+
+def _head(length: int) -> bytes:
+    return (
+        b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % length
+    )
+
+
+def test_a_body_shorter_than_its_content_length_is_answered_408_and_closed(tmp_path: Path) -> None:
+    """Issue 17: such a request stayed open indefinitely."""
+    harness = Harness(tmp_path, body_timeout=1.0)
+    with serve(harness.app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            started = time.monotonic()
+            sock.sendall(_head(500) + b'{"data": {}')
+            answer = b""
+            while chunk := sock.recv(65536):  # the server answers, then closes: recv ends with b""
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+            assert b'{"error":"body not received in time"}' in answer
+            assert 0.9 < time.monotonic() - started < 5
+        assert httpx.get(f"{url}/healthz").status_code == 200
+    assert harness.store.deliveries() == []
+    harness.store.close()
+
+
+def test_a_body_sent_a_byte_a_second_is_cut_off_while_others_are_answered(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, body_timeout=2.0)
+    with serve(harness.app) as url, httpx.Client(base_url=url, timeout=5) as client:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(_head(len(BODY)))
+            started = time.monotonic()
+            answer = b""
+            for byte in BODY:
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:  # closed by the server
+                    break
+                assert client.get("/healthz").status_code == 200  # the listener keeps answering meanwhile
+                sock.settimeout(1.0)
+                try:
+                    answer += sock.recv(65536)
+                except TimeoutError:
+                    continue
+                if answer:
+                    break
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+            assert time.monotonic() - started < 6
+        assert post(client).status_code == 200
+    harness.store.close()

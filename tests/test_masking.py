@@ -6,7 +6,7 @@ from urllib.parse import quote, quote_plus
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mapper.run.masking import Masker
+from mapper.run.masking import LEARNT_LIMIT, Masker, hide_headers, looks_secret
 
 SECRET = "canary-s3cret-XYZ"
 
@@ -189,3 +189,94 @@ def test_json_text_claims_valid_json_for_ordinary_secrets():
     assert masker.json_text(text) == (json.dumps({"url": "***/api", "auth": "***"}), True)
     numeric = json.dumps({"client": "0100", "n": 10100})
     assert masker.json_text(numeric)[1] is False  # "0100" could sit inside a number: the caller must check
+
+
+# ------------------------------------------------------------------------------- every form, learnt secrets
+
+
+def test_a_secret_is_masked_in_base64_too():
+    masker = Masker([SECRET])
+    raw = SECRET.encode()
+    for form in (
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode(),
+        base64.b64encode(raw).decode().rstrip("="),
+    ):
+        # the unpadded form is looked for (the padded one starts with it): what padding there was may stay
+        assert masker.text(f"echo: {form}.").removesuffix(".").rstrip("=") == "echo: ***", form
+
+
+def test_credentials_a_request_sends_are_secrets_however_they_were_built():
+    masker = Masker()
+    pair = base64.b64encode(b"someone:built-by-a-template").decode()
+    masker.learn_sent(
+        [
+            ("Authorization", f"Basic {pair}"),
+            ("Cookie", "SESSION=cookie-value-1; other=cookie-value-2"),
+            ("X-CSRF-Token", "Fetch"),
+            ("Accept", "application/json"),
+        ]
+    )
+    page = f"you sent Basic {pair} with cookie-value-1 and cookie-value-2; x-csrf-token: Fetch; application/json"
+    assert masker.text(page) == "you sent Basic *** with *** and ***; x-csrf-token: Fetch; application/json"
+    masker.learn_sent([("authorization", "Token token=scope-api-token-42")])
+    assert masker.text('token "scope-api-token-42"') == 'token "***"'
+
+
+def test_cookies_and_csrf_tokens_a_target_hands_out_become_secrets():
+    masker = Masker()
+    masker.learn_received(
+        [
+            ("Set-Cookie", "SAP_SESSIONID_ABC_100=session-canary-1; path=/; HttpOnly"),
+            ("set-cookie", "sap-usercontext=sap-client=100; path=/"),
+            ("x-csrf-token", "csrf-canary-2"),
+            ("content-type", "application/json"),
+        ]
+    )
+    text = "session-canary-1 csrf-canary-2 path=/ HttpOnly sap-client=100 application/json"
+    assert masker.text(text) == "*** *** path=/ HttpOnly *** application/json"
+    masker.learn_received([("x-csrf-token", "Required")])
+    assert masker.text("Required") == "Required"
+
+
+def test_secrets_learnt_from_traffic_are_bounded_and_the_newest_kept():
+    masker = Masker(["lasting-secret"])
+    for n in range(LEARNT_LIMIT + 10):
+        masker.remember(f"token-number-{n:05d}")
+    assert masker.text("token-number-00000") == "token-number-00000"  # the oldest went
+    assert masker.text(f"token-number-{LEARNT_LIMIT + 9:05d} lasting-secret") == "*** ***"
+
+
+def test_labels_name_a_value_and_a_secret_wins_over_a_label():
+    masker = Masker(labels={"SNOW_BASE_URL": "https://acme.service-now.com", "SAP_CLIENT": "0100"})
+    assert masker.url("https://acme.service-now.com/api/now/table/incident?sysparm_limit=1&sap-client=0100") == (
+        "‹SNOW_BASE_URL›/api/now/table/incident?sysparm_limit=1&sap-client=0100"
+    )
+    assert masker.text(quote("https://acme.service-now.com", safe="")) == "‹SNOW_BASE_URL›"
+    masker.add("https://acme.service-now.com")
+    assert masker.text("https://acme.service-now.com/x") == "***/x"
+    text, _ = masker.json_text(json.dumps({"u": "https://acme.service-now.com"}))
+    assert json.loads(text) == {"u": "***"}
+
+
+def test_a_label_inside_a_trace_keeps_it_json():
+    from mapper.run.trace import mask
+
+    masker = Masker(labels={"BASE_URL": "https://target.example.com"})
+    shown = json.loads(mask({"url": "https://target.example.com/x", "n": 1}, masker))
+    assert shown == {"url": "‹BASE_URL›/x", "n": 1}
+
+
+def test_inbound_credential_headers_are_hidden_by_name():
+    pairs = [("authorization", "Basic abc"), ("Cookie", "a=b"), ("x-scope-topic", "t"), ("x-extra", "v")]
+    assert hide_headers(pairs, ["x-extra"]) == [
+        ("authorization", "***"),
+        ("Cookie", "***"),
+        ("x-scope-topic", "t"),
+        ("x-extra", "***"),
+    ]
+
+
+def test_names_that_say_secret():
+    assert all(looks_secret(n) for n in ("SAP_PASSWORD", "SCOPE_API_TOKEN", "OAUTH_CLIENT_SECRET", "MAXIMO_API_KEY"))
+    assert not any(looks_secret(n) for n in ("SNOW_BASE_URL", "SAP_CLIENT", "KEYBOARD_LAYOUT", "TOKEN_URL"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import textwrap
 from typing import Any
@@ -403,3 +404,89 @@ def test_secrets_never_appear_in_results_or_traces(world: Any) -> None:
     everything = json.dumps(result.trace) + result.reason
     for canary in CANARIES:
         assert canary not in everything
+
+
+def _echo_headers(request: Any) -> Reply:
+    """A target's error page that shows the request's headers back, as some SAP and ServiceNow pages do."""
+    shown = "\n".join(f"{name}: {value}" for name, value in request.headers)
+    return Reply.text(f"<html><pre>Request refused\n{shown}</pre></html>", status=500)
+
+
+def test_a_target_echoing_the_request_headers_shows_no_credential_in_any_form(world: Any) -> None:
+    """Basic auth, a CSRF token and a session cookie echoed in a 500 page: every form is masked in the reason
+    and the trace (the base64 of user:password leaked before: the trace's masker did not know it)."""
+    server, scope, env = world
+    scope.answer(FakeScope.data({"node": NODE}))
+    token, session = "csrf-canary-token-7777", "cookie-canary-session-8888"
+    fetch = Reply.json({}, headers=[("x-csrf-token", token), ("set-cookie", f"SESSION={session}; Path=/; HttpOnly")])
+    server.route("GET", "/svc/", fetch)
+    server.route("PATCH", "/svc/thing", _echo_headers)
+    plan = plan_of(
+        """
+    - name: update-thing
+      connection: target
+      method: PATCH
+      path: /svc/thing
+      json: {text: "call took {{ seconds }} s"}
+    """,
+        auth="""auth: {basic: {username: "{{ env.SAP_USER }}", password: "{{ env.SAP_PASSWORD }}"}}
+    csrf: {fetch_path: /svc/}""",
+    )
+    password = "sap-canary-pass-9876"
+    result = run(plan, {**env, "SAP_USER": "svc-user", "SAP_PASSWORD": password})
+    assert result.status == "retry"
+    sent = server.requests_to("/svc/thing")[0]
+    basic = base64.b64encode(f"svc-user:{password}".encode()).decode()
+    assert sent.header("authorization") == f"Basic {basic}" and session in (sent.header("cookie") or "")
+    assert "Request refused" in result.reason  # the page is quoted, masked
+    everything = json.dumps(result.trace, ensure_ascii=False) + result.reason
+    for canary in (password, basic, token, session, base64.b64encode(password.encode()).decode()):
+        assert canary not in everything, canary
+    [step] = [stage for stage in result.trace["stages"] if stage["stage"] == "step"]
+    assert "authorization: Basic ***" in step["exchanges"][-1]["response_body"]
+
+
+def test_env_values_that_are_not_secrets_are_shown_by_name(world: Any) -> None:
+    server, scope, env = world
+    scope.answer(FakeScope.data({"node": NODE}))
+    server.route("POST", "/things", Reply.json({}, status=201))
+    plan = plan_of(
+        """
+    - name: create-thing
+      connection: target
+      method: POST
+      path: /things
+      json: {caller: "{{ env.CALLER_ID }}", client: "{{ env.SHORT }}"}
+    """
+    )
+    result = run(plan, {**env, "CALLER_ID": "6816f79cc0a8016401c5a33be04be441", "SHORT": "0100"})
+    assert result.status == "done", result.reason
+    [step] = [stage for stage in result.trace["stages"] if stage["stage"] == "step"]
+    [exchange] = step["exchanges"]
+    assert exchange["url"] == "‹TARGET_URL›/things"
+    assert json.loads(exchange["request_body"]) == {"caller": "‹CALLER_ID›", "client": "0100"}
+    [query] = [stage for stage in result.trace["stages"] if stage["stage"] == "query"]
+    assert query["exchanges"][0]["url"] == "‹SCOPE_URL›"
+    assert query["exchanges"][0]["request_headers"]["authorization"] == "***"  # used in a header: a secret
+
+
+def test_a_variable_the_mapping_marks_secret_is_masked_not_named(world: Any) -> None:
+    server, scope, env = world
+    scope.answer(FakeScope.data({"node": NODE}))
+    server.route("POST", "/things", Reply.json({"stored": "6816f79cc0a8016401c5a33be04be441"}, status=400))
+    head = HEAD.replace("name: runner-test\n", "name: runner-test\nsecrets: [CALLER_ID]\n")
+    plan = plan_of(
+        """
+    - name: create-thing
+      connection: target
+      method: POST
+      path: /things
+      json: {caller: "{{ env.CALLER_ID }}", password: "{{ env.DB_PASSWORD }}"}
+    """,
+        head=head,
+    )
+    result = run(plan, {**env, "CALLER_ID": "6816f79cc0a8016401c5a33be04be441", "DB_PASSWORD": "db-canary-pw"})
+    assert result.status == "dead"
+    [step] = [stage for stage in result.trace["stages"] if stage["stage"] == "step"]
+    assert json.loads(step["exchanges"][0]["request_body"]) == {"caller": "***", "password": "***"}
+    assert result.reason.endswith('answered 400: {"stored": "***"}')

@@ -38,7 +38,13 @@ LEGACY = {
 
 
 def plan_with(trigger: str, name: str = "m") -> Plan:
-    text = f"""
+    plan, problems = loader.load_text(plan_text(trigger, name), f"{name}.yaml")
+    assert plan is not None, problems
+    return plan
+
+
+def plan_text(trigger: str, name: str = "m") -> str:
+    return f"""
 version: 1
 name: {name}
 trigger:
@@ -52,9 +58,6 @@ steps:
     method: POST
     path: /things
 """
-    plan, problems = loader.load_text(text, f"{name}.yaml")
-    assert plan is not None, problems
-    return plan
 
 
 def legacy(**changes: Any) -> Any:
@@ -176,6 +179,15 @@ def test_mappings_route_events_and_reload_only_valid_changes(tmp_path: Path, cap
     assert mappings.reload_if_changed()
     assert [j.mapping for j in mappings.route(subscription())] == ["two"]
     assert sorted(mappings.current()) == ["one", "two"]
+
+
+def test_unsigned_webhooks_are_routed_only_to_mappings_that_allow_them(tmp_path: Path) -> None:
+    (tmp_path / "signed.yaml").write_text(plan_text("  events: [update]", "signed"))
+    (tmp_path / "legacy.yaml").write_text(plan_text("  events: [update]\n  allow_unsigned: true", "legacy"))
+    mappings = Mappings([tmp_path], {})
+    mappings.load()
+    assert sorted(job.mapping for job in mappings.route(legacy())) == ["legacy", "signed"]
+    assert [job.mapping for job in mappings.route(legacy(), unsigned=True)] == ["legacy"]
 
 
 def test_invalid_mappings_at_start_raise_every_problem(tmp_path: Path) -> None:

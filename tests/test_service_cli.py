@@ -360,7 +360,7 @@ def test_send_unsigned_sends_a_legacy_webhook_without_an_id_so_a_copy_is_found_b
     store = SqliteStore(tmp_path / "listener.db")
     listener = create_app(
         store,
-        lambda event: [NewJob("m", event.resource_id)],
+        lambda event, unsigned=False: [NewJob("m", event.resource_id)],
         ListenerOptions(secrets=(SECRET,), allow_unsigned=True),
         metrics=Metrics(),
     )

@@ -50,6 +50,14 @@ WebhookPath = Annotated[str, typer.Option("--path", help="URL path of the webhoo
 AllowUnsigned = Annotated[
     bool, typer.Option("--allow-unsigned", help="Accept (legacy) webhooks that carry no signature header.")
 ]
+UnsignedFrom = Annotated[
+    str | None,
+    typer.Option(
+        "--unsigned-from",
+        metavar="CIDR,...",
+        help="With --allow-unsigned: take unsigned webhooks only from these networks (comma-separated).",
+    ),
+]
 SignatureHeader = Annotated[str, typer.Option("--signature-header", help="The header that carries the signature.")]
 SignatureEncoding = Annotated[
     defaults.SignatureEncoding,
@@ -59,6 +67,16 @@ SignatureEncoding = Annotated[
     ),
 ]
 MaxBody = Annotated[int, typer.Option("--max-body", help="Largest webhook body in bytes (413 above it).")]
+HeaderTimeout = Annotated[
+    float, typer.Option("--header-timeout", help="Seconds a request's line and headers may take to arrive (408).")
+]
+BodyTimeout = Annotated[
+    float, typer.Option("--body-timeout", help="Seconds a webhook's body may take to arrive after its headers (408).")
+]
+KeepAlive = Annotated[int, typer.Option("--keep-alive", help="Seconds an idle keep-alive connection is kept.")]
+MaxConnections = Annotated[
+    int, typer.Option("--max-connections", help="Open connections at most; past it the longest idle one is closed.")
+]
 DedupeWindow = Annotated[
     float,
     typer.Option("--dedupe-window", help="Seconds in which an identical body without a delivery id is a duplicate."),

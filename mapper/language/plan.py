@@ -109,6 +109,7 @@ class Trigger(NamedTuple):
     resource_types: frozenset[str] = frozenset()  # type keys: "callsession", "scenariosession"
     topics: frozenset[str] = frozenset()
     when: Expression | None = None
+    allow_unsigned: bool = False  # also runs for unsigned legacy webhooks (when the service allows them)
 
 
 class GraphQLQuery(NamedTuple):
@@ -232,6 +233,7 @@ class Plan(NamedTuple):
     extract: tuple[Extraction, ...]
     skip_unless: Expression | None
     steps: tuple[Step, ...]
-    env_names: frozenset[str]  # every env variable the mapping reads (its secrets)
+    env_names: frozenset[str]  # every env variable the mapping reads
     lines: tuple[str, ...] = ()  # the mapping text, for messages that quote it
     link: Link | None = None  # the deep link the mapping expects (`link:`), when it declares one
+    secrets: frozenset[str] = frozenset()  # env variables the mapping marks secret (`secrets:`), beyond the rules

@@ -8,7 +8,7 @@ use, headers without line breaks, the credentials each kind of auth needs).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 
 from mapper.language.plan import Connection, Value
 from mapper.run.clients.errors import ConnectionUnusable
@@ -16,14 +16,19 @@ from mapper.run.clients.settings import AuthSettings, ConnectionSettings, CsrfSe
 from mapper.run.clients.target import text
 
 
-def resolve(connection: Connection, env: Mapping[str, str]) -> ConnectionSettings:
-    """The connection's settings as plain values; ConnectionUnusable when the environment cannot fill them."""
+def resolve(connection: Connection, env: Mapping[str, str], secret: Set[str] = frozenset()) -> ConnectionSettings:
+    """The connection's settings as plain values; ConnectionUnusable when the environment cannot fill them.
+
+    `secret` names the env variables whose values are secrets (see `run.secrets`); the connection's other env
+    values are handed over as labels, shown by name.
+    """
     name = connection.name
     given = connection.base_url or connection.url
     if given is None:
         raise ConnectionUnusable(f"connection `{name}` has neither `base_url` nor `url`")
     auth, tls, retry, csrf = connection.auth, connection.tls, connection.retry, connection.csrf
     auth_values = {key: _render(value, env, name) for key, value in auth.values.items()}
+    read = [variable for variable in _env_read(connection) if variable in env]
     return ConnectionSettings(
         name=name,
         url=_render(given, env, name),
@@ -40,7 +45,8 @@ def resolve(connection: Connection, env: Mapping[str, str]) -> ConnectionSetting
         ),
         csrf=CsrfSettings(csrf.fetch_path, csrf.header) if csrf is not None else None,
         idempotency_header=connection.idempotency_header,
-        secrets=tuple(_env_read(connection, env)),
+        secrets=tuple(text(env[name]) for name in read if name in secret),
+        labels=tuple((name, text(env[name])) for name in read if name not in secret),
     )
 
 
@@ -57,19 +63,14 @@ def _render(value: Value, env: Mapping[str, str], connection: str) -> str:
     return text(rendered)
 
 
-def _env_read(connection: Connection, env: Mapping[str, str]) -> list[str]:
-    """Every env value the connection's templates read (all of them where a name is computed)."""
+def _env_read(connection: Connection) -> list[str]:
+    """Every env variable the connection's templates read, in a stable order."""
     values = [connection.url, connection.base_url, *connection.auth.values.values()]
     values += [value for _, value in connection.headers + connection.params]
-    secrets: list[str] = []
+    names: dict[str, None] = {}
     for value in values:
         for template in value.templates if value is not None else ():
             for chain in template.references:
-                if chain[0] != "env":
-                    continue
-                if len(chain) > 1:
-                    if chain[1] in env:
-                        secrets.append(text(env[chain[1]]))
-                else:  # env read with a computed name: every value may be the one
-                    secrets += [text(item) for item in env.values()]
-    return secrets
+                if chain[0] == "env" and len(chain) > 1:  # the compiler allows no computed names
+                    names[chain[1]] = None
+    return list(names)

@@ -19,7 +19,7 @@ from mapper.events import Event
 from mapper.language.expressions import EvaluationError
 from mapper.language.plan import LINK_KEY_ENV, Connection, Plan, Step, Value
 from mapper.links import received, signing
-from mapper.run import answers, connections
+from mapper.run import answers, connections, secrets
 from mapper.run.clients.auth import TokenCache
 from mapper.run.clients.errors import ConnectionUnusable, GraphQLFailure, RequestRejected, TransportFailure
 from mapper.run.clients.exchange import Response
@@ -66,9 +66,11 @@ class Runner:
         self._graphql.clear()
 
     def masker(self, plan: Plan) -> Masker:
+        """The one masker of this plan version: its clients teach it what they learn (tokens, cookies), and
+        traces and reasons are masked with it."""
         key = (plan.name, plan.digest)
         if key not in self._maskers:
-            self._maskers[key] = Masker(self.env[name] for name in plan.env_names if name in self.env)
+            self._maskers[key] = secrets.masker_for(plan, self.env)
         return self._maskers[key]
 
     def _client(self, plan: Plan, connection: Connection) -> ConnectionClient:
@@ -83,18 +85,14 @@ class Runner:
         """The client of this plan version's connection, made on first use and kept (pools, tokens)."""
         key = (plan.name, plan.digest, connection.name)
         if key not in cache:
-            settings = connections.resolve(connection, self.env)
-            client = make(settings, transport=self.transport, token_cache=self.tokens, stack=self.stack)
-            self._share_secrets(plan, client.masker)
-            cache[key] = client
+            # Every client of the plan shares its masker: a client cuts excerpts, so it must know every secret
+            # of the plan (a token a step puts in a header or body) to never leave half of one at a cut.
+            settings = connections.resolve(connection, self.env, secrets.secret_names(plan))
+            masker = self.masker(plan)
+            cache[key] = make(
+                settings, transport=self.transport, token_cache=self.tokens, stack=self.stack, masker=masker
+            )
         return cache[key]
-
-    def _share_secrets(self, plan: Plan, masker: Masker) -> None:
-        """A client knows the secrets of its connection; steps may use others (a token in a header or body),
-        and the client cuts excerpts, so it must know them all to never leave half a secret at a cut."""
-        for name in plan.env_names:
-            if name in self.env:
-                masker.add(self.env[name])
 
     async def run(self, plan: Plan, event: Event, *, idempotency_key: str = "", attempt: int = 1) -> RunResult:
         trace = Trace(plan, event, attempt)
@@ -119,7 +117,8 @@ class Runner:
             passed = truthy(_evaluate(plan, plan.skip_unless, scope))
             trace.stage("skip_unless", expression=plan.skip_unless.source, passed=passed)
             if not passed:
-                shown = ", ".join(f"{k}={json.dumps(v, default=str)[:60]}" for k, v in values.items())
+                masker = self.masker(plan)
+                shown = ", ".join(f"{k}={_cut(masker, json.dumps(v, default=str), 60)}" for k, v in values.items())
                 raise _Stop("skipped", f"skip_unless `{plan.skip_unless.source}` is false ({shown})")
         scope["env"] = self.env
         scope["steps"] = {}
@@ -385,9 +384,12 @@ def _body(response: Response) -> Any:
     return response.content.decode("utf-8", errors="replace")
 
 
+def _cut(masker: Masker, text: str, limit: int) -> str:
+    """The first `limit` characters, masked before the cut (which must not leave half a secret)."""
+    return masker.text(text) if len(text) <= limit else masker.excerpt(text, limit + 1)[:-1]
+
+
 def _excerpt(response: Response) -> str:
-    text = response.content.decode("utf-8", errors="replace").strip()
-    if not text:
-        return ""
-    text = " ".join(text.split())
-    return f": {text[:200]}{'…' if len(text) > 200 else ''}"
+    """The answer's start for a reason, masked before it is cut (a cut must not leave half a secret)."""
+    text = " ".join(response.content.decode("utf-8", errors="replace").split())
+    return f": {response.masker.excerpt(text, 201)}" if text else ""

@@ -1,21 +1,29 @@
 """The HTTP face of wlmap: verify a webhook, store it with its jobs, acknowledge. It never runs a mapping.
 
-Order of checks, cheapest and least revealing first: method (405), content type (415), declared and actual
-size (413, counted while streaming), signature on the raw bytes (401), JSON (400); then ONE durable
-transaction (503 with Retry-After when it fails) and only then 200. Every refusal is `{"error": "<reason>"}`
-with a short, stable reason.
+Order of checks, cheapest and least revealing first: method (405), content type (415, also when there is
+none), declared and actual size (413, counted while streaming; 408 when the body is not in within the body
+timeout), signature on the raw bytes (401), JSON (400); then ONE durable transaction (503 with Retry-After when
+it fails) and only then 200. Every refusal is `{"error": "<reason>"}` with a short, stable reason.
+
+Unsigned webhooks (`allow_unsigned`, for Scope AR's legacy org-wide webhooks, which carry no signature) pass
+only when they are legacy-shaped, carry no `X-Scope-*` header (a subscription delivery is always signed),
+come from an allowed address when `unsigned_from` is set, and a mapping that allows unsigned webhooks wants
+them; everything else without a valid signature is 401. Credential headers a proxy may add (`Authorization`,
+`Cookie`, ...) are stored masked: the signature check needs only the body and the signature header.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import ipaddress
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,10 +31,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from mapper.events import Event, normalise
+from mapper.events import LEGACY, Event, normalise
+from mapper.run.masking import hide_headers
 from mapper.service.metrics import CONTENT_TYPE, Metrics
-from mapper.service.options import DEDUPE_WINDOW, MAX_BODY, WEBHOOK_PATH
-from mapper.service.signature import SignatureError, SignatureScheme, verify
+from mapper.service.options import BODY_TIMEOUT, DEDUPE_WINDOW, MAX_BODY, WEBHOOK_PATH
+from mapper.service.signature import MISSING_HEADER, SignatureError, SignatureScheme, verify
 from mapper.service.store import Ingested, NewDelivery, NewJob, Store, StoreError, run_blocking
 
 log = logging.getLogger("wlmap.listener")
@@ -34,8 +43,19 @@ log = logging.getLogger("wlmap.listener")
 MAX_DELIVERY_ID: Final = 200  # characters; Scope sends a UUID (36)
 _JSON_TYPES: Final = ("application/json",)
 
-Router = Callable[[Event], Sequence[NewJob]]  # the jobs the mappings in force want for an event
 Readiness = Callable[[], str | None]  # blocking; None when ready, else why not
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+STORE_RECHECK: Final = 30.0  # seconds /readyz says "not ready" after the store refused a webhook (then it is tried)
+UNSIGNED_NOT_WANTED: Final = "no mapping accepts this webhook unsigned"
+UNSIGNED_ADDRESS: Final = "unsigned webhooks are not accepted from this address"
+BODY_TOO_SLOW: Final = "body not received in time"
+
+
+class Router(Protocol):
+    """The jobs the mappings in force want for an event (`unsigned`: only mappings that allow unsigned ones)."""
+
+    def __call__(self, event: Event, *, unsigned: bool = False) -> Sequence[NewJob]: ...
 
 
 @dataclass(frozen=True)
@@ -45,8 +65,10 @@ class ListenerOptions:
     path: str = WEBHOOK_PATH
     secrets: tuple[str, ...] = ()
     scheme: SignatureScheme = field(default_factory=SignatureScheme)
-    allow_unsigned: bool = False  # take webhooks WITHOUT a signature header (legacy); a bad one is still 401
+    allow_unsigned: bool = False  # take legacy webhooks WITHOUT a signature header; a bad one is still 401
+    unsigned_from: tuple[Network, ...] = ()  # with allow_unsigned: only from these networks (none: any address)
     max_body: int = MAX_BODY
+    body_timeout: float = BODY_TIMEOUT  # seconds for the whole body to arrive once the request head is in
     dedupe_window: float = DEDUPE_WINDOW
     retry_after: int = 5  # seconds, sent with 503
 
@@ -132,6 +154,18 @@ class Webhooks:
     ) -> None:
         self.store, self.route, self.options, self.metrics = store, route, options, metrics
         self.executor, self.on_stored = executor, on_stored
+        self._refused: tuple[float, str] | None = None  # when the store last refused a webhook, and why
+
+    def store_problem(self) -> str | None:
+        """Why the store is not taking webhooks, if it refused the last one less than STORE_RECHECK ago.
+
+        A store can refuse a webhook while a small probe write still works (a full disk or `--store-max-mb`
+        leaves room for a row's update, not for a webhook); after STORE_RECHECK seconds the next webhook tries
+        again, so a load balancer that stopped sending finds out when the disk has room again.
+        """
+        if self._refused is None or time.monotonic() - self._refused[0] > STORE_RECHECK:
+            return None
+        return f"store not writable: the last webhook could not be stored ({self._refused[1]})"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -148,17 +182,14 @@ class Webhooks:
         if scope["method"] != "POST":
             return _refuse(405, "method not allowed", {"Allow": "POST"})
         headers = _Headers(scope["headers"])
-        content_type = headers.get("content-type")
-        if content_type is not None and not _is_json(content_type):
+        if not _is_json(headers.get("content-type", "")):
             return _refuse(415, "content type must be application/json")
         body_or_refusal = await self._read_body(headers, receive)
         if isinstance(body_or_refusal, tuple):
             return body_or_refusal
         body = body_or_refusal
-        signature: Literal["verified", "unsigned"] = "verified"
-        if self.options.allow_unsigned and not headers.getlist(self.options.scheme.header):
-            signature = "unsigned"
-        else:
+        unsigned = self._may_be_unsigned(headers)
+        if not unsigned:
             try:
                 verify(body, headers, self.options.secrets, self.options.scheme)
             except SignatureError as exc:
@@ -173,7 +204,30 @@ class Webhooks:
         event = normalise(payload, dict(headers.pairs))  # a repeated header: its last value, as before
         if event.delivery_id is not None and len(event.delivery_id) > MAX_DELIVERY_ID:
             return _refuse(400, "delivery id is too long")
-        return await self._store(headers, event, body, signature)
+        if unsigned:
+            return await self._unsigned(scope, headers, event, body)
+        return await self._store(headers, event, body, "verified", list(self.route(event)))
+
+    def _may_be_unsigned(self, headers: _Headers) -> bool:
+        """Whether the request may pass without a signature: the flag is on, it carries no signature header, and
+        none of Scope's subscription headers (a subscription delivery is always signed: scope-ar.md §1b)."""
+        if not self.options.allow_unsigned or headers.getlist(self.options.scheme.header):
+            return False
+        return not any(name.startswith("x-scope-") for name in headers)
+
+    async def _unsigned(self, scope: Scope, headers: _Headers, event: Event, body: bytes) -> Answer:
+        """A legacy webhook without a signature: from an allowed address, for mappings that allow it, or 401."""
+        if event.generation != LEGACY:
+            log.warning("webhook refused: unsigned and not a legacy webhook")
+            return _refuse(401, MISSING_HEADER)
+        if self.options.unsigned_from and not _from(scope, self.options.unsigned_from):
+            log.warning("webhook refused: unsigned, from %s", _client(scope))
+            return _refuse(401, UNSIGNED_ADDRESS)
+        jobs = list(self.route(event, unsigned=True))
+        if not jobs:
+            log.warning("webhook refused: unsigned, and %s", UNSIGNED_NOT_WANTED)
+            return _refuse(401, UNSIGNED_NOT_WANTED)
+        return await self._store(headers, event, body, "unsigned", jobs)
 
     async def _read_body(self, headers: _Headers, receive: Receive) -> bytes | Answer:
         limit = self.options.max_body
@@ -184,22 +238,33 @@ class Webhooks:
             if int(declared) > limit:  # refused before a byte of it is read
                 return _refuse(413, "body too large", {"Connection": "close"})
         chunks = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return _refuse(400, "client disconnected")
-            chunks += message.get("body", b"")
-            if len(chunks) > limit:
-                return _refuse(413, "body too large", {"Connection": "close"})
-            if not message.get("more_body", False):
-                return bytes(chunks)
+        # One deadline for the whole body: a client sending a byte a second, or promising more bytes than it
+        # sends, holds a connection and a task for at most this long (uvicorn has no body timeout of its own).
+        try:
+            async with asyncio.timeout(self.options.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return _refuse(400, "client disconnected")
+                    chunks += message.get("body", b"")
+                    if len(chunks) > limit:
+                        return _refuse(413, "body too large", {"Connection": "close"})
+                    if not message.get("more_body", False):
+                        return bytes(chunks)
+        except TimeoutError:
+            log.warning("webhook refused: %s (%d bytes in %g s)", BODY_TOO_SLOW, len(chunks), self.options.body_timeout)
+            return _refuse(408, BODY_TOO_SLOW, {"Connection": "close"})
 
     async def _store(
-        self, headers: _Headers, event: Event, body: bytes, signature: Literal["verified", "unsigned"]
+        self,
+        headers: _Headers,
+        event: Event,
+        body: bytes,
+        signature: Literal["verified", "unsigned"],
+        jobs: list[NewJob],
     ) -> Answer:
-        jobs = list(self.route(event))
         delivery = NewDelivery(
-            headers=tuple(headers.pairs),
+            headers=tuple(hide_headers(headers.pairs)),
             body=body,
             body_sha256=hashlib.sha256(body).hexdigest(),
             delivery_id=event.delivery_id,
@@ -213,10 +278,13 @@ class Webhooks:
             )
         except StoreError as exc:
             log.error("webhook not stored, answered 503: %s", exc, extra={"event_id": event.delivery_id})
+            self._refused = (time.monotonic(), str(exc))
             return _refuse(503, "store unavailable", {"Retry-After": str(self.options.retry_after)})
         except Exception:  # a bug: still never a 2xx for what was not stored; the sender will try again
             log.exception("webhook not stored, answered 503", extra={"event_id": event.delivery_id})
+            self._refused = (time.monotonic(), "an unexpected error; see the log")
             return _refuse(503, "store unavailable", {"Retry-After": str(self.options.retry_after)})
+        self._refused = None
         return self._acknowledge(event, stored)
 
     def _acknowledge(self, event: Event, stored: Ingested) -> Answer:
@@ -237,6 +305,20 @@ class Webhooks:
         return 200, {"status": stored.status, "id": stored.delivery, "jobs": list(stored.jobs)}, None
 
 
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "an unknown address"
+
+
+def _from(scope: Scope, networks: Sequence[Network]) -> bool:
+    client = scope.get("client")
+    try:
+        address = ipaddress.ip_address(client[0]) if client else None
+    except ValueError:
+        return False
+    return address is not None and any(address in network for network in networks)
+
+
 def create_app(
     store: Store,
     route: Router,
@@ -248,12 +330,15 @@ def create_app(
     readiness: Readiness | None = None,
 ) -> Starlette:
     """The ASGI app: the webhook endpoint, /healthz, /readyz and /metrics."""
+    webhooks = Webhooks(store, route, options, metrics, executor, on_stored)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        problem = await run_blocking(executor, readiness) if readiness is not None else None
+        problem = webhooks.store_problem()
+        if problem is None and readiness is not None:
+            problem = await run_blocking(executor, readiness)
         if problem is not None:
             return JSONResponse({"error": problem}, status_code=503)
         return JSONResponse({"status": "ready"})
@@ -271,7 +356,6 @@ def create_app(
     async def not_found(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": "not found"}, status_code=404)
 
-    webhooks = Webhooks(store, route, options, metrics, executor, on_stored)
     return Starlette(
         routes=[
             Route(options.path, webhooks),

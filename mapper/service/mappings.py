@@ -38,10 +38,12 @@ class Mappings:
     def current(self) -> Mapping[str, Plan]:
         return self._plans
 
-    def route(self, event: Event) -> list[NewJob]:
-        """A job for every mapping whose trigger matches the event."""
+    def route(self, event: Event, *, unsigned: bool = False) -> list[NewJob]:
+        """A job for every mapping whose trigger matches the event (unsigned: and allows unsigned webhooks)."""
         return [
-            NewJob(plan.name, event.resource_id, plan.file) for plan in self._plans.values() if matches(plan, event)
+            NewJob(plan.name, event.resource_id, plan.file)
+            for plan in self._plans.values()
+            if (plan.trigger.allow_unsigned or not unsigned) and matches(plan, event)
         ]
 
     def _files_stamp(self) -> Stamp:

@@ -63,6 +63,13 @@ SIGNATURE_HEADER: Final = "x-scope-hmac-sha256"
 SIGNATURE_ENCODINGS: Final = tuple(SignatureEncoding)
 SIGNATURE_ENCODING: Final = SignatureEncoding.base64
 MAX_BODY: Final = 1024 * 1024  # bytes
+UNSIGNED_FROM: Final[str | None] = None  # with --allow-unsigned: comma-separated networks; none: any address
+
+# Connections (docs/operations.md, Connections): what a client that sends slowly, or not at all, may hold.
+HEADER_TIMEOUT: Final = 10.0  # seconds for a request's head (request line and headers) to arrive
+BODY_TIMEOUT: Final = 20.0  # seconds for its body to arrive once the head is in
+KEEP_ALIVE: Final = 5  # seconds an idle keep-alive connection is kept between requests (uvicorn's default)
+MAX_CONNECTIONS: Final = 1000  # open connections at most; past it the oldest idle one is closed
 DEDUPE_WINDOW: Final = 300.0  # seconds in which an identical body without a delivery id is a duplicate
 
 # The deep link endpoint (GET /links/<mapping>): off unless asked; requests per second, all callers together.
@@ -110,9 +117,14 @@ class ServiceOptions:
     path: str = WEBHOOK_PATH
     secrets: tuple[str, ...] = ()  # the webhook secrets (secrets_from(environment))
     allow_unsigned: bool = False
+    unsigned_from: str | None = UNSIGNED_FROM
     signature_header: str = SIGNATURE_HEADER
     signature_encoding: str = SIGNATURE_ENCODING
     max_body: int = MAX_BODY
+    header_timeout: float = HEADER_TIMEOUT
+    body_timeout: float = BODY_TIMEOUT
+    keep_alive: int = KEEP_ALIVE
+    max_connections: int = MAX_CONNECTIONS
     dedupe_window: float = DEDUPE_WINDOW
     links: bool = LINKS
     links_rate: float = LINKS_RATE

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import resource
+import shutil
 import signal
 import socket
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import FrameType
 from typing import Any, cast
 
@@ -29,9 +33,11 @@ from starlette.applications import Starlette
 from mapper.errors import MappingError, as_text
 from mapper.language.plan import LINK_KEY_ENV
 from mapper.links.signing import keys_from
+from mapper.run.secrets import masker_for
 from mapper.service import links
-from mapper.service.listener import ListenerOptions, create_app
-from mapper.service.logs import configure_logging
+from mapper.service.connections import guarded
+from mapper.service.listener import ListenerOptions, Network, create_app
+from mapper.service.logs import configure_logging, hide
 from mapper.service.mappings import Mappings
 from mapper.service.metrics import Metrics
 from mapper.service.options import (
@@ -45,7 +51,7 @@ from mapper.service.options import (
 )
 from mapper.service.runners import Runner, load_runner
 from mapper.service.signature import SignatureScheme
-from mapper.service.store import Store, StoreError, describe, open_store
+from mapper.service.store import Store, StoreError, describe, is_postgres, open_store
 from mapper.service.upkeep import upkeep
 from mapper.service.worker import Worker, WorkerOptions
 
@@ -79,11 +85,16 @@ def _signature_scheme(options: ServiceOptions) -> SignatureScheme:
         scheme = SignatureScheme(header=options.signature_header, encoding=options.signature_encoding)
     except ValueError as exc:
         raise ServiceError(str(exc)) from None
+    networks = unsigned_from(options.unsigned_from)
+    if networks and not options.allow_unsigned:
+        raise ServiceError("--unsigned-from says where unsigned webhooks may come from: it needs --allow-unsigned")
     if options.allow_unsigned and options.takes_webhooks:
         log.warning(
-            "--allow-unsigned: webhooks WITHOUT a %s header are accepted unverified; a present but "
-            "wrong signature is still refused",
+            "--allow-unsigned: legacy webhooks WITHOUT a %s header (and without X-Scope-* headers) are accepted "
+            "unverified from %s, for mappings whose trigger says `allow_unsigned: true`; a present but wrong "
+            "signature is still refused",
             scheme.header,
+            ", ".join(map(str, networks)) or "any address",
         )
     return scheme
 
@@ -106,11 +117,31 @@ def _link_options(options: ServiceOptions) -> links.LinkOptions | None:
     return links.LinkOptions(token=token, keys=keys_from(options.env.get(LINK_KEY_ENV)), rate=options.links_rate)
 
 
+def unsigned_from(given: str | None) -> tuple[Network, ...]:
+    """--unsigned-from: comma-separated networks ("203.0.113.0/24,2001:db8::/32", a lone address)."""
+    networks = []
+    for part in (piece.strip() for piece in (given or "").split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ServiceError(f"--unsigned-from: `{part}` is not an address or network (203.0.113.0/24)") from None
+    return tuple(networks)
+
+
 async def _serve(options: ServiceOptions) -> int:
     scheme = _signature_scheme(options)
     link_options = _link_options(options)
     mappings = Mappings(options.mappings, options.env)
     mappings.load()
+    _hide_secrets(mappings, options)
+    if options.allow_unsigned and options.takes_webhooks:
+        allowing = sorted(name for name, plan in mappings.current().items() if plan.trigger.allow_unsigned)
+        log.warning(
+            "--allow-unsigned: mappings that take unsigned webhooks: %s",
+            ", ".join(allowing) or "none (every unsigned webhook will be refused; see `allow_unsigned` in a trigger)",
+        )
     async with contextlib.AsyncExitStack() as resources:  # closed in reverse, whatever happens
         runner = load_runner(options.runner, options.env)
         resources.push_async_callback(_quietly, runner.aclose)
@@ -142,7 +173,7 @@ async def _serve(options: ServiceOptions) -> int:
                 executor,
                 retention=options.retention,
                 interval=options.reload_interval,
-                on_reload=lambda: metrics.mappings.set(len(mappings.current())),
+                on_reload=lambda: _reloaded(mappings, options, metrics),
                 on_reclaim=worker.wake,
             )
         )
@@ -151,6 +182,19 @@ async def _serve(options: ServiceOptions) -> int:
         code = await _run(_Server(_config(app, options)), sock, worker, options.runs_jobs)
     log.info("stopped")
     return code
+
+
+def _hide_secrets(mappings: Mappings, options: ServiceOptions) -> None:
+    """The log lines hide the mappings' secrets and the webhook secrets (and name the other env values)."""
+    masker = masker_for(mappings.current().values(), options.env)
+    for secret in options.secrets:
+        masker.add(secret)
+    hide(masker)
+
+
+def _reloaded(mappings: Mappings, options: ServiceOptions, metrics: Metrics) -> None:
+    metrics.mappings.set(len(mappings.current()))
+    _hide_secrets(mappings, options)
 
 
 def _worker(
@@ -189,14 +233,16 @@ def _app(
             store.ping()
         except StoreError as exc:
             return f"store not writable: {exc}"
-        return None
+        return _disk_problem(options)
 
     listening = ListenerOptions(
         path=options.path,
         secrets=options.secrets,
         scheme=scheme,
         allow_unsigned=options.allow_unsigned,
+        unsigned_from=unsigned_from(options.unsigned_from),
         max_body=options.max_body,
+        body_timeout=options.body_timeout,
         dedupe_window=options.dedupe_window,
     )
     app = create_app(
@@ -223,16 +269,53 @@ def _threadsafe(loop: asyncio.AbstractEventLoop, call: Callable[[], None]) -> Ca
     return scheduled
 
 
+def _disk_problem(options: ServiceOptions) -> str | None:
+    """A SQLite store's disk with less room than a few webhooks need: not ready before webhooks are refused."""
+    if is_postgres(options.store):
+        return None
+    folder = Path(options.store).resolve().parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None  # the store's own probe said it can write
+    floor = 4 * options.max_body
+    if free < floor:
+        return f"store not writable: {free // 1024} KiB free on the store's disk (less than {floor // 1024} KiB)"
+    return None
+
+
 def _config(app: Starlette, options: ServiceOptions) -> uvicorn.Config:
+    """uvicorn's settings: h11 with a head deadline and a connection cap (see `connections`), keep-alive."""
     return uvicorn.Config(
         app,
         log_config=None,
         access_log=False,
         lifespan="off",
-        http="h11",
+        http=guarded(options.header_timeout, _connection_cap(options.max_connections)),
+        timeout_keep_alive=options.keep_alive,
         server_header=False,
         timeout_graceful_shutdown=max(1, int(options.grace)),
     )
+
+
+def _connection_cap(wanted: int) -> int:
+    """The connection cap, with the open-files limit raised to fit it where the hard limit allows (as Go
+    programs do at start); without room, a lower cap than a refused accept() for every newcomer."""
+    spare = 256  # the store, the mappings, outgoing connections to targets, the log
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        needed = wanted + spare
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+    except (OSError, ValueError):
+        return wanted
+    if soft != resource.RLIM_INFINITY and soft < wanted + spare:
+        cap = max(1, soft - spare)
+        log.warning("the open-files limit (%d) allows %d connections, not %d (--max-connections)", soft, cap, wanted)
+        return cap
+    return wanted
 
 
 def _log_start(options: ServiceOptions, sock: socket.socket, mappings: Mappings) -> None:

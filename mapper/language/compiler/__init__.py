@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from mapper.errors import Problem
+from mapper.errors import Problem, did_you_mean
 from mapper.language.compiler.connections import connections as compile_connections
 from mapper.language.compiler.context import DEFAULTS, Compilation, Options
 from mapper.language.compiler.link import link as compile_link
@@ -68,6 +68,7 @@ def _compile(c: Compilation, shape_errors: bool) -> Plan | None:
     if shape_errors or c.problems.has_errors:
         return None
     _unused(c, data, extract, steps, skip_unless)
+    _unread_secrets(c, data.get("secrets"))
     if trigger is None:
         return None
     name = data.get("name")
@@ -85,6 +86,7 @@ def _compile(c: Compilation, shape_errors: bool) -> Plan | None:
         env_names=frozenset(c.env_names),
         lines=tuple(c.doc.lines),
         link=link,
+        secrets=frozenset(n for n in data.get("secrets") or () if isinstance(n, str)),
     )
 
 
@@ -136,3 +138,11 @@ def _unused(
                 "use it in a step or in `query`, or remove it",
                 key=True,
             )
+
+
+def _unread_secrets(c: Compilation, names: Any) -> None:
+    """A name in `secrets:` that no template reads is most likely a typo, which would leave a secret shown."""
+    for index, name in enumerate(names if isinstance(names, list) else []):
+        if isinstance(name, str) and name not in c.env_names:
+            hint = did_you_mean(name, sorted(c.env_names)) or "list only variables the mapping reads"
+            c.warning(("secrets", index), f"`{name}` is marked secret but no template reads `env.{name}`", hint)

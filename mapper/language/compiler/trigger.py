@@ -33,6 +33,7 @@ def trigger(c: Compilation, data: Any, scope: Scope) -> Trigger | None:
         frozenset(type_key(t) for t in types),
         frozenset(topics),
         when,
+        data.get("allow_unsigned") is True,
     )
 
 

@@ -168,7 +168,7 @@ class Credentials:
                 )
 
             token = await self.cache.get(settings.cache_key, fetch)
-            self.wire.masker.add(token)  # fetched by any client sharing the cache: still a secret here
+            self.wire.masker.remember(token)  # fetched by any client sharing the cache: still a secret here
             headers["authorization"] = f"Bearer {token}"
             return token
         return None
@@ -232,7 +232,7 @@ async def fetch_oauth2_token(
             f"access_token: {response.excerpt(200)}",
             retryable=False,
         )
-    wire.masker.add(token)
+    wire.masker.remember(token)
     return token, _seconds(body.get("expires_in"))
 
 
@@ -286,7 +286,7 @@ async def fetch_csrf_token(
             f"SAP did not hand out a CSRF token: {where} answered {response.status} without a `{header}` header",
             retryable=False,
         )
-    wire.masker.add(token)
+    wire.masker.remember(token)
     return token
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 import httpx
@@ -211,6 +211,7 @@ class Wire:
     ) -> Response:
         """Send and record; `reveals` names secrets in the answer (a new token) to keep out of the record."""
         kind: ExchangeKind = request.extensions[KIND_EXTENSION]
+        self.masker.learn_sent(_named(request.headers.raw, self.masker.sensitive_headers))  # a target may echo it
         started = time.perf_counter()
         try:
             answer = await self.transport.handle_async_request(request)
@@ -227,11 +228,12 @@ class Wire:
         if self.keep_cookies:
             self.cookies.extract_cookies(answer)
         headers = _header_dict(answer.headers.raw)
+        self.masker.learn_received(_named(answer.headers.raw, _HANDED_OUT))  # session cookies and CSRF tokens
         shown_url = self.masker.url(str(request.url))
         response = Response(answer.status_code, headers, content, _ms(started), shown_url, masker=self.masker)
         for secret in reveals(response) if reveals else ():
             if secret:
-                self.masker.add(secret)
+                self.masker.remember(secret)
                 shown_url = self.masker.url(str(request.url))
         exchanges.append(self._record(kind, request, attempt, started, response=response, url=shown_url))
         log.debug("%s %s → %d in %.0f ms", request.method, response.url, response.status, response.elapsed_ms)
@@ -349,6 +351,20 @@ def _header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
         key = name.lower()
         result[key] = f"{result[key]}, {value}" if key in result else value
     return result
+
+
+_HANDED_OUT = frozenset({"set-cookie", "x-csrf-token"})
+
+
+def _named(raw: list[tuple[bytes, bytes]], names: frozenset[str]) -> list[tuple[str, str]]:
+    """The headers among `names` (lower-case), decoded; the others are not even decoded (it runs per request)."""
+    wanted = _as_bytes(names)
+    return _decoded([(name, value) for name, value in raw if name.lower() in wanted])
+
+
+@lru_cache(maxsize=64)
+def _as_bytes(names: frozenset[str]) -> frozenset[bytes]:
+    return frozenset(name.encode("latin-1") for name in names)
 
 
 def _decoded(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:

@@ -88,11 +88,12 @@ class ConnectionClient:
         sleep: Sleep = asyncio.sleep,
         max_answer_bytes: int = MAX_ANSWER_BYTES,
         stack: Stack = "aiohttp",
+        masker: Masker | None = None,
     ) -> None:
         self.connection = connection
         name = connection.name
         auth = connection.auth
-        self.masker = _masker(connection)
+        self.masker = _masker(connection, masker if masker is not None else Masker())
         self.base_url = base_url(connection.url, name, query=connection.is_endpoint)
         self._headers = _connection_headers(connection.headers, name)
         self._params = list(connection.params)
@@ -293,16 +294,19 @@ class ConnectionClient:
         return join(self.base_url, path)
 
 
-def _masker(connection: ConnectionSettings) -> Masker:
-    """A masker that knows every env value the connection read and all auth material (the token URL is an
-    address, not a secret), with the API key's header or parameter name among the sensitive ones."""
+def _masker(connection: ConnectionSettings, masker: Masker) -> Masker:
+    """The masker (shared by every client of a mapping) told the connection's secrets, its named values and all
+    auth material (the token URL is an address, not a secret), with the API key's header or parameter name
+    among the sensitive ones."""
     auth = connection.auth
-    key_name = [auth.name] if auth.kind == "api_key" and auth.name else []
-    masker = Masker(
-        [*connection.secrets, *(value for key, value in auth.values.items() if key != "token_url")],
-        sensitive_headers=key_name if auth.placement == "header" else [],
-        sensitive_params=key_name if auth.placement == "query" else [],
-    )
+    for variable, value in connection.labels:
+        masker.label(variable, value)
+    for secret in [*connection.secrets, *(value for key, value in auth.values.items() if key != "token_url")]:
+        masker.add(secret)
+    if auth.kind == "api_key" and auth.name and auth.placement == "header":
+        masker.sensitive_headers = masker.sensitive_headers | {auth.name.lower()}
+    elif auth.kind == "api_key" and auth.name:
+        masker.sensitive_params = masker.sensitive_params | {auth.name.lower()}
     if auth.kind == "basic":
         masker.add_basic(auth.values.get("username", ""), auth.values.get("password", ""))
     if auth.kind == "oauth2":

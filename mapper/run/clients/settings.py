@@ -64,4 +64,5 @@ class ConnectionSettings:
     auth: AuthSettings = AuthSettings()
     csrf: CsrfSettings | None = None
     idempotency_header: str | None = None
-    secrets: tuple[str, ...] = ()  # every environment value the settings were read from: masked wherever seen
+    secrets: tuple[str, ...] = ()  # the environment values among the settings that are secrets: masked `***`
+    labels: tuple[tuple[str, str], ...] = ()  # (variable, value) of the others: shown as `‹variable›`

@@ -35,6 +35,7 @@ from mapper.run.clients.graphql.transport import Answered, ConnectionTransport, 
 from mapper.run.clients.http import ConnectionClient, Sleep
 from mapper.run.clients.settings import ConnectionSettings
 from mapper.run.clients.transport import Stack
+from mapper.run.masking import Masker
 
 _DENIED = re.compile(r"not authori[sz]ed|unauthori[sz]ed|forbidden|permission|access denied", re.IGNORECASE)
 
@@ -51,6 +52,7 @@ class GraphQLClient:
         sleep: Sleep = asyncio.sleep,
         max_answer_bytes: int = MAX_ANSWER_BYTES,
         stack: Stack = "aiohttp",
+        masker: Masker | None = None,
     ) -> None:
         self.http = ConnectionClient(
             connection,
@@ -59,6 +61,7 @@ class GraphQLClient:
             sleep=sleep,
             max_answer_bytes=max_answer_bytes,
             stack=stack,
+            masker=masker,
         )
         self.masker = self.http.masker
         self.transport = ConnectionTransport(self.http)
