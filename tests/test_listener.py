@@ -344,6 +344,17 @@ def test_unknown_paths_are_404_in_json(client: httpx.Client) -> None:
     assert (answer.status_code, answer.json()) == (404, {"error": "not found"})
 
 
+@pytest.mark.parametrize("path", ["/webhooks/", "/healthz/", "/readyz/", "/metrics/"])
+def test_a_trailing_slash_is_404_never_a_redirect_to_the_host_the_request_names(
+    client: httpx.Client, path: str
+) -> None:
+    """Starlette would answer 307 to `http://<Host header>/healthz`: an open redirect for anyone who can
+    make a browser follow a link to the listener. Paths are exact."""
+    answer = client.get(path, headers={"Host": "evil.example"})
+    assert (answer.status_code, answer.json()) == (404, {"error": "not found"})
+    assert "location" not in answer.headers
+
+
 # ---------------------------------------------------------------------------------------- store failure
 
 

@@ -356,7 +356,7 @@ def create_app(
     async def not_found(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": "not found"}, status_code=404)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route(options.path, webhooks),
             Route("/healthz", healthz),
@@ -365,3 +365,6 @@ def create_app(
         ],
         exception_handlers={404: not_found},
     )
+    # Paths are exact: Starlette's trailing-slash redirect builds its Location from the Host header.
+    app.router.redirect_slashes = False
+    return app
