@@ -64,7 +64,9 @@ def collect(c: Compilation, data: Any, event_scope: Scope, extracted: list[str])
 def _at(c: Compilation, close: dict[str, Any]) -> cron.Cron | None:
     if "at" not in close:
         if "timezone" in close:
-            c.error((*PATH, "close", "timezone"), "`timezone` is the time zone of `at`", "add `at:` or remove it", key=True)
+            c.error(
+                (*PATH, "close", "timezone"), "`timezone` is the time zone of `at`", "add `at:` or remove it", key=True
+            )
         return None
     expression = cron_expression(c, (*PATH, "close", "at"), close.get("at"))
     zone = time_zone(c, (*PATH, "close", "timezone"), close.get("timezone"))

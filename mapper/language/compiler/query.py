@@ -40,7 +40,9 @@ def query(
     if isinstance(name, str):
         check_connection(c, (*PATH, "connection"), name, connections, needs="url")
     api_schema = c.options.graphql_schemas.get(name) if isinstance(name, str) else None
-    scope = Scope({**(given.names if given else WEBHOOK), **ENV}, place="variables", absent=given.absent if given else {})
+    scope = Scope(
+        {**(given.names if given else WEBHOOK), **ENV}, place="variables", absent=given.absent if given else {}
+    )
     found = document(c, PATH, data, scope, api_schema or c.options.graphql_schema, target=False)
     if found is None:
         return None, None

@@ -68,7 +68,9 @@ def cron_expression(c: Compilation, path: Path, value: Any) -> str | None:
         return None  # the schema check has said so
     problem = cron.check(value)
     if problem is not None:
-        c.error(path, problem.message, problem.hint, location=c.doc.location_in_scalar(path, problem.offset, problem.width))
+        c.error(
+            path, problem.message, problem.hint, location=c.doc.location_in_scalar(path, problem.offset, problem.width)
+        )
         return None
     return value.strip()
 

@@ -11,6 +11,17 @@ from pathlib import Path
 from typing import Final
 
 from mapper.service.store.base import Clock, SqlStore, Store, run_blocking
+from mapper.service.store.bucket_records import (
+    BucketDetail,
+    BucketItem,
+    BucketRow,
+    Fired,
+    NewItem,
+    Placed,
+    Rules,
+    ScheduledRun,
+)
+from mapper.service.store.buckets import FencedOut
 from mapper.service.store.records import (
     AttemptRow,
     Claimed,
@@ -29,17 +40,26 @@ from mapper.service.store.records import (
 
 __all__ = [
     "AttemptRow",
+    "BucketDetail",
+    "BucketItem",
+    "BucketRow",
     "Claimed",
     "Clock",
     "DeliveryRow",
+    "FencedOut",
     "Finish",
+    "Fired",
     "Ingested",
     "JobDetail",
     "JobRow",
     "NewDelivery",
+    "NewItem",
     "NewJob",
     "NotFound",
     "NotReplayable",
+    "Placed",
+    "Rules",
+    "ScheduledRun",
     "SqlStore",
     "Store",
     "StoreError",

@@ -27,6 +27,7 @@ from functools import partial
 from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 from mapper.service.store import migrations, rows, sql
+from mapper.service.store.collecting import Collecting
 from mapper.service.store.records import (
     ACTIVE,
     Claimed,
@@ -41,6 +42,7 @@ from mapper.service.store.records import (
     NotFound,
     NotReplayable,
 )
+from mapper.service.store.schedules import SqlSchedules
 from mapper.service.store.schema import Types
 
 T = TypeVar("T")
@@ -71,7 +73,7 @@ class Tx(Protocol):
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
 
 
-class Store(ABC):
+class Store(Collecting, ABC):
     """The durable queue: stored webhooks, the jobs they caused, and every attempt at those jobs."""
 
     clock: Clock
@@ -161,8 +163,10 @@ class Store(ABC):
         """Finish pending writes and let go of the database."""
 
 
-class SqlStore(Store):
-    """The state machine in SQL that SQLite and PostgreSQL both run; subclasses supply transactions."""
+class SqlStore(SqlSchedules, Store):
+    """The state machine in SQL that SQLite and PostgreSQL both run; subclasses supply transactions.
+
+    Buckets and schedules (`buckets`, `schedules`) share its transactions: an item goes in with its webhook."""
 
     lock_clause: str = ""  # PostgreSQL: " FOR UPDATE OF j SKIP LOCKED", so concurrent claimers do not collide
     index_hints: ClassVar[dict[str, str]] = {"by_resource": "", "by_time": "", "by_body": ""}  # see sql.py
@@ -229,11 +233,15 @@ class SqlStore(Store):
         row_id = self._insert_delivery(tx, delivery, now, status, delivery.body, None)
         created: list[int] = []
         coalesced: list[int] = []
+        buckets: list[int] = []
         for job in jobs:
+            if job.item is not None:  # a collecting mapping: the item goes in its bucket, no job of its own
+                buckets.append(self._place(tx, job.item, row_id, now).bucket)
+                continue
             job_id = self._insert_job(tx, row_id, job, now)
             created.append(job_id)
             coalesced.extend(self._coalesce(tx, job, job_id, now))
-        return Ingested(row_id, status, jobs=tuple(created), coalesced=tuple(coalesced))
+        return Ingested(row_id, status, jobs=tuple(created), coalesced=tuple(coalesced), buckets=tuple(buckets))
 
     def _insert_delivery(
         self, tx: Tx, d: NewDelivery, now: float, status: str, body: bytes, duplicate_of: int | None
