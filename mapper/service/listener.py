@@ -233,8 +233,15 @@ class Webhooks:
             if log.isEnabledFor(logging.INFO):
                 jobs = ", ".join(map(str, stored.jobs))
                 log.info("stored d%s: %d job(s) %s", stored.delivery, len(stored.jobs), jobs, extra=extra)
+                if stored.buckets:
+                    log.info(
+                        "stored d%s: item(s) in bucket(s) %s", stored.delivery, ", ".join(map(str, stored.buckets))
+                    )
             self.on_stored()
-        return 200, {"status": stored.status, "id": stored.delivery, "jobs": list(stored.jobs)}, None
+        answer: dict[str, Any] = {"status": stored.status, "id": stored.delivery, "jobs": list(stored.jobs)}
+        if stored.buckets:  # a collecting mapping's item: committed in its bucket before this answer
+            answer["buckets"] = list(stored.buckets)
+        return 200, answer, None
 
 
 def create_app(

@@ -109,6 +109,8 @@ CLOSE_BUCKET: Final = (
 SET_RUN: Final = "UPDATE buckets SET delivery = ?, job = ? WHERE id = ?"
 DUE: Final = "SELECT id, due_reason FROM buckets WHERE status = 'open' AND due_at <= ? ORDER BY due_at LIMIT ?"
 TO_CHECK: Final = "SELECT id, mapping, group_key FROM buckets WHERE status = 'open' AND check_until = 1 LIMIT ?"
+ANY_DUE: Final = "SELECT 1 FROM buckets WHERE status = 'open' AND due_at <= ? LIMIT 1"
+ANY_TO_CHECK: Final = "SELECT 1 FROM buckets WHERE status = 'open' AND check_until = 1 LIMIT 1"
 CHECKED: Final = "UPDATE buckets SET check_until = 0 WHERE id = ? AND status = 'open'"
 ITEMS: Final = "SELECT position, source, value, added_at FROM bucket_items WHERE bucket = ? ORDER BY position"
 BY_DELIVERY: Final = f"SELECT {BUCKET_COLUMNS} FROM buckets b WHERE b.delivery = ?"

@@ -184,6 +184,11 @@ class SqlBuckets(ABC):
 
         return self._write(op).result()
 
+    def has_buckets_to_close(self) -> bool:
+        """Whether `close_due` would find work (a read: most looks find none, and need no write)."""
+        now = self.clock()
+        return bool(self._read(lambda tx: self._one(tx, sql.ANY_DUE, (now,)) or self._one(tx, sql.ANY_TO_CHECK)))
+
     def close_bucket(self, bucket: int, reason: str) -> int:
         """Close one bucket now (an operator's command); its job id. NotFound, or StoreError when closed."""
 

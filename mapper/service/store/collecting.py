@@ -35,6 +35,10 @@ class Collecting(ABC):
         """Close buckets whose time rule is due or whose `until` now holds; the jobs created."""
 
     @abstractmethod
+    def has_buckets_to_close(self) -> bool:
+        """Whether `close_due` would find work now."""
+
+    @abstractmethod
     def close_bucket(self, bucket: int, reason: str) -> int:
         """Close one bucket now; its job."""
 
