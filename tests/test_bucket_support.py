@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from test_service_support import Service, Target, body_for, signed_headers
-
 import httpx
+from test_service_support import Service, Target, body_for, signed_headers
 
 COLLECT = """\
 version: 1

@@ -5,10 +5,6 @@ test_postgres_buckets.py)."""
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import random
-import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path

@@ -124,7 +124,9 @@ async def _serve(options: ServiceOptions) -> int:
         metrics = Metrics()
         metrics.mappings.set(len(mappings.current()))
         worker = _worker(store, mappings, runner, options, metrics, executor)
-        timers = Timers(store, mappings.current, executor, interval=options.poll, on_jobs=worker.wake)
+        timers = Timers(
+            store, mappings.current, executor, interval=options.poll, on_jobs=worker.wake, time_scale=options.time_scale
+        )
         app = _app(store, mappings, worker, options, scheme, metrics, executor, timers)
         if link_options is not None:  # before the catch-all 404; the webhook path cannot be under /links
             app.router.routes[0:0] = links.routes(mappings.current, link_options, LINKS_PATH)

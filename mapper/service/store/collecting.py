@@ -68,7 +68,14 @@ class Collecting(ABC):
 
     @abstractmethod
     def fire_schedule(
-        self, mapping: str, mapping_file: str, cron: str, next_after: Step, previous: Step, missed: MissedRuns = ...
+        self,
+        mapping: str,
+        mapping_file: str,
+        cron: str,
+        next_after: Step,
+        previous: Step,
+        missed: MissedRuns = ...,
+        grace: float = ...,
     ) -> Fired:
         """Fire the schedule's due time once if it has come."""
 

@@ -41,8 +41,10 @@ class SqlSchedules(SqlBuckets):
         next_after: Step,
         previous: Step,
         missed: MissedRuns = "run_once",
+        grace: float = GRACE,
     ) -> Fired:
-        """Fire the schedule's due time if it has come (once, whoever else looks at the same time)."""
+        """Fire the schedule's due time if it has come (once, whoever else looks at the same time); a due time
+        found more than `grace` seconds late was missed."""
 
         def op(tx: Any) -> Fired:
             now = self.clock()
@@ -64,7 +66,7 @@ class SqlSchedules(SqlBuckets):
             if following <= now:  # more than MAX_COUNTED passed: jump to the latest
                 due = previous(now)
                 following = next_after(due)
-            late = passed > 0 or now - due > GRACE
+            late = passed > 0 or now - due > grace
             self._run(tx, sql.MOVE_SCHEDULE, (cron, due, following, now, mapping))
             if late and missed == "skip":
                 return Fired(None, following, skipped=passed + 1)
