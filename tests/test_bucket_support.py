@@ -41,12 +41,33 @@ steps:
   - name: post
     connection: target
     method: POST
-    path: "/batch/{{{{ group }}}}"
+    path: "/batch/{name}/{{{{ group or 'all' }}}}"
     json:
       bucket: "{{{{ bucket.id }}}}"
       reason: "{{{{ bucket.reason }}}}"
       ns: "{{{{ items | map(attribute='n') | list }}}}"
 """
+
+# The same with the item's values from a GraphQL query: its events are collected by collect jobs.
+COLLECT_QUERY = COLLECT.replace(
+    """extract:
+  n: payload.n""",
+    """query:
+  connection: scope
+  graphql: |
+    query ($id: ID!) {{ node(id: $id) {{ id n order }} }}
+  variables:
+    id: "{{{{ event.resource_id }}}}"
+extract:
+  n: result.node.n""",
+).replace(
+    """connections:
+""",
+    """connections:
+  scope:
+    url: "{{{{ env.WLMAP_TEST_TARGET }}}}/graphql"
+""",
+)
 
 SCHEDULED = """\
 version: 1
@@ -74,6 +95,7 @@ class Batch:
     """One run of a bucket as the target received it."""
 
     key: str
+    mapping: str
     group: str
     bucket: int
     reason: str
@@ -87,6 +109,7 @@ class BatchTarget:
     behave: Callable[[dict[str, Any]], int] = lambda body: 200
     batches: dict[str, Batch] = field(default_factory=dict)  # by idempotency key
     scheduled: dict[str, dict[str, Any]] = field(default_factory=dict)
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)  # what the GraphQL query answers, by node id
     requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
@@ -102,8 +125,9 @@ class BatchTarget:
                 self.requests += 1
                 if status < 300:
                     key = request.header("idempotency-key") or ""
-                    group = request.path.removeprefix("/batch/")
-                    self.batches.setdefault(key, Batch(key, group, int(body["bucket"]), body["reason"], body["ns"]))
+                    mapping, _, group = request.path.removeprefix("/batch/").partition("/")
+                    found = Batch(key, mapping, group, int(body["bucket"]), body["reason"], body["ns"])
+                    self.batches.setdefault(key, found)
             return Reply.json({}, status)
 
         def scheduled(request: Recorded) -> Reply:
@@ -111,24 +135,39 @@ class BatchTarget:
                 self.scheduled.setdefault(request.header("idempotency-key") or "", request.json())
             return Reply.json({})
 
+        def graphql(request: Recorded) -> Reply:
+            node = request.json()["variables"]["id"]
+            with self.lock:
+                return Reply.json({"data": {"node": {"id": node, **self.nodes.get(node, {})}}})
+
         with FakeServer() as server:
+            server.route("POST", "/graphql", graphql)
             server.route("POST", "/batch/*", batch)
             server.route("POST", "/scheduled", scheduled)
             self.url = server.url
             yield self
 
-    def by_bucket(self) -> dict[int, Batch]:
+    def by_bucket(self, mapping: str | None = None) -> dict[int, Batch]:
         with self.lock:
-            return {b.bucket: b for b in self.batches.values()}
+            return {b.bucket: b for b in self.batches.values() if mapping in (None, b.mapping)}
 
 
 def collecting_service(
-    tmp_path: Path, target: BatchTarget, collect: str, *, name: str = "batches", **options: Any
+    tmp_path: Path,
+    target: BatchTarget,
+    collect: str | dict[str, str],
+    *,
+    queried: tuple[str, ...] = (),
+    make: Callable[..., Service] = Service,
+    **options: Any,
 ) -> Service:
-    """The service with one collecting mapping (`collect:` given as indented YAML) instead of effect.yaml."""
-    service = Service(tmp_path, Target(url=target.url), **options)
+    """The service with collecting mappings instead of effect.yaml: {name: `collect:` as indented YAML} (or one,
+    named `batches`); those named in `queried` take their items' values from a GraphQL query."""
+    service = make(tmp_path, Target(url=target.url), **options)
     (service.mappings / "effect.yaml").unlink()
-    (service.mappings / f"{name}.yaml").write_text(COLLECT.format(name=name, collect=collect))
+    for name, section in ({"batches": collect} if isinstance(collect, str) else collect).items():
+        template = COLLECT_QUERY if name in queried else COLLECT
+        (service.mappings / f"{name}.yaml").write_text(template.format(name=name, collect=section))
     service.command = _real_runner(service.command)  # type: ignore[method-assign]
     return service
 

@@ -232,11 +232,11 @@ class Webhooks:
             self.metrics.coalesced.inc(len(stored.coalesced))
             if log.isEnabledFor(logging.INFO):
                 jobs = ", ".join(map(str, stored.jobs))
-                log.info("stored d%s: %d job(s) %s", stored.delivery, len(stored.jobs), jobs, extra=extra)
+                if stored.jobs or not stored.buckets:
+                    log.info("stored d%s: %d job(s) %s", stored.delivery, len(stored.jobs), jobs, extra=extra)
                 if stored.buckets:
-                    log.info(
-                        "stored d%s: item(s) in bucket(s) %s", stored.delivery, ", ".join(map(str, stored.buckets))
-                    )
+                    buckets = ", ".join(map(str, stored.buckets))
+                    log.info("stored d%s: item(s) in bucket(s) %s", stored.delivery, buckets, extra=extra)
             self.on_stored()
         answer: dict[str, Any] = {"status": stored.status, "id": stored.delivery, "jobs": list(stored.jobs)}
         if stored.buckets:  # a collecting mapping's item: committed in its bucket before this answer
