@@ -295,7 +295,7 @@ FAST_COMMANDS = frozenset({"validate", "schema"})
 
 
 def register_all() -> None:
-    from mapper.cli import graphql_schema, operations  # typer commands only; the rest is imported when one runs
+    from mapper.cli import buckets, graphql_schema, operations  # typer commands only; the rest when one runs
     from mapper.cli.link import link_command
 
     app.command()(run)
@@ -303,6 +303,7 @@ def register_all() -> None:
     app.command("link")(link_command)
     graphql_schema.register(app)
     operations.register(app)
+    buckets.register(app)
 
 
 def main() -> None:
