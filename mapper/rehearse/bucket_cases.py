@@ -28,7 +28,9 @@ class Ran:
     results: list[RunResult]
 
 
-async def collecting_case(plan: Plan, case: Case) -> Ran:
+async def collecting_case(plan: Plan, case: Case, close_all: bool = False) -> Ran:
+    """Feed the case's events, close what closes by its clock (with `close_all`, every open bucket too), run each
+    closed bucket; failures against `expect`."""
     arrivals = case.events or [(case.at or 0.0, case.body, case.headers, case.graphql)]
     buckets, seen = await collect_events(
         plan, arrivals, case.env, lambda graphql: StubTransport(graphql, case.responses)
@@ -49,6 +51,10 @@ async def collecting_case(plan: Plan, case: Case) -> Ran:
             failures.append(f"event {number} was not collected ({arrival.result.status}): {arrival.result.reason}")
     if case.at is not None:
         buckets.advance(case.at)
+    if close_all and buckets.open:
+        rules = ", ".join(buckets.words[k] for k in ("count", "window", "idle", "at", "until") if k in buckets.words)
+        last = max([a.at for a in seen] + [case.at or 0.0])
+        buckets.close_all(last, f"closed for this run (the service closes it on: {rules or 'its limits'})")
     for closed in buckets.closed:
         results.append(await run_bucket(plan, closed, case.env, StubTransport(None, _fresh(case))))
     wanted = case.expect.get("buckets")

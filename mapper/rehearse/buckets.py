@@ -99,6 +99,11 @@ class Buckets:
             self._close(bucket, now, reason)
         return bucket.id
 
+    def close_all(self, now: float, reason: str) -> None:
+        """Close every open bucket now (a dry run of one event shows what its bucket's run would send)."""
+        for bucket in sorted(self.open.values(), key=lambda b: b.id):
+            self._close(bucket, now, reason)
+
     def _due(self, bucket: Open, now: float) -> tuple[float, str] | None:
         times = []
         if self.collect.window is not None:

@@ -52,6 +52,10 @@ _BY_PLACE = {
         "`{root}` cannot be used in a connection",
         "a connection is shared by every event: only `env.NAME` may be used in it",
     ),
+    "until": (
+        "`{root}` cannot be used in `until`",
+        "`until` reads the bucket: `items` (each event's extracted values, in order) and `group`",
+    ),
     "outcome": (
         "`{root}` cannot be used in an outcome's `when`",
         "`when` reads the answer only: `status`, `headers` and `body`; its `reason` may use the step's names too",
