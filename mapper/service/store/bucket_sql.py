@@ -55,6 +55,10 @@ CREATE TABLE IF NOT EXISTS bucket_sources (
     PRIMARY KEY (mapping, source)
 );
 CREATE INDEX IF NOT EXISTS bucket_sources_by_bucket ON bucket_sources (bucket);
+CREATE TABLE IF NOT EXISTS bucket_counts (
+    mapping TEXT PRIMARY KEY,
+    open_buckets INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS schedules (
     mapping TEXT PRIMARY KEY,
     cron TEXT NOT NULL,
@@ -82,7 +86,14 @@ OPEN_BUCKET: Final = (
     "SELECT id, items, bytes, closes_by, closes_by_reason, idle, idle_reason FROM buckets "
     "WHERE mapping = ? AND group_key = ? AND status = 'open'"
 )
-COUNT_OPEN: Final = "SELECT COUNT(*) FROM buckets WHERE mapping = ? AND status = 'open'"
+# How many buckets of a mapping are open, kept as a count: counting the rows each time a bucket opens made
+# opening the 10,000th bucket scan 10,000 index entries (bench/collect_load.py: 1,218 acks/s with 10,000 buckets
+# opening, against 4,041 for the plain mapping).
+OPENED: Final = (
+    "INSERT INTO bucket_counts (mapping, open_buckets) VALUES (?, 1) ON CONFLICT (mapping) "
+    "DO UPDATE SET open_buckets = bucket_counts.open_buckets + 1 RETURNING open_buckets"
+)
+CLOSED: Final = "UPDATE bucket_counts SET open_buckets = open_buckets - 1 WHERE mapping = ?"
 OLDEST_OPEN: Final = "SELECT id FROM buckets WHERE mapping = ? AND status = 'open' ORDER BY id LIMIT 1"
 INSERT_BUCKET: Final = (
     "INSERT INTO buckets (mapping, mapping_file, group_key, status, opened_at, last_item_at, items, bytes, "

@@ -114,9 +114,9 @@ class SqlBuckets(ABC):
         return Placed(int(bucket), closed=tuple(c for c in closed if c is not None))
 
     def _make_room(self, tx: Any, item: NewItem, now: float) -> list[int | None]:
-        """At the limit of open buckets, close the mapping's oldest (one that no other placing holds)."""
-        open_now = int(self._one(tx, sql.COUNT_OPEN, (item.mapping,))[0])
-        if open_now < item.rules.max_open:
+        """Count the bucket about to open; past the limit, close the mapping's oldest (one no other placing holds)."""
+        open_now = int(self._one(tx, sql.OPENED, (item.mapping,))[0])
+        if open_now <= item.rules.max_open:
             return []
         oldest = self._one(tx, sql.OLDEST_OPEN + self._row_lock(True), (item.mapping,))
         if oldest is None:
@@ -149,6 +149,7 @@ class SqlBuckets(ABC):
         if row is None:
             return None
         mapping, mapping_file, group, count, _ = row
+        self._run(tx, sql.CLOSED, (mapping,))
         body = json.dumps({"bucket": bucket, "mapping": mapping, "group": json.loads(group), "items": count}).encode()
         shown = group if len(group) <= 60 else group[:57] + "..."
         delivery = NewDelivery(
