@@ -57,8 +57,13 @@ def test_a_legacy_call_webhook_reaches_the_servicenow_mapping(listener: tuple[st
     url, store = listener
     stored = post(url, sample)
     assert stored["status"] == "accepted"
-    assert mappings_of(store, int(str(stored["id"]).lstrip("d"))) == ["servicenow-incident-call"]
-    [job] = store.jobs(delivery=int(str(stored["id"]).lstrip("d")))
+    # one work note per call, and the call collected for the incident's daily summary
+    assert mappings_of(store, int(str(stored["id"]).lstrip("d"))) == [
+        "servicenow-incident-call",
+        "servicenow-incident-daily-calls",
+    ]
+    jobs = store.jobs(delivery=int(str(stored["id"]).lstrip("d")))
+    [job] = [job for job in jobs if job.mapping == "servicenow-incident-call"]
     assert job.resource_key == "Q2FsbFNlc3Npb24tOTk4MjE="
 
 
@@ -86,6 +91,7 @@ def test_the_completed_topic_reaches_sap_and_with_a_custom_query_body_maximo_too
     )
     assert mappings_of(store, int(str(custom["id"]).lstrip("d"))) == [
         "asset-inspection-graphql",
+        "maximo-sessions-done",
         "maximo-workorder-worklog",
         "salesforce-work-order",
         "sap-maintenance-notification",

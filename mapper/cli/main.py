@@ -209,6 +209,8 @@ def _run_once(
     plan, problems = loader.load_file(mapping)
     exit_on_problems(problems)
     assert plan is not None
+    if plan.collect is not None or plan.schedule is not None:
+        return _run_batch(plan, mapping, event_file, headers_file, dry_run, graphql_response, responses, case, fmt)
     try:
         if case is not None:
             inputs = given.from_case(mapping, case, plan)
@@ -244,6 +246,49 @@ def _run_once(
                 "a step that expects another status, or a GraphQL answer, fails on it)"
             )
     return 0 if outcome.result.status in ("done", "skipped") else 1
+
+
+def _run_batch(
+    plan: Any,
+    mapping: Path,
+    event_file: Path | None,
+    headers_file: Path | None,
+    dry_run: bool,
+    graphql_response: Path | None,
+    responses: list[str],
+    case: str | None,
+    fmt: Format,
+) -> int:
+    """`wlmap run` of a collecting mapping (its event collected, its bucket closed and run) or a scheduled one
+    (its run for a case's `at`): always a dry run, answered from the saved responses."""
+    from mapper.errors import MappingError
+    from mapper.rehearse import inputs as given
+    from mapper.rehearse import once
+    from mapper.report import traces
+
+    kind = "collecting" if plan.collect is not None else "scheduled"
+    if not dry_run or (plan.schedule is not None and case is None):
+        how = "--case NAME (a case with `at:`)" if plan.schedule is not None else "--dry-run or --case NAME"
+        typer.echo(f"wlmap: {plan.name} is a {kind} mapping: `wlmap run` rehearses it with stubs; use {how}", err=True)
+        return 2
+    try:
+        if case is not None:
+            chosen = given.case_named(mapping, case, plan)
+        else:
+            assert event_file is not None
+            chosen = given.as_case(given.from_files(event_file, headers_file, graphql_response, responses), event_file)
+    except given.InputError as exc:
+        typer.echo(str(exc), err=True)
+        return 1
+    except MappingError as exc:
+        typer.echo(report.text(exc.problems), err=True)
+        return 1
+    results = once.rehearse_batch(plan, chosen, once.stand_in_env(plan, {**os.environ, **chosen.env}))
+    if fmt is Format.json:
+        typer.echo(json.dumps([result.trace for result in results], indent=2, ensure_ascii=False))
+    else:
+        typer.echo("\n\n".join(traces.trace_text(result.trace, dry_run=True) for result in results) or "nothing ran")
+    return 0 if results and all(r.status in ("done", "skipped") for r in results) else 1
 
 
 def test(
@@ -301,7 +346,7 @@ FAST_COMMANDS = frozenset({"validate", "schema"})
 
 
 def register_all() -> None:
-    from mapper.cli import graphql_schema, operations  # typer commands only; the rest is imported when one runs
+    from mapper.cli import buckets, graphql_schema, operations  # typer commands only; the rest when one runs
     from mapper.cli.link import link_command
 
     app.command()(run)
@@ -309,6 +354,7 @@ def register_all() -> None:
     app.command("link")(link_command)
     graphql_schema.register(app)
     operations.register(app)
+    buckets.register(app)
 
 
 def main() -> None:

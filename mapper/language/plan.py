@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 from mapper.errors import Location
+from mapper.language.cron import Cron
 from mapper.language.expressions import Query, Template
 
 Outcome = Literal["success", "skip", "retry", "fail"]
@@ -103,6 +104,17 @@ class Connection(NamedTuple):
     retry: RetryPolicy = RetryPolicy()
 
 
+MissedRuns = Literal["run_once", "skip"]
+
+
+class Schedule(NamedTuple):
+    """`trigger: {schedule: ...}`: the mapping runs at these times, with no webhook (`since`, `until`)."""
+
+    location: Location
+    cron: Cron
+    missed: MissedRuns = "run_once"  # due times that passed while no wlmap was running: one run, or none
+
+
 class Trigger(NamedTuple):
     location: Location
     events: frozenset[str] = frozenset()  # event keys: "created", "updated", ...
@@ -110,6 +122,33 @@ class Trigger(NamedTuple):
     topics: frozenset[str] = frozenset()
     when: Expression | None = None
     allow_unsigned: bool = False  # also runs for unsigned legacy webhooks (when the service allows them)
+    schedule: Schedule | None = None  # a scheduled mapping: no webhook ever matches it
+
+
+# The limits of `collect:` when the mapping does not set them.
+MAX_ITEMS = 1000  # per bucket
+MAX_OPEN_BUCKETS = 10_000  # per mapping
+MAX_ITEM_BYTES = 64 * 1024  # one item's values as JSON
+
+
+class Collect(NamedTuple):
+    """`collect:`: each matching event's extracted values go into a bucket; the steps run once per closed bucket.
+
+    A bucket closes on the first of its rules that holds: `count` items, `window` seconds after its first
+    item, `idle` seconds after its last, the next `at` time after it opened, or `until` over its items.
+    """
+
+    location: Location
+    group_by: Expression | None = None  # None: one bucket at a time for the whole mapping
+    distinct_by: Expression | None = None  # an item with the same key replaces the earlier one, in its place
+    close_count: int | None = None  # `close: {count: N}` (`count` would hide tuple.count)
+    window: float | None = None
+    idle: float | None = None
+    at: Cron | None = None
+    until: Expression | None = None  # JMESPath over {items, group}
+    max_items: int = MAX_ITEMS
+    max_open: int = MAX_OPEN_BUCKETS
+    max_item_bytes: int = MAX_ITEM_BYTES
 
 
 class GraphQLQuery(NamedTuple):
@@ -237,3 +276,8 @@ class Plan(NamedTuple):
     lines: tuple[str, ...] = ()  # the mapping text, for messages that quote it
     link: Link | None = None  # the deep link the mapping expects (`link:`), when it declares one
     secrets: frozenset[str] = frozenset()  # env variables the mapping marks secret (`secrets:`), beyond the rules
+    collect: Collect | None = None  # a collecting mapping: its steps run once per closed bucket
+
+    @property
+    def schedule(self) -> Schedule | None:
+        return self.trigger.schedule

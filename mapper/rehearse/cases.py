@@ -14,7 +14,7 @@ from typing import Any
 
 from mapper.language.plan import Plan, Step
 from mapper.links import LinkError
-from mapper.rehearse import expectations
+from mapper.rehearse import bucket_cases, expectations
 from mapper.rehearse.links import with_link
 from mapper.rehearse.once import Rehearsal, run_once
 from mapper.rehearse.stubs import AUXILIARY, StubTransport
@@ -28,6 +28,7 @@ class CaseResult:
     failures: list[str] = field(default_factory=list)
     result: RunResult | None = None
     steps_sent: list[str] = field(default_factory=list)
+    results: list[RunResult] = field(default_factory=list)  # every run of the case (a sequence of events)
 
     @property
     def passed(self) -> bool:
@@ -54,6 +55,8 @@ async def rehearse_case(plan: Plan, case: Case, stubs: StubTransport) -> Rehears
 
 
 async def run_case(plan: Plan, case: Case) -> CaseResult:
+    if plan.collect is not None or plan.schedule is not None:
+        return await _run_batch_case(plan, case)
     outcome = CaseResult(case)
     stubs = StubTransport(case.graphql, case.responses)
     try:
@@ -75,6 +78,19 @@ async def run_case(plan: Plan, case: Case) -> CaseResult:
     return outcome
 
 
+async def _run_batch_case(plan: Plan, case: Case) -> CaseResult:
+    """A collecting mapping's sequence of events, or a scheduled mapping's due time."""
+    outcome = CaseResult(case)
+    if plan.schedule is not None:
+        ran, stubs = await bucket_cases.scheduled_case(plan, case)
+        outcome.steps_sent = [s.step for s in stubs.sent if s.step and s.step not in ("query", *AUXILIARY)]
+    else:
+        ran = await bucket_cases.collecting_case(plan, case)
+    outcome.failures, outcome.results = ran.failures, ran.results
+    outcome.result = ran.results[-1] if ran.results else None
+    return outcome
+
+
 def run_suite(plan: Plan, tests_file: Path) -> Suite:
     cases, _ = load_cases(tests_file)
     suite = Suite(plan, tests_file)
@@ -92,9 +108,9 @@ def coverage(plan: Plan, results: list[CaseResult]) -> list[str]:
     """What no case exercised: trigger outcomes, skip_unless both ways, each step sent, when both ways, on_status,
     each outcome rule and each on_error code."""
     gaps = []
-    traces = [r.result.trace for r in results if r.result is not None]
-    stages = [stage for trace in traces for stage in trace.get("stages", [])]
-    if not any(r.case.expect.get("matched") is False for r in results):
+    runs = [run for r in results for run in (r.results or ([r.result] if r.result is not None else []))]
+    stages = [stage for run in runs for stage in run.trace.get("stages", [])]
+    if plan.schedule is None and not any(r.case.expect.get("matched") is False for r in results):
         gaps.append("no case checks an event the trigger ignores")
     if plan.skip_unless is not None:
         seen = {s.get("passed") for s in stages if s.get("stage") == "skip_unless"}
@@ -103,7 +119,7 @@ def coverage(plan: Plan, results: list[CaseResult]) -> list[str]:
                 gaps.append(f"no case where skip_unless {words}")
     for step in plan.steps:
         gaps += _step_gaps(step, [s for s in stages if s.get("stage") == "step" and s.get("name") == step.name])
-    if not any(r.result is not None and r.result.status in ("dead", "retry") for r in results):
+    if not any(run.status in ("dead", "retry") for run in runs):
         gaps.append("no case where the run fails")
     return gaps
 

@@ -71,6 +71,23 @@ def from_case(mapping: Path, name: str, plan: Plan | None = None) -> Inputs:
 
     With the `plan`, a case's `link:` parameters are put where the mapping reads externalData.
     """
+    case = case_named(mapping, name, plan)
+    return Inputs(
+        case.body, dict(case.headers), case.graphql, {k: list(v) for k, v in case.responses.items()}, dict(case.env)
+    )
+
+
+def as_case(inputs: Inputs, event: Path) -> tests_file.Case:
+    """Files given on the command line as a test case of one event (for collecting mappings)."""
+    from mapper.errors import Location
+
+    return tests_file.Case(
+        str(event), Location(str(event)), inputs.body, inputs.headers, inputs.graphql, inputs.responses, {}, inputs.env
+    )
+
+
+def case_named(mapping: Path, name: str, plan: Plan | None = None) -> tests_file.Case:
+    """A test case of the mapping's tests file, by name or number (InputError when there is none)."""
     found = tests_file.tests_file_for(mapping)
     if not found.exists():
         raise InputError(f"{mapping}: no test cases ({found.name} does not exist)")
@@ -87,6 +104,4 @@ def from_case(mapping: Path, name: str, plan: Plan | None = None) -> Inputs:
             case = with_link(plan, case)
         except LinkError as exc:
             raise InputError(f"{found}: case `{case.name}`: link: {exc}") from None
-    return Inputs(
-        case.body, dict(case.headers), case.graphql, {k: list(v) for k, v in case.responses.items()}, dict(case.env)
-    )
+    return case

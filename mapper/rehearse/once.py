@@ -7,6 +7,7 @@ tests that run the shipped mappings' cases.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from mapper import events
 from mapper.language.plan import Plan
 from mapper.rehearse.inputs import Inputs
 from mapper.rehearse.stubs import StubTransport
+from mapper.rehearse.tests_file import Case
 from mapper.run import matching
 from mapper.run.outcome import RunResult
 from mapper.run.runner import Runner
@@ -55,6 +57,19 @@ def rehearse(plan: Plan, inputs: Inputs, env: Mapping[str, str], *, dry_run: boo
     """`wlmap run`: the saved event once, live or (dry run) answered from the saved responses."""
     stubs = StubTransport(inputs.graphql, inputs.responses) if dry_run else None
     return asyncio.run(run_once(plan, inputs.body, inputs.headers, env, stubs=stubs))
+
+
+def rehearse_batch(plan: Plan, case: Case, env: Mapping[str, str]) -> list[RunResult]:
+    """`wlmap run` of a collecting mapping (its events collected, every bucket closed and run, stubs answering
+    when the case gives answers) or of a scheduled mapping (its run for the case's `at`); every run, in order."""
+    from mapper.rehearse import bucket_cases
+
+    case = dataclasses.replace(case, env=dict(env), expect={})
+    if plan.schedule is not None:
+        ran, _ = asyncio.run(bucket_cases.scheduled_case(plan, case))
+    else:
+        ran = asyncio.run(bucket_cases.collecting_case(plan, case, close_all=True))
+    return ran.results
 
 
 def stand_in_env(plan: Plan, env: Mapping[str, str]) -> dict[str, str]:

@@ -18,8 +18,26 @@ from mapper.errors import Location, MappingError, Problem, Problems, did_you_mea
 from mapper.language import source
 from mapper.rehearse.stubs import StubResponse
 
-CASE_KEYS = {"name", "event", "headers", "graphql", "responses", "expect", "env", "link"}
-EXPECT_KEYS = {"matched", "outcome", "reason_contains", "requests", "captured", "not_sent"}
+START = "2024-05-01T00:00:00Z"  # the time of a sequence's first event unless it says `at:`
+
+
+def moment(value: Any) -> float:
+    """An ISO 8601 time (UTC unless it says otherwise) as seconds since the epoch; ValueError if it is none."""
+    from datetime import UTC, datetime
+
+    text = str(value).strip()
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        raise ValueError(f"`{text}` is not an ISO 8601 time, e.g. 2024-05-01T02:00:00Z") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+CASE_KEYS = {"name", "event", "headers", "graphql", "responses", "expect", "env", "link", "events", "at", "since"}
+EXPECT_KEYS = {"matched", "outcome", "reason_contains", "requests", "captured", "not_sent", "buckets"}
+EVENT_KEYS = {"event", "headers", "graphql", "at"}  # one event of a sequence (`events:`)
+# What a case says about one closed bucket of a collecting mapping: its group, items, why it closed, its run.
+BUCKET_KEYS = {"group", "items", "closed_by", "outcome", "reason_contains", "requests", "captured", "not_sent"}
 REQUEST_KEYS = {
     "step",
     "method",
@@ -46,6 +64,10 @@ class Case:
     expect: dict[str, Any]
     env: dict[str, str]
     link: dict[str, str] | None = None  # the deep link's parameters (and target id), by name
+    # A sequence of events (collecting mappings): (time, body, headers, GraphQL answer), in order.
+    events: list[tuple[float, Any, dict[str, str], Any]] | None = None
+    at: float | None = None  # the clock at the end (collecting), or the due time (scheduled)
+    since: float | None = None  # a scheduled run's `since` (default: the due time before `at`)
 
     @property
     def body(self) -> bytes | str:
@@ -118,8 +140,21 @@ def _case(
     except (OSError, ValueError) as exc:
         found.add(document.problem(path_in, f"test case `{name}`: {exc}"))
         return None
-    if event is None:
-        found.add(document.problem(path_in, f"test case `{name}` needs an `event` (a file under samples/ or inline)"))
+    try:
+        sequence = _sequence(document, path, path_in, spec.get("events"), found)
+        at = None if spec.get("at") is None else moment(spec["at"])
+        since = None if spec.get("since") is None else moment(spec["since"])
+    except ValueError as exc:
+        found.add(document.problem(path_in, f"test case `{name}`: {exc}"))
+        return None
+    if event is None and sequence is None and at is None:
+        found.add(
+            document.problem(
+                path_in,
+                f"test case `{name}` needs an `event` (a file under samples/ or inline), `events` (a sequence, "
+                "for a collecting mapping) or `at` (the due time, for a scheduled mapping)",
+            )
+        )
         return None
     if not isinstance(headers, dict):
         found.add(document.problem((*path_in, "headers"), f"test case `{name}`: `headers` must be key: value pairs"))
@@ -142,6 +177,9 @@ def _case(
         expect,
         {**env, **_strings(spec.get("env"))},
         None if link is None else {str(k): _text(v) for k, v in link.items()},
+        sequence,
+        at,
+        since,
     )
 
 
@@ -170,6 +208,17 @@ def _unknown_keys(
                     key=True,
                 )
             )
+    for n, bucket in enumerate(expect.get("buckets") or []):
+        for key in bucket if isinstance(bucket, dict) else []:
+            if key not in BUCKET_KEYS:
+                found.add(
+                    document.problem(
+                        (*path_in, "expect", "buckets", n, key),
+                        f"unknown bucket expectation `{key}`",
+                        f"allowed: {', '.join(sorted(BUCKET_KEYS))}",
+                        key=True,
+                    )
+                )
     for n, request in enumerate(expect.get("requests") or []):
         for key in request if isinstance(request, dict) else []:
             if key not in REQUEST_KEYS:
@@ -181,6 +230,39 @@ def _unknown_keys(
                         key=True,
                     )
                 )
+
+
+def _sequence(
+    document: source.Document, base: Path, path_in: source.Path, given: Any, found: Problems
+) -> list[tuple[float, Any, dict[str, str], Any]] | None:
+    """`events:`: each event with its time (one second after the one before, from 2024-05-01T00:00:00Z, unless
+    it says `at:`), headers and the GraphQL answer its query gets."""
+    if given is None:
+        return None
+    if not isinstance(given, list) or not given:
+        found.add(document.problem((*path_in, "events"), "`events` is a list of events, each `event:` and maybe `at:`"))
+        return None
+    sequence: list[tuple[float, Any, dict[str, str], Any]] = []
+    clock = moment(START) - 1
+    for index, entry in enumerate(given):
+        at_path: source.Path = (*path_in, "events", index)
+        if not isinstance(entry, dict) or "event" not in entry:
+            found.add(document.problem(at_path, "an entry of `events` needs `event:` (a file or inline JSON)"))
+            continue
+        for key in entry:
+            if key not in EVENT_KEYS:
+                hint = f"allowed: {', '.join(sorted(EVENT_KEYS))}"
+                found.add(document.problem((*at_path, key), f"unknown key `{key}` in an event", hint, key=True))
+        clock = moment(entry["at"]) if entry.get("at") is not None else clock + 1
+        headers = _file_or_inline(base, entry.get("headers")) or {}
+        if not isinstance(headers, dict):
+            found.add(document.problem((*at_path, "headers"), "`headers` must be key: value pairs"))
+            continue
+        body = _file_or_inline(base, entry["event"])
+        event = body if isinstance(body, bytes | str) else json.dumps(body).encode()
+        graphql = _file_or_inline(base, entry.get("graphql"))
+        sequence.append((clock, event, {str(k).lower(): str(v) for k, v in headers.items()}, graphql))
+    return sequence
 
 
 def _is_scalar(value: Any) -> bool:

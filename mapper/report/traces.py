@@ -32,16 +32,31 @@ def _exchange(exchange: dict[str, Any], dry_run: bool) -> list[str]:
     return lines
 
 
-def trace_text(trace: dict[str, Any], dry_run: bool = False) -> str:
+def _given(trace: dict[str, Any]) -> list[str]:
+    """What the run was for: a webhook, a closed bucket (its contents and why it closed), or a schedule's time."""
+    stages = {stage.get("stage"): stage for stage in trace.get("stages", [])}
+    if "bucket" in stages:
+        b = stages["bucket"]
+        lines = [f"bucket   {b.get('id')} · group {_json(b.get('group'), 80)} · {b.get('count')} item(s)"]
+        lines.append(f"         closed by {b.get('reason')}")
+        lines += [f"  item {n}  {_json(item, 200)}" for n, item in enumerate(b.get("items") or [], 1)]
+        return lines
+    if "schedule" in stages:
+        s = stages["schedule"]
+        missed = f" · covering {s['missed']} missed due time(s)" if s.get("missed") else ""
+        return [f"schedule since {s.get('since')} until {s.get('until')}{missed}"]
     event = trace.get("event", {})
     lines = [
-        f"mapping  {trace.get('mapping')} ({trace.get('file')}, version {trace.get('digest')})",
         f"event    {event.get('generation')} · {event.get('name') or '-'} · {event.get('resource_type') or '-'} · "
         f"{event.get('resource_id') or '-'}"
-        + (f" · delivery {event['delivery_id']}" if event.get("delivery_id") else ""),
+        + (f" · delivery {event['delivery_id']}" if event.get("delivery_id") else "")
     ]
-    for note in event.get("problems") or []:
-        lines.append(f"         note: {note}")
+    lines += [f"         note: {note}" for note in event.get("problems") or []]
+    return lines
+
+
+def trace_text(trace: dict[str, Any], dry_run: bool = False) -> str:
+    lines = [f"mapping  {trace.get('mapping')} ({trace.get('file')}, version {trace.get('digest')})", *_given(trace)]
     if dry_run:
         lines.append("dry run  nothing is sent; answers come from the saved responses")
     for stage in trace.get("stages", []):
@@ -57,6 +72,10 @@ def trace_text(trace: dict[str, Any], dry_run: bool = False) -> str:
             lines.append("extract  " + (", ".join(f"{k} = {_json(v, 120)}" for k, v in values.items()) or "(nothing)"))
         elif kind == "link":
             lines.append(f"link     signature {'matches' if stage.get('verified') else 'does not match'}")
+        elif kind == "collect":
+            lines.append(
+                f"collect  into the bucket of group {_json(stage.get('group'), 80)}: {_json(stage.get('item'), 300)}"
+            )
         elif kind == "skip_unless":
             lines.append(f"skip_unless `{stage.get('expression')}` → {'passes' if stage.get('passed') else 'skips'}")
         elif kind == "step":

@@ -24,6 +24,8 @@ def webhook_scope(event: Event) -> dict[str, Any]:
 
 def match(plan: Plan, event: Event) -> tuple[bool, str]:
     trigger = plan.trigger
+    if trigger.schedule is not None:
+        return False, f"the mapping runs on a schedule ({trigger.schedule.cron}), not on webhooks"
     if trigger.events:
         name = event_key(event.name) if event.name else None
         if name not in trigger.events:

@@ -25,6 +25,7 @@ class RunResult:
     step: str | None = None  # the step that decided the outcome, if any
     retry_after: float | None = None  # seconds the target asked us to wait (Retry-After), when it did
     trace_json: str = "{}"  # the trace as JSON text (ASCII), secrets masked: stored as it is
+    collected: Any = None  # a collecting mapping's event: its item (run.buckets.Collected), to put in its bucket
 
     @cached_property
     def trace(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ Every run leaves a trace (see `trace.py`) with secrets masked.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from mapper.language.expressions import EvaluationError
 from mapper.language.plan import LINK_KEY_ENV, Connection, Plan, Step, Value
 from mapper.links import received, signing
 from mapper.run import answers, connections, secrets
+from mapper.run.buckets import Bucket, NotCollected, Window, item_from
 from mapper.run.clients.auth import TokenCache
 from mapper.run.clients.errors import ConnectionUnusable, GraphQLFailure, RequestRejected, TransportFailure
 from mapper.run.clients.exchange import Response
@@ -94,16 +96,74 @@ class Runner:
             )
         return cache[key]
 
-    async def run(self, plan: Plan, event: Event, *, idempotency_key: str = "", attempt: int = 1) -> RunResult:
+    async def run(
+        self,
+        plan: Plan,
+        event: Event,
+        *,
+        idempotency_key: str = "",
+        attempt: int = 1,
+        bucket: Bucket | None = None,
+        window: Window | None = None,
+    ) -> RunResult:
+        """Run the plan for one event; a collecting plan's event is collected (its item is in the result's
+        `collected`), its closed `bucket` runs the steps; a scheduled plan runs for its `window`."""
         trace = Trace(plan, event, attempt)
+        collected = None
         try:
-            await self._run(plan, event, trace, idempotency_key or _default_key(event, plan))
+            if plan.collect is not None and bucket is None:
+                collected = await self._collect(plan, event, trace)
+            else:
+                await self._run(plan, event, trace, idempotency_key or _default_key(event, plan), bucket, window)
         except _Stop as stop:
             return trace.finish(stop.status, stop.reason, stop.step, stop.retry_after, self.masker(plan))
+        if collected is not None:
+            done = trace.finish(
+                "done", f"collected into the bucket of group {collected.group_text[:80]}", None, None, self.masker(plan)
+            )
+            return dataclasses.replace(done, collected=collected)
         return trace.finish("done", "every step succeeded", None, None, self.masker(plan))
 
-    async def _run(self, plan: Plan, event: Event, trace: Trace, key: str) -> None:
+    async def _collect(self, plan: Plan, event: Event, trace: Trace) -> Any:
+        """The event's item for its bucket: query, extract and skip_unless as usual, then `group_by`."""
         scope: dict[str, Any] = webhook_scope(event)
+        values = await self._prepare(plan, scope, trace)
+        try:
+            collected = item_from(plan, values, scope)
+        except EvaluationError as exc:
+            raise _Stop(
+                "dead", f"collect ({_at(plan, plan.collect.location.line if plan.collect else 0)}): {exc}"
+            ) from None
+        except NotCollected as exc:
+            raise _Stop("dead", f"collect: {exc}") from None
+        trace.stage("collect", group=collected.group, distinct=collected.distinct, item=collected.value)
+        return collected
+
+    async def _run(
+        self, plan: Plan, event: Event, trace: Trace, key: str, bucket: Bucket | None, window: Window | None
+    ) -> None:
+        if bucket is not None:
+            scope = bucket.scope()
+            trace.stage(
+                "bucket",
+                id=bucket.id,
+                group=bucket.group,
+                count=len(bucket.items),
+                reason=bucket.reason,
+                items=bucket.items,
+            )
+        else:
+            scope = window.scope() if window is not None else webhook_scope(event)
+            if window is not None:
+                trace.stage("schedule", **scope, missed=window.missed)
+            await self._prepare(plan, scope, trace)
+        scope["env"] = self.env
+        scope["steps"] = {}
+        for step in plan.steps:
+            await self._step(plan, step, scope, trace, key)
+
+    async def _prepare(self, plan: Plan, scope: dict[str, Any], trace: Trace) -> dict[str, Any]:
+        """The query, the link's signature, `extract` and `skip_unless`: the extracted values join `scope`."""
         if plan.query is not None:
             scope["result"] = await self._query(plan, scope, trace)
         if plan.link is not None and plan.link.signed:
@@ -120,10 +180,7 @@ class Runner:
                 masker = self.masker(plan)
                 shown = ", ".join(f"{k}={_cut(masker, json.dumps(v, default=str), 60)}" for k, v in values.items())
                 raise _Stop("skipped", f"skip_unless `{plan.skip_unless.source}` is false ({shown})")
-        scope["env"] = self.env
-        scope["steps"] = {}
-        for step in plan.steps:
-            await self._step(plan, step, scope, trace, key)
+        return values
 
     def _check_link(self, plan: Plan, scope: dict[str, Any], trace: Trace) -> None:
         """A signed link: skip an event whose externalData was edited by hand (another incident number typed

@@ -300,9 +300,16 @@ class Webhooks:
             self.metrics.coalesced.inc(len(stored.coalesced))
             if log.isEnabledFor(logging.INFO):
                 jobs = ", ".join(map(str, stored.jobs))
-                log.info("stored d%s: %d job(s) %s", stored.delivery, len(stored.jobs), jobs, extra=extra)
+                if stored.jobs or not stored.buckets:
+                    log.info("stored d%s: %d job(s) %s", stored.delivery, len(stored.jobs), jobs, extra=extra)
+                if stored.buckets:
+                    buckets = ", ".join(map(str, stored.buckets))
+                    log.info("stored d%s: item(s) in bucket(s) %s", stored.delivery, buckets, extra=extra)
             self.on_stored()
-        return 200, {"status": stored.status, "id": stored.delivery, "jobs": list(stored.jobs)}, None
+        answer: dict[str, Any] = {"status": stored.status, "id": stored.delivery, "jobs": list(stored.jobs)}
+        if stored.buckets:  # a collecting mapping's item: committed in its bucket before this answer
+            answer["buckets"] = list(stored.buckets)
+        return 200, answer, None
 
 
 def _client(scope: Scope) -> str:

@@ -12,6 +12,7 @@ from mapper.events import Event
 from mapper.language import loader
 from mapper.language.plan import Plan
 from mapper.run.matching import match
+from mapper.service.collecting import Collecting
 from mapper.service.store import NewJob
 
 log = logging.getLogger("wlmap.service")
@@ -34,14 +35,18 @@ class Mappings:
         self.paths, self.env = list(paths), env
         self._plans: dict[str, Plan] = {}
         self._stamp: Stamp | None = None
+        self.collecting = Collecting()
 
     def current(self) -> Mapping[str, Plan]:
         return self._plans
 
     def route(self, event: Event, *, unsigned: bool = False) -> list[NewJob]:
-        """A job for every mapping whose trigger matches the event (unsigned: and allows unsigned webhooks)."""
+        """A job for every mapping whose trigger matches the event (a collecting mapping's item, when it can);
+        unsigned: only mappings that allow unsigned webhooks."""
         return [
             NewJob(plan.name, event.resource_id, plan.file)
+            if plan.collect is None
+            else self.collecting.job(plan, event)
             for plan in self._plans.values()
             if (plan.trigger.allow_unsigned or not unsigned) and matches(plan, event)
         ]

@@ -52,6 +52,7 @@ from mapper.service.options import (
 from mapper.service.runners import Runner, load_runner
 from mapper.service.signature import SignatureScheme
 from mapper.service.store import Store, StoreError, describe, is_postgres, open_store
+from mapper.service.timers import Timers
 from mapper.service.upkeep import upkeep
 from mapper.service.worker import Worker, WorkerOptions
 
@@ -163,7 +164,10 @@ async def _serve(options: ServiceOptions) -> int:
         worker = _worker(store, mappings, runner, options, metrics, executor)
         if options.runs_jobs:  # PostgreSQL: jobs stored by other processes wake this one's workers at once
             resources.callback(store.watch(_threadsafe(asyncio.get_running_loop(), worker.wake)))
-        app = _app(store, mappings, worker, options, scheme, metrics, executor)
+        timers = Timers(
+            store, mappings.current, executor, interval=options.poll, on_jobs=worker.wake, time_scale=options.time_scale
+        )
+        app = _app(store, mappings, worker, options, scheme, metrics, executor, timers)
         if link_options is not None:  # before the catch-all 404; the webhook path cannot be under /links
             app.router.routes[0:0] = links.routes(mappings.current, link_options, LINKS_PATH)
         housekeeping = asyncio.create_task(
@@ -178,6 +182,8 @@ async def _serve(options: ServiceOptions) -> int:
             )
         )
         resources.push_async_callback(_cancel, housekeeping)
+        if options.runs_jobs:  # buckets close and schedules fire where jobs run: the store makes each happen once
+            resources.push_async_callback(_cancel, asyncio.create_task(timers.serve(), name="wlmap-timers"))
         _log_start(options, sock, mappings)
         code = await _run(_Server(_config(app, options)), sock, worker, options.runs_jobs)
     log.info("stopped")
@@ -225,6 +231,7 @@ def _app(
     scheme: SignatureScheme,
     metrics: Metrics,
     executor: ThreadPoolExecutor,
+    timers: Timers,
 ) -> Starlette:
     def readiness() -> str | None:
         if not mappings.current():
@@ -251,7 +258,7 @@ def _app(
         listening,
         metrics=metrics,
         executor=executor,
-        on_stored=worker.wake if options.runs_jobs else lambda: None,
+        on_stored=_both(worker.wake, timers.poke) if options.runs_jobs else lambda: None,
         readiness=readiness,
     )
     if not options.takes_webhooks:  # a worker keeps /healthz, /readyz and /metrics; the webhook path is a 404
@@ -403,6 +410,14 @@ def _bind(host: str, port: int) -> socket.socket:
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
+    def call() -> None:
+        first()
+        second()
+
+    return call
 
 
 async def _quietly(step: Callable[[], Awaitable[Any]]) -> None:

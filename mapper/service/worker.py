@@ -21,12 +21,13 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 from mapper.events import Event, normalise
 from mapper.language.plan import Plan, RetryPolicy
 from mapper.run.outcome import RunResult
 from mapper.run.trace import cap
+from mapper.service import collecting
 from mapper.service.metrics import Metrics
 from mapper.service.options import GRACE, LEASE, POLL, RUN_TIMEOUT, TIME_SCALE, TRACE_BODY_MAX, WORKERS
 from mapper.service.store import CUTS, Claimed, Cuts, Finish, Store, StoreError, run_blocking
@@ -39,7 +40,9 @@ MAX_BACKOFF = 5.0  # seconds between claims at most while the store cannot be re
 class RunFunction(Protocol):
     """What the worker calls to run one mapping for one event (the runner's `run`)."""
 
-    def __call__(self, plan: Plan, event: Event, *, idempotency_key: str, attempt: int) -> Awaitable[RunResult]: ...
+    def __call__(
+        self, plan: Plan, event: Event, *, idempotency_key: str, attempt: int, **given: Any
+    ) -> Awaitable[RunResult]: ...
 
 
 Plans = Callable[[], Mapping[str, Plan]]  # the mappings in force, by name
@@ -114,6 +117,7 @@ class Worker:
         self.options = options or WorkerOptions()
         self.metrics = metrics or Metrics()
         self.executor, self.rand = executor, rand
+        self.collecting = collecting.Collecting(store.clock)  # a collect job's item: its bucket's rules
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: set[asyncio.Task[Finish | None]] = set()
@@ -229,6 +233,7 @@ class Worker:
         """Run the job's mapping for its stored webhook and record the outcome."""
         plan = self.plans().get(job.mapping)
         started = time.perf_counter()
+        result = None
         if plan is None:
             outcome = Finish(
                 "dead",
@@ -237,7 +242,8 @@ class Worker:
             )
         else:
             event = normalise(job.body, dict(job.headers))
-            result = await self._run(plan, event, job)
+            given = await collecting.given(self.store, plan, job, self.executor)
+            result = await self._run(plan, event, job, given)
             outcome = decide(
                 result,
                 job.attempt,
@@ -249,12 +255,16 @@ class Worker:
         if isinstance(outcome.trace, str):
             outcome = dataclasses.replace(outcome, trace=cap(outcome.trace, self.options.trace_body_max))
         elapsed = time.perf_counter() - started
-        recorded = await self.store.finish_async(job.job, job.token, outcome, self.executor)
+        if plan is not None and result is not None and result.collected is not None and outcome.status == "done":
+            keep = collecting.keep(self.store, self.collecting, plan, job, result, self.executor)
+            outcome, recorded = await keep  # the item goes into its bucket as the job finishes
+        else:
+            recorded = await self.store.finish_async(job.job, job.token, outcome, self.executor)
         self._count(job, outcome, elapsed, recorded)
         return outcome
 
-    async def _run(self, plan: Plan, event: Event, job: Claimed) -> RunResult:
-        call = self.run(plan, event, idempotency_key=job.idempotency_key, attempt=job.attempt)
+    async def _run(self, plan: Plan, event: Event, job: Claimed, given: Mapping[str, Any]) -> RunResult:
+        call = self.run(plan, event, idempotency_key=job.idempotency_key, attempt=job.attempt, **given)
         try:
             return await asyncio.wait_for(call, self.options.run_timeout)
         except TimeoutError:

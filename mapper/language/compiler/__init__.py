@@ -15,6 +15,8 @@ import hashlib
 from typing import Any
 
 from mapper.errors import Problem, did_you_mean
+from mapper.language.compiler.collect import collect as compile_collect
+from mapper.language.compiler.collect import steps_scope
 from mapper.language.compiler.connections import connections as compile_connections
 from mapper.language.compiler.context import DEFAULTS, Compilation, Options
 from mapper.language.compiler.link import link as compile_link
@@ -48,9 +50,12 @@ def _compile(c: Compilation, shape_errors: bool) -> Plan | None:
             c.error((), "the file is empty", "start from an example in mappings/")
         return None
     connections = compile_connections(c, data.get("connections"))
-    query, selection = compile_query(c, data.get("query"), connections)
+    given = _given(data)
+    query, selection = compile_query(c, data.get("query"), connections, given)
     trigger = compile_trigger(c, data.get("trigger"), Scope(dict(WEBHOOK), place="trigger"))
-    data_scope = Scope(dict(WEBHOOK), selection=selection, has_query=query is not None, place="extract")
+    data_scope = Scope(
+        dict(given.names), selection=selection, has_query=query is not None, place="extract", absent=given.absent
+    )
     if query is not None:
         data_scope.names["result"] = "the GraphQL result"
     extract = _extract(c, data.get("extract"), data_scope)
@@ -63,11 +68,15 @@ def _compile(c: Compilation, shape_errors: bool) -> Plan | None:
     after = data_scope.but(**{name: "an extracted value" for name in extracted})
     after.place = "data"
     skip_unless = c.query(("skip_unless",), data.get("skip_unless"), after) if "skip_unless" in data else None
-    steps = compile_steps(c, data.get("steps"), after, connections)
+    collect = compile_collect(c, data.get("collect"), after, extracted) if "collect" in data else None
+    if collect is not None and given is SCHEDULED:
+        c.error(("collect",), "a scheduled mapping runs on no webhook, so it has no events to collect", key=True)
+    steps_names = steps_scope(extracted, [*given.names, "result"]) if collect is not None else after
+    steps = compile_steps(c, data.get("steps"), steps_names, connections)
     link = compile_link(c, data.get("link"), shape_errors)
     if shape_errors or c.problems.has_errors:
         return None
-    _unused(c, data, extract, steps, skip_unless)
+    _unused(c, data, extract if collect is None else [], steps, skip_unless)
     _unread_secrets(c, data.get("secrets"))
     if trigger is None:
         return None
@@ -87,7 +96,27 @@ def _compile(c: Compilation, shape_errors: bool) -> Plan | None:
         lines=tuple(c.doc.lines),
         link=link,
         secrets=frozenset(n for n in data.get("secrets") or () if isinstance(n, str)),
+        collect=collect,
     )
+
+
+# A scheduled mapping has no webhook: its query, `extract` and steps start from the run's times instead.
+SCHEDULED = Scope(
+    {"since": "the time of the previous run (ISO 8601 UTC)", "until": "this run's time (ISO 8601 UTC)"},
+    absent={
+        name: (
+            f"`{name}` is not there in a scheduled mapping: it runs at its times, with no webhook",
+            "use `since` and `until` (the time of the previous run and of this one)",
+        )
+        for name in WEBHOOK
+    },
+)
+
+
+def _given(data: dict[str, Any]) -> Scope:
+    """The names a run starts from: the webhook's, or in a scheduled mapping the run's times."""
+    trigger = data.get("trigger")
+    return SCHEDULED if isinstance(trigger, dict) and "schedule" in trigger else Scope(dict(WEBHOOK))
 
 
 def _extract(c: Compilation, data: Any, scope: Scope) -> list[Extraction]:
@@ -96,7 +125,7 @@ def _extract(c: Compilation, data: Any, scope: Scope) -> list[Extraction]:
         return result
     for name, source in data.items():
         path: Path = ("extract", name)
-        if name in RESERVED:
+        if name in RESERVED or name in scope.names:
             c.error(path, f"`{name}` is a reserved name", "choose another name for this value", key=True)
             continue
         expression = c.query(path, source, scope)

@@ -29,16 +29,20 @@ class Document(NamedTuple):
 
 
 def query(
-    c: Compilation, data: Any, connections: dict[str, Connection]
+    c: Compilation, data: Any, connections: dict[str, Connection], given: Scope | None = None
 ) -> tuple[GraphQLQuery | None, dict[str, Any] | None]:
-    """The query and the shape it selects (for `result.` names), or (None, None)."""
+    """The query and the shape it selects (for `result.` names), or (None, None).
+
+    `given`: the names the variables may use besides `env` (the webhook's, or a schedule's `since`/`until`)."""
     if not isinstance(data, dict):
         return None, None
     name = data.get("connection")
     if isinstance(name, str):
         check_connection(c, (*PATH, "connection"), name, connections, needs="url")
     api_schema = c.options.graphql_schemas.get(name) if isinstance(name, str) else None
-    scope = Scope({**WEBHOOK, **ENV}, place="variables")
+    scope = Scope(
+        {**(given.names if given else WEBHOOK), **ENV}, place="variables", absent=given.absent if given else {}
+    )
     found = document(c, PATH, data, scope, api_schema or c.options.graphql_schema, target=False)
     if found is None:
         return None, None

@@ -25,6 +25,9 @@ class Scope:
     place: str = ""  # "trigger", "connection", "capture", ...: words for messages about names that are not here
     this_step: str = ""  # the key of the step being compiled
     selected_by: str = "the query"  # what `selection` is of, in words: the query, or a step's GraphQL document
+    # Names this kind of mapping leaves out at this place on purpose (the webhook in a scheduled mapping, the
+    # event in the steps of a collecting one), with why and what to use instead.
+    absent: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
     def but(self, **names: str) -> Scope:
         return Scope(
@@ -36,6 +39,7 @@ class Scope:
             self.place,
             self.this_step,
             self.selected_by,
+            self.absent,
         )
 
 
@@ -47,6 +51,10 @@ _BY_PLACE = {
     "connection": (
         "`{root}` cannot be used in a connection",
         "a connection is shared by every event: only `env.NAME` may be used in it",
+    ),
+    "until": (
+        "`{root}` cannot be used in `until`",
+        "`until` reads the bucket: `items` (each event's extracted values, in order) and `group`",
     ),
     "outcome": (
         "`{root}` cannot be used in an outcome's `when`",
@@ -61,6 +69,17 @@ _BY_NAME = {
         "`env` cannot be used here",
         "environment variables may be used in connections, query variables and steps",
     ),
+    "items": (
+        "`items` is only there in the steps of a mapping with `collect:`",
+        "add a `collect:` section to run the steps once per bucket of events",
+    ),
+    "group": ("`group` is only there in the steps of a mapping with `collect:`", None),
+    "bucket": ("`bucket` is only there in the steps of a mapping with `collect:`", None),
+    "since": (
+        "`since` is only there in a mapping with `trigger: {schedule: ...}`",
+        "a webhook's time is `event.time`",
+    ),
+    "until": ("`until` is only there in a mapping with `trigger: {schedule: ...}`", "a webhook's time is `event.time`"),
 }
 _ROOT_HINTS = {
     "status": "`status`, `headers` and `body` are the response, inside `capture` only",
@@ -71,6 +90,8 @@ _ROOT_HINTS = {
 
 def not_here(root: str, scope: Scope) -> tuple[str, str | None]:
     """Why `root` cannot be used at this place, and what to do instead."""
+    if root in scope.absent:
+        return scope.absent[root]
     if scope.place in _BY_PLACE:
         message, advice = _BY_PLACE[scope.place]
         return message.format(root=root), advice

@@ -47,6 +47,7 @@ def steps(c: Compilation, data: Any, scope: Scope, connections: dict[str, Connec
             scope.has_query,
             "step",
             "" if key in earlier else key,
+            absent=scope.absent,
         )
         step = _step(c, path, spec, step_scope, connections)
         capture = spec.get("capture")

@@ -11,6 +11,17 @@ from pathlib import Path
 from typing import Final
 
 from mapper.service.store.base import SqlStore
+from mapper.service.store.bucket_records import (
+    BucketDetail,
+    BucketItem,
+    BucketRow,
+    Fired,
+    NewItem,
+    Placed,
+    Rules,
+    ScheduledRun,
+)
+from mapper.service.store.buckets import FencedOut
 from mapper.service.store.interface import Clock, Store, run_blocking
 from mapper.service.store.records import (
     CUTS,
@@ -34,19 +45,28 @@ from mapper.service.store.records import (
 __all__ = [
     "CUTS",
     "AttemptRow",
+    "BucketDetail",
+    "BucketItem",
+    "BucketRow",
     "Claimed",
     "Clock",
     "Cuts",
     "DeliveryRow",
+    "FencedOut",
     "Finish",
+    "Fired",
     "Ingested",
     "JobDetail",
     "JobRow",
     "NewDelivery",
+    "NewItem",
     "NewJob",
     "NotFound",
     "NotReplayable",
+    "Placed",
     "Pruned",
+    "Rules",
+    "ScheduledRun",
     "SqlStore",
     "Store",
     "StoreError",

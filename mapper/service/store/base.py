@@ -45,13 +45,16 @@ from mapper.service.store.records import (
     NotFound,
     NotReplayable,
 )
+from mapper.service.store.schedules import SqlSchedules
 
 T = TypeVar("T")
 log = logging.getLogger("wlmap.store")
 
 
-class SqlStore(Maintenance):
-    """The state machine in SQL that SQLite and PostgreSQL both run; subclasses supply transactions."""
+class SqlStore(SqlSchedules, Maintenance):
+    """The state machine in SQL that SQLite and PostgreSQL both run; subclasses supply transactions.
+
+    Buckets and schedules (`buckets`, `schedules`) share its transactions: an item goes in with its webhook."""
 
     # ------------------------------------------------------------------------------------ ingest
 
@@ -76,11 +79,15 @@ class SqlStore(Maintenance):
         row_id = self._insert_delivery(tx, delivery, now, status, delivery.body, None)
         created: list[int] = []
         coalesced: list[int] = []
+        buckets: list[int] = []
         for job in jobs:
+            if job.item is not None:  # a collecting mapping: the item goes in its bucket, no job of its own
+                buckets.append(self._place(tx, job.item, row_id, now).bucket)
+                continue
             job_id = self._insert_job(tx, row_id, job, now)
             created.append(job_id)
             coalesced.extend(self._coalesce(tx, job, job_id, now))
-        return Ingested(row_id, status, jobs=tuple(created), coalesced=tuple(coalesced))
+        return Ingested(row_id, status, jobs=tuple(created), coalesced=tuple(coalesced), buckets=tuple(buckets))
 
     def _insert_delivery(
         self, tx: Tx, d: NewDelivery, now: float, status: str, body: bytes, duplicate_of: int | None

@@ -17,11 +17,14 @@ rule (one more than the largest ever given, sqlite_sequence), which SQLite then 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, NamedTuple
 
 from mapper.service.store import rows, sql
+from mapper.service.store.bucket_records import NewItem
 from mapper.service.store.records import DeliveryStatus, Ingested, NewDelivery, NewJob
+
+Place = Callable[[NewItem, int], int]  # (an item, the delivery it came from) → its bucket, in the same transaction
 
 ROWS_PER_STATEMENT: Final = 200  # 12 values a row: far below SQLite's 32,766 host parameters
 
@@ -56,8 +59,12 @@ class Request(NamedTuple):
     window: float
 
 
-def ingest(conn: sqlite3.Connection, group: Sequence[Request], now: float, hints: dict[str, str]) -> list[Ingested]:
-    """Write the group inside the caller's transaction; one Ingested per request, in order."""
+def ingest(
+    conn: sqlite3.Connection, group: Sequence[Request], now: float, hints: dict[str, str], place: Place | None = None
+) -> list[Ingested]:
+    """Write the group inside the caller's transaction; one Ingested per request, in order.
+
+    A collecting mapping's item is put in its bucket by `place`, after the deliveries are written."""
     ids = [rows.storable(r.delivery.delivery_id) for r in group if r.delivery.delivery_id is not None]
     firsts: dict[str | None, int] = {}  # delivery id → the row that holds the first copy
     for chunk in _chunks(sorted(set(ids)), ROWS_PER_STATEMENT):
@@ -70,6 +77,7 @@ def ingest(conn: sqlite3.Connection, group: Sequence[Request], now: float, hints
     jobs: list[list[Any]] = []  # lists: a later job of the same resource fills in superseded_by
     results: list[Ingested] = []
     owned: dict[int, list[int]] = {}  # request index → indexes of its jobs in `jobs`
+    items: list[tuple[int, int, NewItem]] = []  # (request index, delivery row, item)
     for index, request in enumerate(group):
         d = request.delivery
         delivery_id, dedupe_key = rows.storable(d.delivery_id), rows.storable(d.dedupe_key)
@@ -94,6 +102,9 @@ def ingest(conn: sqlite3.Connection, group: Sequence[Request], now: float, hints
         deliveries.append(_delivery_row(row_id, d, now, status, d.body, None))
         created = []
         for job in request.jobs:
+            if job.item is not None:
+                items.append((index, row_id, job.item))
+                continue
             job_id, next_job = next_job, next_job + 1
             created.append(job_id)
             owned.setdefault(index, []).append(len(jobs))
@@ -109,13 +120,26 @@ def ingest(conn: sqlite3.Connection, group: Sequence[Request], now: float, hints
         conn.execute(_insert("deliveries", _DELIVERY_COLUMNS, 11, len(chunk)), [v for row in chunk for v in row])
     for chunk in _chunks(jobs, ROWS_PER_STATEMENT):
         conn.execute(_insert("jobs", _JOB_COLUMNS, 15, len(chunk)), [v for row in chunk for v in row])
+    if items:
+        _place_items(results, items, place)
     if coalesced:  # in the order of the request's jobs, each job's own sorted
         for index, job_indexes in owned.items():
             superseded = tuple(old for job in job_indexes for old in sorted(coalesced.get(job, ())))
             if superseded:
                 done = results[index]
-                results[index] = Ingested(done.delivery, done.status, jobs=done.jobs, coalesced=superseded)
+                results[index] = Ingested(
+                    done.delivery, done.status, jobs=done.jobs, coalesced=superseded, buckets=done.buckets
+                )
     return results
+
+
+def _place_items(results: list[Ingested], items: list[tuple[int, int, NewItem]], place: Place | None) -> None:
+    if place is None:
+        raise RuntimeError("items to collect, and no way to place them")  # a bug: the caller hands over
+    for index, row_id, item in items:
+        done = results[index]
+        bucket = place(item, row_id)
+        results[index] = Ingested(done.delivery, done.status, jobs=done.jobs, buckets=(*done.buckets, bucket))
 
 
 def _coalesce(

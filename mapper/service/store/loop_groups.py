@@ -29,6 +29,7 @@ from typing import Any, Final, TypeVar
 
 from mapper.service.store import group
 from mapper.service.store.base import SqlStore
+from mapper.service.store.bucket_records import NewItem
 from mapper.service.store.interface import Tx
 from mapper.service.store.records import Ingested, NewDelivery, NewJob, StoreError, StoreUnavailable
 
@@ -189,7 +190,9 @@ class LoopGroups(SqlStore):
         """On the loop, holding the write lock: the group's statements, then the COMMIT in the committer."""
         conn = self._loop_connection()
         try:
-            values = group.ingest(conn, [op.request for op in live], self.clock(), self.index_hints)
+            now = self.clock()
+            place = partial(self._place_in_group, conn, now)
+            values = group.ingest(conn, [op.request for op in live], now, self.index_hints, place)
         except Exception as exc:
             _roll_back(conn)
             self._release_turn()
@@ -221,6 +224,9 @@ class LoopGroups(SqlStore):
                 _settle(op.future, error=error or StoreUnavailable("the store cannot write"))
         if self._group:
             self._commit_group()
+
+    def _place_in_group(self, conn: sqlite3.Connection, now: float, item: NewItem, source: int) -> int:
+        return self._place(conn, item, source, now).bucket
 
     def _loop_connection(self) -> sqlite3.Connection:
         if self._loop_conn is None:

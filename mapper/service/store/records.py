@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+if TYPE_CHECKING:
+    from mapper.service.store.bucket_records import NewItem
 
 DeliveryStatus = Literal["accepted", "ignored", "duplicate"]
 JobStatus = Literal["pending", "running", "retry", "done", "skipped", "dead", "coalesced", "replayed"]
@@ -67,7 +70,7 @@ class NewDelivery:
     body_sha256: str
     delivery_id: str | None  # X-Scope-Webhook-Id, when the sender gave one
     dedupe_key: str  # for deliveries without an id: what identical re-sends share (topic + body hash)
-    signature: Literal["verified", "unsigned"] = "verified"
+    signature: Literal["verified", "unsigned", "internal"] = "verified"  # internal: a closed bucket, a schedule
     summary: str = ""  # short words for operators: "scenario_session/completed ScenarioSession U2Nl..."
 
 
@@ -78,6 +81,7 @@ class NewJob:
     mapping: str
     resource_key: str | None
     mapping_file: str = ""
+    item: NewItem | None = None  # a collecting mapping: put this into its bucket instead of creating a job
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ class Ingested:
     duplicate_of: int | None = None
     jobs: tuple[int, ...] = ()
     coalesced: tuple[int, ...] = ()
+    buckets: tuple[int, ...] = ()  # the buckets its items went into (collecting mappings)
 
 
 @dataclass(frozen=True)
