@@ -12,6 +12,16 @@ from typing import Final
 
 from mapper.service.store.base import SqlStore
 from mapper.service.store.interface import Clock, Store, run_blocking
+from mapper.service.store.operator import (
+    CANCELLED,
+    ActionRow,
+    DeliveryLine,
+    EventQuery,
+    JobLine,
+    NewAction,
+    NotPossible,
+    Page,
+)
 from mapper.service.store.records import (
     CUTS,
     AttemptRow,
@@ -32,20 +42,28 @@ from mapper.service.store.records import (
 )
 
 __all__ = [
+    "CANCELLED",
     "CUTS",
+    "ActionRow",
     "AttemptRow",
     "Claimed",
     "Clock",
     "Cuts",
+    "DeliveryLine",
     "DeliveryRow",
+    "EventQuery",
     "Finish",
     "Ingested",
     "JobDetail",
+    "JobLine",
     "JobRow",
+    "NewAction",
     "NewDelivery",
     "NewJob",
     "NotFound",
+    "NotPossible",
     "NotReplayable",
+    "Page",
     "Pruned",
     "SqlStore",
     "Store",

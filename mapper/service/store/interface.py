@@ -9,6 +9,7 @@ from concurrent.futures import Executor
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+from mapper.service.store.operator import OperatorStore
 from mapper.service.store.records import (
     CUTS,
     PRUNED,
@@ -51,7 +52,7 @@ class Tx(Protocol):
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
 
 
-class Store(ABC):
+class Store(OperatorStore, ABC):
     """The durable queue: stored webhooks, the jobs they caused, and every attempt at those jobs."""
 
     clock: Clock

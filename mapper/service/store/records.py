@@ -69,6 +69,7 @@ class NewDelivery:
     dedupe_key: str  # for deliveries without an id: what identical re-sends share (topic + body hash)
     signature: Literal["verified", "unsigned"] = "verified"
     summary: str = ""  # short words for operators: "scenario_session/completed ScenarioSession U2Nl..."
+    notes: str = ""  # an ignored webhook: why each mapping passed on it, and normalisation problems (JSON)
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ class Finish:
     step: str | None = None
     trace: Mapping[str, Any] | str = field(default_factory=dict)  # str: JSON text from RunResult.trace_json
     next_attempt_at: float | None = None  # status "retry" only
+    max_attempts: int | None = None  # status "retry": how many attempts the schedule allows ("attempt 3 of 8")
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,7 @@ class DeliveryRow:
     headers: Headers
     body: bytes
     duplicate_of: int | None
+    notes: str | None = None  # see NewDelivery.notes
 
 
 @dataclass(frozen=True)
