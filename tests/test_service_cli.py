@@ -7,8 +7,10 @@ run the stand-in runner against a fake target, `send` posts to a real listener o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 import typer
 from fakes import serve
-from test_service_support import MAPPING, SECRET, Target, body_for, signed_headers
+from test_service_support import MAPPING, SECRET, EffectRunner, Target, body_for, signed_headers
 from typer.testing import CliRunner
 
 from mapper.cli import operations as commands
@@ -29,9 +31,9 @@ from mapper.service.metrics import Metrics
 from mapper.service.signature import verify
 from mapper.service.store import NewDelivery, NewJob, Store
 from mapper.service.store.sqlite import SqliteStore
-from mapper.service.worker import Worker
-
-RUNNER = "test_service_support:EffectRunner"
+from mapper.service.mappings import Mappings
+from mapper.service.replays import Replays
+from mapper.service.worker import Worker, WorkerOptions
 
 
 @pytest.fixture
@@ -111,6 +113,59 @@ def populated(tmp_path: Path, mapping: Path) -> Iterator[Path]:
     )
     store.close()
     yield path
+
+
+class ServiceThread:
+    """The service's side of replays in a thread of this process: the Replays desk and a worker pool running the
+    stand-in runner against the target, on the store file `path`, with the mappings of `folder`. The operator's
+    side (the CLI, `operations.replay`) runs in the test itself, with no runner and no target."""
+
+    def __init__(self, path: Path, folder: Path, env: dict[str, str]) -> None:
+        self.path, self.folder, self.env = path, folder, env
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> ServiceThread:
+        self.store = SqliteStore(self.path)
+        self.mappings = Mappings([self.folder], self.env)
+        self.mappings.load()
+        self.runner = EffectRunner(self.env)
+        self.worker = Worker(
+            self.store, self.mappings.current, self.runner.run, WorkerOptions(concurrency=2, poll=0.05)
+        )
+        self.replays = Replays(
+            self.store,
+            self.mappings.current,
+            refused=lambda: self.mappings.refused,
+            refresh=self.mappings.reload_if_changed,
+            on_made=lambda: self.loop.call_soon_threadsafe(self.worker.wake),
+            poll=0.05,
+        )
+        self.thread.start()
+        self.tasks = [
+            asyncio.run_coroutine_threadsafe(self.worker.serve(), self.loop),
+            asyncio.run_coroutine_threadsafe(self.replays.serve(), self.loop),
+        ]
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.loop.call_soon_threadsafe(self.worker.stop)
+        self.tasks[0].result(10)
+        self.tasks[1].cancel()
+        asyncio.run_coroutine_threadsafe(self.runner.aclose(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+        self.store.close()
+
+
+@pytest.fixture
+def service(populated: Path, mapping: Path, target: Target) -> Iterator[ServiceThread]:
+    # Job 3 stays pending while the tests look at it: its time has not come (the pool would run it at once).
+    with contextlib.closing(sqlite3.connect(populated)) as conn, conn:
+        conn.execute("UPDATE jobs SET next_attempt_at = 4e9 WHERE status = 'pending'")
+    with ServiceThread(populated, mapping.parent, {"WLMAP_TEST_TARGET": target.url}) as running:
+        yield running
 
 
 def invoke(app: typer.Typer, *args: str, env: dict[str, str] | None = None) -> Any:
@@ -210,11 +265,9 @@ def test_events_show_a_delivery_prints_no_sensitive_header_value(app: typer.Type
 
 
 def test_replay_runs_a_dead_job_with_the_current_mapping_and_shows_the_change(
-    app: typer.Typer, populated: Path, target: Target
+    app: typer.Typer, populated: Path, target: Target, service: ServiceThread
 ) -> None:
-    result = invoke(
-        app, "replay", "1", "--store", str(populated), "--runner", RUNNER, env={"WLMAP_TEST_TARGET": target.url}
-    )
+    result = invoke(app, "replay", "1", "--store", str(populated))  # no target, no secret: the service has them
     assert result.exit_code == 0, result.output
     assert result.output.strip() == (
         "job 1 → job 4 (effect): dead (step `post`: the target answered 404) → done (every step succeeded)"
@@ -227,47 +280,43 @@ def test_replay_runs_a_dead_job_with_the_current_mapping_and_shows_the_change(
     assert "replayed as job 4" in shown.output
 
 
-def test_replay_by_status_and_what_cannot_be_replayed(populated: Path, target: Target) -> None:
+def test_replay_by_status_and_what_cannot_be_replayed(populated: Path, service: ServiceThread) -> None:
     store = SqliteStore(populated)
     try:
-        env = {"WLMAP_TEST_TARGET": target.url}
-        done = asyncio.run(
-            operations.replay(store, ["3", "77"], status="dead", since="2000-01-01", runner=RUNNER, env=env)
-        )
+        done = asyncio.run(operations.replay(store, ["3", "77"], status="dead", since="2000-01-01", by="op"))
         lines = [str(line) for line in done]
         assert lines[0] == "job 3: not replayed: job 3 is pending: it still has work to do"
         assert lines[1] == "job 77: not replayed: there is no job 77"
         assert lines[2].startswith("job 1 → job 4 (effect): dead (")
-        assert asyncio.run(operations.replay(store, status="dead", runner=RUNNER, env=env)) == []
-        later = asyncio.run(operations.replay(store, status="dead", since="2999-01-01", runner=RUNNER, env=env))
+        assert asyncio.run(operations.replay(store, status="dead", by="op")) == []
+        later = asyncio.run(operations.replay(store, status="dead", since="2999-01-01", by="op"))
         assert later == []
         with pytest.raises(operations.OpsError, match="not an ISO 8601 time"):
-            asyncio.run(operations.replay(store, status="dead", since="yesterday", runner=RUNNER, env=env))
+            asyncio.run(operations.replay(store, status="dead", since="yesterday", by="op"))
     finally:
         store.close()
 
 
 def test_replaying_an_ignored_webhook_matches_it_against_todays_mappings(
-    populated: Path, target: Target, mapping: Path
+    populated: Path, mapping: Path, service: ServiceThread
 ) -> None:
     store = SqliteStore(populated)
     try:
-        env = {"WLMAP_TEST_TARGET": target.url}
-        [still] = asyncio.run(operations.replay(store, ["d4"], runner=RUNNER, env=env, mappings=[mapping.parent]))
+        [still] = asyncio.run(operations.replay(store, ["d4"], by="op"))
         assert str(still) == "d4: not replayed: still no mapping wants this event"
         mapping.write_text(mapping.read_text().replace("[scenario_session/completed]", "[user/created]"))
-        [now] = asyncio.run(operations.replay(store, ["d4"], runner=RUNNER, env=env, mappings=[mapping.parent]))
+        [now] = asyncio.run(operations.replay(store, ["d4"], by="op"))
         assert str(now) == "d4 → job 4 (effect): ignored → done (every step succeeded)"
         assert store.delivery(4).status == "accepted"
     finally:
         store.close()
 
 
-def test_replay_reports_an_invalid_current_mapping(populated: Path, mapping: Path) -> None:
+def test_replay_reports_an_invalid_current_mapping(populated: Path, mapping: Path, service: ServiceThread) -> None:
     mapping.write_text(mapping.read_text().replace("method: POST", "method: POTS"))
     store = SqliteStore(populated)
     try:
-        [result] = asyncio.run(operations.replay(store, ["1"], runner=RUNNER, env={"WLMAP_TEST_TARGET": "x"}))
+        [result] = asyncio.run(operations.replay(store, ["1"], by="op"))
         assert result.problem is not None and "effect.yaml:" in result.problem and "POTS" in result.problem
         assert store.job(1).job.status == "dead"
     finally:

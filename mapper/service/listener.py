@@ -36,6 +36,7 @@ _JSON_TYPES: Final = ("application/json",)
 
 Router = Callable[[Event], Sequence[NewJob]]  # the jobs the mappings in force want for an event
 Readiness = Callable[[], str | None]  # blocking; None when ready, else why not
+Explain = Callable[[Event], str]  # why no mapping wants an event (kept with an ignored webhook)
 
 
 @dataclass(frozen=True)
@@ -129,9 +130,10 @@ class Webhooks:
         metrics: Metrics,
         executor: Executor | None,
         on_stored: Callable[[], None],
+        explain: Explain | None = None,
     ) -> None:
         self.store, self.route, self.options, self.metrics = store, route, options, metrics
-        self.executor, self.on_stored = executor, on_stored
+        self.executor, self.on_stored, self.explain = executor, on_stored, explain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -206,6 +208,7 @@ class Webhooks:
             dedupe_key=_dedupe_key(event, body),
             signature=signature,
             summary=_summary(event),
+            notes="" if jobs or self.explain is None else self.explain(event),
         )
         try:
             stored = await self.store.ingest_async(
@@ -246,6 +249,7 @@ def create_app(
     executor: Executor | None = None,
     on_stored: Callable[[], None] = lambda: None,
     readiness: Readiness | None = None,
+    explain: Explain | None = None,
 ) -> Starlette:
     """The ASGI app: the webhook endpoint, /healthz, /readyz and /metrics."""
 
@@ -271,7 +275,7 @@ def create_app(
     async def not_found(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": "not found"}, status_code=404)
 
-    webhooks = Webhooks(store, route, options, metrics, executor, on_stored)
+    webhooks = Webhooks(store, route, options, metrics, executor, on_stored, explain)
     return Starlette(
         routes=[
             Route(options.path, webhooks),

@@ -2,9 +2,9 @@
 
 Retry now and cancel change the job at once, in the same transaction as their row: the service's workers then
 take (or no longer take) the job as they take any other. A replay needs the service (its mappings, its
-environment): the row waits as `requested` until a service process carries it out, and that process creates the
-new job, already leased to itself, in the same transaction that settles the row, so that two processes never
-both carry out one request and a request never makes a job twice.
+environment): the row waits as `requested` until a service process carries it out, and that process makes the
+new pending job in the same transaction that settles the row, so that two processes never both carry out one
+request and a request never makes a job twice. The workers then run the replay in its turn, as any job.
 
     requested ──carried out──▶ done (made: the new jobs) | refused (note: why)
     retry / cancel: done or refused at once
@@ -16,11 +16,11 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
-from mapper.service.store import holders, rows, sql
+from mapper.service.store import rows, sql
 from mapper.service.store.dialect import SqlDialect
 from mapper.service.store.interface import Tx
 from mapper.service.store.operator import CANCELLED, ActionRow, NewAction, NotPossible
-from mapper.service.store.records import ACTIVE, Claimed, NewJob, NotFound, NotReplayable
+from mapper.service.store.records import ACTIVE, NewJob, NotFound, NotReplayable
 
 _COLUMNS: Final = "id, kind, job, delivery, requested_by, requested_at, state, was, note, made, settled_at"
 INSERT: Final = (
@@ -129,41 +129,39 @@ class Actions(SqlDialect):
         """Requests no service has carried out yet, oldest first."""
         return [_action(row) for row in self._read(lambda tx: self._all(tx, REQUESTED, (limit,)))]
 
-    def carry_out_replay(self, action: int, lease: float, mapping_file: str | None = None) -> Claimed | None:
-        """Settle a replay request of a job: the new job, already leased to the caller; None when another process
-        carried it out first. NotFound or NotReplayable (nothing changed) when the job cannot be replayed."""
+    def carry_out_replay(self, action: int, mapping_file: str | None = None) -> int | None:
+        """Settle a replay request of a job with a new pending job for the workers; its id, or None when another
+        process carried it out first. NotFound or NotReplayable (nothing changed) when the job cannot be replayed."""
 
-        def op(tx: Tx) -> Claimed | None:
+        def op(tx: Tx) -> int | None:
             now = self.clock()
             found = self._one(tx, BY_IDS.format(marks="?"), (action,))
             if found is None or found[6] != "requested" or found[2] is None:
                 return None
-            claimed = self._replay(tx, int(found[2]), now, lease, mapping_file)
-            note = f"made job {claimed.job}"
-            if self._run(tx, SETTLE, ("done", note, json.dumps([claimed.job]), now, action)).rowcount != 1:
-                raise _Lost  # taken meanwhile (another process): undo the job made here
-            return claimed
+            made = self._replay(tx, int(found[2]), now, mapping_file)
+            if self._run(tx, SETTLE, ("done", f"made job {made}", json.dumps([made]), now, action)).rowcount != 1:
+                raise _Lost  # settled meanwhile by another process: undo the job made here
+            return made
 
         try:
             return self._write(op).result()
         except _Lost:
             return None
 
-    def carry_out_reroute(self, action: int, jobs: Sequence[NewJob], lease: float) -> list[Claimed] | None:
-        """Settle a replay request of an ignored delivery with jobs for the mappings that now want it, leased to
-        the caller; None when another process carried it out first."""
+    def carry_out_reroute(self, action: int, jobs: Sequence[NewJob]) -> list[int] | None:
+        """Settle a replay request of an ignored delivery with pending jobs for the mappings that now want it;
+        their ids, or None when another process carried it out first."""
 
-        def op(tx: Tx) -> list[Claimed] | None:
+        def op(tx: Tx) -> list[int] | None:
             now = self.clock()
             found = self._one(tx, BY_IDS.format(marks="?"), (action,))
             if found is None or found[6] != "requested" or found[3] is None:
                 return None
-            claimed = self._reroute(tx, int(found[3]), jobs, now, lease)
-            made = [c.job for c in claimed]
+            made = self._reroute(tx, int(found[3]), jobs, now)
             note = "made " + ", ".join(f"job {n}" for n in made)
             if self._run(tx, SETTLE, ("done", note, json.dumps(made), now, action)).rowcount != 1:
                 raise _Lost
-            return claimed
+            return made
 
         try:
             return self._write(op).result()
@@ -179,55 +177,46 @@ class Actions(SqlDialect):
 
         return self._write(op).result()
 
-    def _replay(self, tx: Tx, job: int, now: float, lease: float, mapping_file: str | None) -> Claimed:
+    def _replay(self, tx: Tx, job: int, now: float, mapping_file: str | None) -> int:
         row = self._one(tx, sql.JOB_FOR_REPLAY, (job,))
         if row is None:
             raise NotFound(f"there is no job {job}")
         delivery, mapping, old_file, resource_key, status = row
         if status in ACTIVE:
             raise NotReplayable(f"job {job} is {status}: it still has work to do")
-        new = NewJob(mapping, resource_key, mapping_file or old_file)
-        new_id = self._new_job(tx, delivery, new, now, lease_until=now + lease, replay_of=job)
+        new_id = self._new_job(tx, delivery, NewJob(mapping, resource_key, mapping_file or old_file), now, job)
         if status == "dead":  # parked no more: the replay carries it on
             self._run(tx, sql.MARK_REPLAYED, (new_id, now, job))
-        return rows.claimed(self._one(tx, sql.CLAIMED, (new_id,)))
+        return new_id
 
-    def _reroute(self, tx: Tx, delivery: int, jobs: Sequence[NewJob], now: float, lease: float) -> list[Claimed]:
+    def _reroute(self, tx: Tx, delivery: int, jobs: Sequence[NewJob], now: float) -> list[int]:
         row = self._one(tx, sql.DELIVERY_STATUS, (delivery,))
         if row is None:
             raise NotFound(f"there is no delivery d{delivery}")
         if row[0] != "ignored":
             raise NotReplayable(f"delivery d{delivery} is {row[0]}, not ignored: replay its jobs instead")
         self._run(tx, sql.ACCEPT_DELIVERY, (delivery,))
-        ids = [self._new_job(tx, delivery, job, now, lease_until=now + lease) for job in jobs]
-        return [rows.claimed(self._one(tx, sql.CLAIMED, (job_id,))) for job_id in ids]
+        return [self._new_job(tx, delivery, job, now, None) for job in jobs]
 
-    def _new_job(
-        self, tx: Tx, delivery: int, job: NewJob, now: float, *, lease_until: float, replay_of: int | None = None
-    ) -> int:
-        """A job running its first attempt for the caller (base.SqlStore._insert_job)."""
-        row = self._one(
-            tx,
-            sql.INSERT_JOB,
-            (
-                delivery,
-                job.mapping,
-                job.mapping_file,
-                rows.storable(job.resource_key),
-                "running",
-                1,
-                now,
-                lease_until,
-                1,
-                replay_of,
-                now,
-                now,
-                holders.current(),
-            ),
+    def _new_job(self, tx: Tx, delivery: int, job: NewJob, now: float, replay_of: int | None) -> int:
+        """A pending job, due now, that the workers take in its turn (after the earlier jobs of its resource)."""
+        resource = rows.storable(job.resource_key)
+        values = (
+            delivery,
+            job.mapping,
+            job.mapping_file,
+            resource,
+            "pending",
+            0,
+            now,
+            None,
+            0,
+            replay_of,
+            now,
+            now,
+            None,
         )
-        job_id = int(row[0])
-        self._run(tx, sql.INSERT_ATTEMPT, (job_id, 1, 1, now))
-        return job_id
+        return int(self._one(tx, sql.INSERT_JOB, values)[0])
 
     # ------------------------------------------------------------------------------ reading
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, Literal, TypeVar
 
-from mapper.service.store.records import Claimed, NewJob, StoreError
+from mapper.service.store.records import NewJob, StoreError
 
 T = TypeVar("T")
 
@@ -152,14 +152,14 @@ class OperatorStore(ABC):
         """Requests no service has carried out yet, oldest first."""
 
     @abstractmethod
-    def carry_out_replay(self, action: int, lease: float, mapping_file: str | None = None) -> Claimed | None:
-        """Settle a replay request of a job: the new job, already leased to the caller; None when another process
-        carried it out first. NotFound or NotReplayable (nothing changed) when the job cannot be replayed."""
+    def carry_out_replay(self, action: int, mapping_file: str | None = None) -> int | None:
+        """Settle a replay request of a job with a new pending job for the workers; its id, or None when another
+        process carried it out first. NotFound or NotReplayable (nothing changed) when the job cannot be replayed."""
 
     @abstractmethod
-    def carry_out_reroute(self, action: int, jobs: Sequence[NewJob], lease: float) -> list[Claimed] | None:
-        """Settle a replay request of an ignored delivery with jobs for the mappings that now want it, leased to
-        the caller; None when another process carried it out first."""
+    def carry_out_reroute(self, action: int, jobs: Sequence[NewJob]) -> list[int] | None:
+        """Settle a replay request of an ignored delivery with pending jobs for the mappings that now want it;
+        their ids, or None when another process carried it out first."""
 
     @abstractmethod
     def refuse(self, action: int, why: str) -> bool:

@@ -194,6 +194,7 @@ class JobRow:
     superseded_by: int | None
     created_at: float
     updated_at: float
+    max_attempts: int | None = None  # a job in retry: the attempts its schedule allows
 
 
 @dataclass(frozen=True)

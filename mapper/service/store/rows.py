@@ -89,6 +89,7 @@ def job(row: Sequence[Any]) -> JobRow:
         row[11],
         float(row[12]),
         float(row[13]),
+        row[14],
     )
 
 

@@ -112,7 +112,7 @@ COUNTS: Final = (
 
 JOB_COLUMNS: Final = (
     "j.id, j.delivery, d.received_at, j.mapping, j.mapping_file, j.resource_key, j.status, j.attempts, "
-    "j.next_attempt_at, j.last_reason, j.replay_of, j.superseded_by, j.created_at, j.updated_at"
+    "j.next_attempt_at, j.last_reason, j.replay_of, j.superseded_by, j.created_at, j.updated_at, j.max_attempts"
 )
 DELIVERY_COLUMNS: Final = (
     "d.id, d.received_at, d.delivery_id, d.status, d.signature, d.summary, d.body_sha256, d.headers, d.body, "
