@@ -27,12 +27,12 @@ from mapper.language.plan import Plan
 from mapper.run.outcome import RunResult
 from mapper.service import operations
 from mapper.service.listener import ListenerOptions, create_app
+from mapper.service.mappings import Mappings
 from mapper.service.metrics import Metrics
+from mapper.service.replays import Replays
 from mapper.service.signature import verify
 from mapper.service.store import NewDelivery, NewJob, Store
 from mapper.service.store.sqlite import SqliteStore
-from mapper.service.mappings import Mappings
-from mapper.service.replays import Replays
 from mapper.service.worker import Worker, WorkerOptions
 
 
