@@ -245,7 +245,9 @@ def test_retry_now_on_a_job_waiting_to_retry(
     assert "retry now job 1" in page.locator("table").first.inner_text()
 
 
-def test_a_bulk_replay_asks_first(page: Any, service: ConsoleService, answers: tuple[Answers, str], shots: Path) -> None:
+def test_a_bulk_replay_asks_first(
+    page: Any, service: ConsoleService, answers: tuple[Answers, str], shots: Path
+) -> None:
     replies, _ = answers
     replies.default = (404, '{"error": "no"}')
     for n in range(3):

@@ -7,6 +7,7 @@ webhook headers that carry credentials are masked here.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 from collections.abc import Sequence
@@ -61,9 +62,10 @@ def line_reason(job: JobLine, now: float) -> str:
     """The REASON of a job in a list: why it waits, then the last reason (with short file names)."""
     reason = short_reason(job.last_reason, job.mapping_file)
     why = waiting(job, now)
-    if job.replay_of is not None and not reason and not why:
-        return f"replay of job {job.replay_of}"
-    return f"{why}: {reason}" if why and reason and job.status == "retry" else (why or reason)
+    said = f"{why}: {reason}" if why and reason and job.status == "retry" else (why or reason)
+    if job.replay_of is not None:
+        return f"replay of job {job.replay_of}" + (f": {said}" if said else "")
+    return said
 
 
 def masked_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -138,25 +140,31 @@ def _describe_action(action: ActionRow) -> str:
     return f"{asked} {target}{was}: {action.note}"
 
 
-def _attempt_lines(attempt: AttemptRow) -> list[Happening]:
+def _attempt_lines(attempt: AttemptRow, mapping_file: str) -> list[Happening]:
     happened = [Happening(attempt.started_at, "service", f"attempt {attempt.number} started")]
     if attempt.finished_at is not None:
         step = f" at step {attempt.step}" if attempt.step else ""
-        reason = f": {attempt.reason}" if attempt.reason else ""
+        reason = f": {short_reason(attempt.reason, mapping_file)}" if attempt.reason else ""
         happened.append(
             Happening(attempt.finished_at, "service", f"attempt {attempt.number} {attempt.status}{step}{reason}")
         )
     return happened
 
 
+def _attempt(row: AttemptRow, mapping_file: str) -> Attempt:
+    """An attempt with short file names in its reasons, and its timeline when the trace is the runner's."""
+    row = dataclasses.replace(row, reason=short_reason(row.reason, mapping_file) or row.reason)
+    if row.trace is None or not timeline.is_trace(row.trace):
+        return Attempt(row, None)
+    read = timeline.read(row.trace)
+    return Attempt(row, dataclasses.replace(read, reason=short_reason(read.reason, mapping_file)))
+
+
 def job_view(store: Store, number: int) -> JobView:
     """The job, its webhook, every attempt's timeline, its history and (a replay) its diff; NotFound."""
     detail = store.job(number)
     job, delivery = detail.job, detail.delivery
-    attempts = tuple(
-        Attempt(a, timeline.read(a.trace) if a.trace is not None and timeline.is_trace(a.trace) else None)
-        for a in detail.attempts
-    )
+    attempts = tuple(_attempt(a, job.mapping_file) for a in detail.attempts)
     related = [job.id] + ([job.replay_of] if job.replay_of is not None else [])
     actions = [
         a for a in store.actions(jobs=related) if a.job == job.id or (a.job == job.replay_of and job.id in a.made)
@@ -166,7 +174,7 @@ def job_view(store: Store, number: int) -> JobView:
         history.append(Happening(job.created_at, "operator", f"made as a replay of job {job.replay_of}"))
     history += [Happening(a.requested_at, a.requested_by, _describe_action(a)) for a in actions]
     for attempt in detail.attempts:
-        history += _attempt_lines(attempt)
+        history += _attempt_lines(attempt, job.mapping_file)
     if job.superseded_by is not None:
         verb = "replayed as" if job.status == "replayed" else "superseded by"
         history.append(Happening(job.updated_at, "service", f"{verb} job {job.superseded_by}"))
