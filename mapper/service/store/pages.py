@@ -158,7 +158,8 @@ class Pages(SqlDialect):
             # One statement per status, merged here: with `status IN (a, b)` the index gives each status in id
             # order, and the database would sort them all together before the LIMIT.
             found: list[Any] = []
-            for statuses in [(status,) for status in query.statuses] or [()]:
+            each: list[tuple[str, ...]] = [(status,) for status in query.statuses] or [()]
+            for statuses in each:
                 one = dataclasses.replace(query, statuses=statuses)
                 text, params = jobs_statement(one, below, max(lowest, floor or 0) or None, self.index_hints)
                 found += self._all(tx, text, (*params, limit + 1))
