@@ -16,7 +16,6 @@ from typing import Final
 # Environment variables (read by mapper/cli only).
 SECRETS_ENV: Final = "WLMAP_WEBHOOK_SECRETS"  # comma-separated: "old,new" during a rotation, the newest last
 STORE_ENV: Final = "WLMAP_STORE"  # the store when --store is not given (the service and the operator commands)
-MAPPINGS_ENV: Final = "WLMAP_MAPPINGS"  # `wlmap replay`: where to look for the mappings an ignored webhook wants
 LINKS_TOKEN_ENV: Final = "WLMAP_LINKS_TOKEN"  # with --links: the token that GET /links/... needs (not a webhook secret)
 # The console (mapper/service/console): off unless a user and password, or a token, is set.
 UI_USER_ENV: Final = "WLMAP_UI_USER"
