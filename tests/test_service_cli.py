@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from mapper.cli import operations as commands
 from mapper.events import normalise
 from mapper.language.plan import Plan
+from mapper.report.events import render_table
 from mapper.run.outcome import RunResult
 from mapper.service import operations
 from mapper.service.listener import ListenerOptions, create_app
@@ -31,7 +32,7 @@ from mapper.service.mappings import Mappings
 from mapper.service.metrics import Metrics
 from mapper.service.replays import Replays
 from mapper.service.signature import verify
-from mapper.service.store import NewDelivery, NewJob, Store
+from mapper.service.store import Finish, NewDelivery, NewJob, Store
 from mapper.service.store.sqlite import SqliteStore
 from mapper.service.worker import Worker, WorkerOptions
 
@@ -491,3 +492,45 @@ def test_prune_says_how_an_old_store_gets_its_space_back(app: typer.Typer, tmp_p
         result.output
     )
     assert "made before" not in invoke(app, "prune", "--older-than", "7d", "--vacuum", "--store", str(path)).output
+
+
+# ------------------------------------------------------------------------------- reasons, JSON, timelines
+
+
+def test_events_list_never_cuts_a_reason_and_names_the_file_not_its_folder(app: typer.Typer, tmp_path: Path) -> None:
+    path = tmp_path / "long.db"
+    store = SqliteStore(path)
+    mapping = tmp_path / "deep" / "folders" / "of" / "mappings" / "effect.yaml"
+    long = f"step `post` ({mapping}:15): the target answered 500: " + "the body says why, " * 8 + "THE END"
+    store_webhook(store, "long-1", "R1", mapping)
+    [claimed] = store.claim(1, 60.0)
+    store.finish(claimed.job, claimed.token, Finish("dead", long, "post"))
+    store.close()
+    listed = invoke(app, "events", "list", "--store", str(path))
+    assert "(effect.yaml:15): the target answered 500" in listed.output and "THE END" in listed.output
+    assert str(mapping.parent) not in listed.output
+    table = render_table(list_events_of(path), width=100)
+    assert "THE END" in table and max(len(line) for line in table.splitlines()) <= 100
+    as_json = json.loads(invoke(app, "events", "list", "--store", str(path), "--format", "json").output)
+    [event] = as_json["events"]
+    assert event["id"] == "1" and event["status"] == "dead" and event["reason"].endswith("THE END")
+
+
+def list_events_of(path: Path) -> Any:
+    store = SqliteStore(path)
+    try:
+        return operations.list_events(store)
+    finally:
+        store.close()
+
+
+def test_events_show_as_json_and_the_history(app: typer.Typer, populated: Path) -> None:
+    shown = json.loads(invoke(app, "events", "show", "1", "--store", str(populated), "--format", "json").output)
+    assert shown["job"]["status"] == "dead" and shown["delivery"]["delivery_id"] == "dead-1"
+    assert [h["what"].split(":")[0] for h in shown["history"]] == [
+        "webhook d1 received",
+        "attempt 1 started",
+        "attempt 1 dead at step post",
+    ]
+    ignored = json.loads(invoke(app, "events", "show", "d4", "--store", str(populated), "--format", "json").output)
+    assert ignored["delivery"]["headers"]["authorization"] == "***"

@@ -82,7 +82,11 @@ class EffectRunner:
                 trace_json=json.dumps(trace),
             )
         return RunResult(
-            plan.name, "dead", f"step `post`: the target answered {response.status_code}", "post", trace=trace
+            plan.name,
+            "dead",
+            f"step `post`: the target answered {response.status_code}",
+            "post",
+            trace_json=json.dumps(trace),
         )
 
     async def aclose(self) -> None:
