@@ -293,3 +293,30 @@ def test_no_credential_no_console(tmp_path: Path, answers: tuple[Answers, str]) 
         service.close()
     with sqlite3.connect(tmp_path / "wlmap.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM actions").fetchone()[0] == 0
+
+
+def test_no_redirect_is_built_from_the_host_header(service: ConsoleService) -> None:
+    """Starlette's trailing-slash redirect takes its Location from the Host header; the console's routes have none,
+    and its own redirects are paths of the console."""
+    evil = {"Host": "evil.example"}
+    for path in ("/ui/events/", "/ui/mappings/", "/ui/login/"):
+        answer = httpx.get(f"{service.url}{path}", headers=evil, follow_redirects=False)
+        assert answer.status_code == 404 and "location" not in answer.headers, path
+    for path in ("/ui", "/ui/", "/ui/events"):
+        answer = httpx.get(f"{service.url}{path}", headers=evil, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/"), path
+    login = httpx.get(f"{service.url}/ui/login", params={"next": "//evil.example/x"})
+    assert 'name="next" value="//evil.example/x"' in login.text  # kept as given, but never followed:
+    token = login.text.split('name="login_token" value="', 1)[1].split('"', 1)[0]
+    answer = httpx.post(
+        f"{service.url}/ui/login",
+        data={"login_token": token, "user": USER, "password": PASSWORD, "next": "//evil.example/x"},
+        cookies=login.cookies,
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui/events"
+    assert (
+        "httponly" in answer.headers["set-cookie"].lower() and "samesite=strict" in answer.headers["set-cookie"].lower()
+    )
+    page = httpx.get(f"{service.url}/ui/events", cookies=answer.cookies)
+    assert page.status_code == 200 and "default-src 'none'" in page.headers["content-security-policy"]
