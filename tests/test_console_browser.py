@@ -184,6 +184,9 @@ def test_find_a_dead_event_read_its_timeline_and_replay_it(
     rows = page.locator("table tbody tr")
     assert rows.count() == 1 and "answered 404" in rows.first.inner_text()
     shoot(page, shots, "02-events-dead-found.png")
+    page.set_viewport_size({"width": 768, "height": 1024})  # a tablet, upright
+    shoot(page, shots, "02b-events-tablet.png")
+    page.set_viewport_size({"width": 1280, "height": 900})
     rows.first.get_by_role("link", name="1", exact=True).click()
     page.wait_for_url(f"{service.url}/ui/events/1")
 
@@ -194,6 +197,9 @@ def test_find_a_dead_event_read_its_timeline_and_replay_it(
     assert "authorization\n***" in failed.inner_text().lower()  # the service's token, masked
     assert "answered 404" in page.locator(".outcome .reason").inner_text()
     shoot(page, shots, "03-job-dead-timeline.png")
+    page.set_viewport_size({"width": 768, "height": 1024})
+    shoot(page, shots, "03b-job-tablet.png")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     replies.default, replies.by_resource = (200, '{"ok": true}'), {}  # the target is fixed
     page.get_by_role("button", name="Replay").click()
