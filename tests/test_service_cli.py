@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 import typer
 from fakes import serve
-from test_service_support import MAPPING, SECRET, EffectRunner, Target, body_for, signed_headers
+from test_service_support import MAPPING, SECRET, ServiceThread, Target, body_for, signed_headers
 from typer.testing import CliRunner
 
 from mapper.cli import operations as commands
@@ -28,13 +27,11 @@ from mapper.report.events import render_table
 from mapper.run.outcome import RunResult
 from mapper.service import operations
 from mapper.service.listener import ListenerOptions, create_app
-from mapper.service.mappings import Mappings
 from mapper.service.metrics import Metrics
-from mapper.service.replays import Replays
 from mapper.service.signature import verify
 from mapper.service.store import Finish, NewDelivery, NewJob, Store
 from mapper.service.store.sqlite import SqliteStore
-from mapper.service.worker import Worker, WorkerOptions
+from mapper.service.worker import Worker
 
 
 @pytest.fixture
@@ -116,56 +113,12 @@ def populated(tmp_path: Path, mapping: Path) -> Iterator[Path]:
     yield path
 
 
-class ServiceThread:
-    """The service's side of replays in a thread of this process: the Replays desk and a worker pool running the
-    stand-in runner against the target, on the store file `path`, with the mappings of `folder`. The operator's
-    side (the CLI, `operations.replay`) runs in the test itself, with no runner and no target."""
-
-    def __init__(self, path: Path, folder: Path, env: dict[str, str]) -> None:
-        self.path, self.folder, self.env = path, folder, env
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> ServiceThread:
-        self.store = SqliteStore(self.path)
-        self.mappings = Mappings([self.folder], self.env)
-        self.mappings.load()
-        self.runner = EffectRunner(self.env)
-        self.worker = Worker(
-            self.store, self.mappings.current, self.runner.run, WorkerOptions(concurrency=2, poll=0.05)
-        )
-        self.replays = Replays(
-            self.store,
-            self.mappings.current,
-            refused=lambda: self.mappings.refused,
-            refresh=self.mappings.reload_if_changed,
-            on_made=lambda: self.loop.call_soon_threadsafe(self.worker.wake),
-            poll=0.05,
-        )
-        self.thread.start()
-        self.tasks = [
-            asyncio.run_coroutine_threadsafe(self.worker.serve(), self.loop),
-            asyncio.run_coroutine_threadsafe(self.replays.serve(), self.loop),
-        ]
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.loop.call_soon_threadsafe(self.worker.stop)
-        self.tasks[0].result(10)
-        self.tasks[1].cancel()
-        asyncio.run_coroutine_threadsafe(self.runner.aclose(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-        self.store.close()
-
-
 @pytest.fixture
 def service(populated: Path, mapping: Path, target: Target) -> Iterator[ServiceThread]:
     # Job 3 stays pending while the tests look at it: its time has not come (the pool would run it at once).
     with contextlib.closing(sqlite3.connect(populated)) as conn, conn:
         conn.execute("UPDATE jobs SET next_attempt_at = 4e9 WHERE status = 'pending'")
-    with ServiceThread(populated, mapping.parent, {"WLMAP_TEST_TARGET": target.url}) as running:
+    with ServiceThread(lambda: SqliteStore(populated), mapping.parent, {"WLMAP_TEST_TARGET": target.url}) as running:
         yield running
 
 
