@@ -262,7 +262,8 @@ class Console:
         except (OpsError, NotFound) as exc:
             return self.show(request, session, "refused.html", 404, title="Not found", message=str(exc))
         asked = any("waiting for the service" in h.what for h in view.history)
-        refresh = asked or view.job.status in ("pending", "running")
+        due = view.job.status == "retry" and view.job.next_attempt_at <= self.parts.store.clock()  # retried now
+        refresh = asked or due or view.job.status in ("pending", "running")
         return self.show(request, session, "job.html", title=f"Job {number}", view=view, refresh=refresh)
 
     def _passed_now(self, body: bytes, headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
