@@ -38,6 +38,7 @@ bench: $(BIN)/wlmap
 	@echo 'PostgreSQL scale-out (needs WLMAP_TEST_POSTGRES): $(BIN)/python bench/postgres_scale.py'
 	@echo 'Idle worker wake-up, LISTEN/NOTIFY vs polling (needs WLMAP_TEST_POSTGRES): $(BIN)/python bench/pg_idle_latency.py'
 	@echo 'Ack latency while pruning 2 x 1.5 M rows (~8 min, ~1 GB of disk): $(BIN)/python bench/prune_load.py'
+	@echo 'The console events page at 1 M jobs (~2 min, ~0.7 GB of disk): $(BIN)/python bench/events_page.py'
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -166,22 +166,23 @@ def test_no_canary_leaves_through_any_output_or_reaches_the_store(tmp_path: Path
             assert service.webhook(f"{fmt}-1").status_code == 200
             service.drain()
             outputs[f"/metrics ({fmt})"] = httpx.get(f"{service.url}/metrics").text
+            env = {**service.env, "WLMAP_STORE": str(service.store)}
+            cli = {  # while the service runs: it carries out the replay the command asks for
+                "events list": ("events", "list"),
+                "events show 1": ("events", "show", "1"),
+                "events show d1": ("events", "show", "d1"),
+                "replay 1": ("replay", "1"),
+                "events show 2": ("events", "show", "2"),
+            }
+            for name, args in cli.items():
+                outputs[f"wlmap {name} ({fmt})"] = wlmap(*args, env=env, cwd=service.dir)
+            [(status, reason)] = service.query("SELECT status, last_reason FROM jobs WHERE id = 2")
+            assert status == "dead" and "answered 401" in reason, reason
+            outputs[f"/metrics after the replay ({fmt})"] = httpx.get(f"{service.url}/metrics").text
             assert service.terminate() == 0
         finally:
             service.close()
         outputs[f"service log ({fmt})"] = service.log.read_text()
-        env = {**service.env, "WLMAP_STORE": str(service.store)}
-        cli = {
-            "events list": ("events", "list"),
-            "events show 1": ("events", "show", "1"),
-            "events show d1": ("events", "show", "d1"),
-            "replay 1": ("replay", "1", "--mappings", str(service.mappings)),
-            "events show 2": ("events", "show", "2"),
-        }
-        for name, args in cli.items():
-            outputs[f"wlmap {name} ({fmt})"] = wlmap(*args, env=env, cwd=service.dir)
-        [(status, reason)] = service.query("SELECT status, last_reason FROM jobs WHERE id = 2")
-        assert status == "dead" and "answered 401" in reason, reason
         for path in sorted(service.store.parent.glob("wlmap.db*")):
             found += leaks(f"{path.name} ({fmt})", path.read_bytes())
 

@@ -19,7 +19,7 @@ import pytest
 import typer
 from conftest import PostgresSchema
 from test_postgres_support import PgService, Proxy, upstream, url_via
-from test_service_support import Hit, Target, body_for, signed_headers
+from test_service_support import Hit, ServiceThread, Target, body_for, signed_headers
 from typer.testing import CliRunner
 
 from mapper.cli import operations as commands
@@ -214,12 +214,11 @@ def test_operator_commands_read_and_replay_a_postgresql_store(
     assert listed.exit_code == 0 and "dead" in listed.output and "R1" in listed.output
     shown = CliRunner().invoke(app, ["events", "show", str(claimed.job)], env=env, catch_exceptions=False)
     assert shown.exit_code == 0 and "the target answered 404" in shown.output
-    replayed = CliRunner().invoke(
-        app,
-        ["replay", str(claimed.job), "--runner", "test_service_support:EffectRunner"],
-        env=env,
-        catch_exceptions=False,
-    )
+    folder = tmp_path / "mappings"
+    folder.mkdir()
+    mapping.rename(folder / "effect.yaml")
+    with ServiceThread(lambda: PostgresStore(postgres.url), folder, {"WLMAP_TEST_TARGET": target.url}):
+        replayed = CliRunner().invoke(app, ["replay", str(claimed.job)], env=env, catch_exceptions=False)
     assert replayed.exit_code == 0, replayed.output
     assert [hit.delivery_id for hit in target.effects.values()] == ["pg-1"]
     wrong = CliRunner().invoke(app, ["events", "list", "--store", "postgresql://nobody@127.0.0.1:1/none"])

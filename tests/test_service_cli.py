@@ -7,6 +7,7 @@ run the stand-in runner against a fake target, `send` posts to a real listener o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -16,22 +17,21 @@ from typing import Any
 import pytest
 import typer
 from fakes import serve
-from test_service_support import MAPPING, SECRET, Target, body_for, signed_headers
+from test_service_support import MAPPING, SECRET, ServiceThread, Target, body_for, signed_headers
 from typer.testing import CliRunner
 
 from mapper.cli import operations as commands
 from mapper.events import normalise
 from mapper.language.plan import Plan
+from mapper.report.events import render_table
 from mapper.run.outcome import RunResult
 from mapper.service import operations
 from mapper.service.listener import ListenerOptions, create_app
 from mapper.service.metrics import Metrics
 from mapper.service.signature import verify
-from mapper.service.store import NewDelivery, NewJob, Store
+from mapper.service.store import Finish, NewDelivery, NewJob, Store
 from mapper.service.store.sqlite import SqliteStore
 from mapper.service.worker import Worker
-
-RUNNER = "test_service_support:EffectRunner"
 
 
 @pytest.fixture
@@ -111,6 +111,15 @@ def populated(tmp_path: Path, mapping: Path) -> Iterator[Path]:
     )
     store.close()
     yield path
+
+
+@pytest.fixture
+def service(populated: Path, mapping: Path, target: Target) -> Iterator[ServiceThread]:
+    # Job 3 stays pending while the tests look at it: its time has not come (the pool would run it at once).
+    with contextlib.closing(sqlite3.connect(populated)) as conn, conn:
+        conn.execute("UPDATE jobs SET next_attempt_at = 4e9 WHERE status = 'pending'")
+    with ServiceThread(lambda: SqliteStore(populated), mapping.parent, {"WLMAP_TEST_TARGET": target.url}) as running:
+        yield running
 
 
 def invoke(app: typer.Typer, *args: str, env: dict[str, str] | None = None) -> Any:
@@ -210,11 +219,9 @@ def test_events_show_a_delivery_prints_no_sensitive_header_value(app: typer.Type
 
 
 def test_replay_runs_a_dead_job_with_the_current_mapping_and_shows_the_change(
-    app: typer.Typer, populated: Path, target: Target
+    app: typer.Typer, populated: Path, target: Target, service: ServiceThread
 ) -> None:
-    result = invoke(
-        app, "replay", "1", "--store", str(populated), "--runner", RUNNER, env={"WLMAP_TEST_TARGET": target.url}
-    )
+    result = invoke(app, "replay", "1", "--store", str(populated))  # no target, no secret: the service has them
     assert result.exit_code == 0, result.output
     assert result.output.strip() == (
         "job 1 → job 4 (effect): dead (step `post`: the target answered 404) → done (every step succeeded)"
@@ -227,47 +234,43 @@ def test_replay_runs_a_dead_job_with_the_current_mapping_and_shows_the_change(
     assert "replayed as job 4" in shown.output
 
 
-def test_replay_by_status_and_what_cannot_be_replayed(populated: Path, target: Target) -> None:
+def test_replay_by_status_and_what_cannot_be_replayed(populated: Path, service: ServiceThread) -> None:
     store = SqliteStore(populated)
     try:
-        env = {"WLMAP_TEST_TARGET": target.url}
-        done = asyncio.run(
-            operations.replay(store, ["3", "77"], status="dead", since="2000-01-01", runner=RUNNER, env=env)
-        )
+        done = asyncio.run(operations.replay(store, ["3", "77"], status="dead", since="2000-01-01", by="op"))
         lines = [str(line) for line in done]
         assert lines[0] == "job 3: not replayed: job 3 is pending: it still has work to do"
         assert lines[1] == "job 77: not replayed: there is no job 77"
         assert lines[2].startswith("job 1 → job 4 (effect): dead (")
-        assert asyncio.run(operations.replay(store, status="dead", runner=RUNNER, env=env)) == []
-        later = asyncio.run(operations.replay(store, status="dead", since="2999-01-01", runner=RUNNER, env=env))
+        assert asyncio.run(operations.replay(store, status="dead", by="op")) == []
+        later = asyncio.run(operations.replay(store, status="dead", since="2999-01-01", by="op"))
         assert later == []
         with pytest.raises(operations.OpsError, match="not an ISO 8601 time"):
-            asyncio.run(operations.replay(store, status="dead", since="yesterday", runner=RUNNER, env=env))
+            asyncio.run(operations.replay(store, status="dead", since="yesterday", by="op"))
     finally:
         store.close()
 
 
 def test_replaying_an_ignored_webhook_matches_it_against_todays_mappings(
-    populated: Path, target: Target, mapping: Path
+    populated: Path, mapping: Path, service: ServiceThread
 ) -> None:
     store = SqliteStore(populated)
     try:
-        env = {"WLMAP_TEST_TARGET": target.url}
-        [still] = asyncio.run(operations.replay(store, ["d4"], runner=RUNNER, env=env, mappings=[mapping.parent]))
+        [still] = asyncio.run(operations.replay(store, ["d4"], by="op"))
         assert str(still) == "d4: not replayed: still no mapping wants this event"
         mapping.write_text(mapping.read_text().replace("[scenario_session/completed]", "[user/created]"))
-        [now] = asyncio.run(operations.replay(store, ["d4"], runner=RUNNER, env=env, mappings=[mapping.parent]))
+        [now] = asyncio.run(operations.replay(store, ["d4"], by="op"))
         assert str(now) == "d4 → job 4 (effect): ignored → done (every step succeeded)"
         assert store.delivery(4).status == "accepted"
     finally:
         store.close()
 
 
-def test_replay_reports_an_invalid_current_mapping(populated: Path, mapping: Path) -> None:
+def test_replay_reports_an_invalid_current_mapping(populated: Path, mapping: Path, service: ServiceThread) -> None:
     mapping.write_text(mapping.read_text().replace("method: POST", "method: POTS"))
     store = SqliteStore(populated)
     try:
-        [result] = asyncio.run(operations.replay(store, ["1"], runner=RUNNER, env={"WLMAP_TEST_TARGET": "x"}))
+        [result] = asyncio.run(operations.replay(store, ["1"], by="op"))
         assert result.problem is not None and "effect.yaml:" in result.problem and "POTS" in result.problem
         assert store.job(1).job.status == "dead"
     finally:
@@ -442,3 +445,45 @@ def test_prune_says_how_an_old_store_gets_its_space_back(app: typer.Typer, tmp_p
         result.output
     )
     assert "made before" not in invoke(app, "prune", "--older-than", "7d", "--vacuum", "--store", str(path)).output
+
+
+# ------------------------------------------------------------------------------- reasons, JSON, timelines
+
+
+def test_events_list_never_cuts_a_reason_and_names_the_file_not_its_folder(app: typer.Typer, tmp_path: Path) -> None:
+    path = tmp_path / "long.db"
+    store = SqliteStore(path)
+    mapping = tmp_path / "deep" / "folders" / "of" / "mappings" / "effect.yaml"
+    long = f"step `post` ({mapping}:15): the target answered 500: " + "the body says why, " * 8 + "THE END"
+    store_webhook(store, "long-1", "R1", mapping)
+    [claimed] = store.claim(1, 60.0)
+    store.finish(claimed.job, claimed.token, Finish("dead", long, "post"))
+    store.close()
+    listed = invoke(app, "events", "list", "--store", str(path))
+    assert "(effect.yaml:15): the target answered 500" in listed.output and "THE END" in listed.output
+    assert str(mapping.parent) not in listed.output
+    table = render_table(list_events_of(path), width=100)
+    assert "THE END" in table and max(len(line) for line in table.splitlines()) <= 100
+    as_json = json.loads(invoke(app, "events", "list", "--store", str(path), "--format", "json").output)
+    [event] = as_json["events"]
+    assert event["id"] == "1" and event["status"] == "dead" and event["reason"].endswith("THE END")
+
+
+def list_events_of(path: Path) -> Any:
+    store = SqliteStore(path)
+    try:
+        return operations.list_events(store)
+    finally:
+        store.close()
+
+
+def test_events_show_as_json_and_the_history(app: typer.Typer, populated: Path) -> None:
+    shown = json.loads(invoke(app, "events", "show", "1", "--store", str(populated), "--format", "json").output)
+    assert shown["job"]["status"] == "dead" and shown["delivery"]["delivery_id"] == "dead-1"
+    assert [h["what"].split(":")[0] for h in shown["history"]] == [
+        "webhook d1 received",
+        "attempt 1 started",
+        "attempt 1 dead at step post",
+    ]
+    ignored = json.loads(invoke(app, "events", "show", "d4", "--store", str(populated), "--format", "json").output)
+    assert ignored["delivery"]["headers"]["authorization"] == "***"

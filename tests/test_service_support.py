@@ -8,6 +8,7 @@ retry (honouring Retry-After); any other status dead.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -28,7 +29,11 @@ import httpx
 from mapper.events import Event
 from mapper.language.plan import Plan
 from mapper.run.outcome import RunResult
+from mapper.service.mappings import Mappings
+from mapper.service.replays import Replays
 from mapper.service.signature import sign
+from mapper.service.store import Store
+from mapper.service.worker import Worker, WorkerOptions
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -82,7 +87,11 @@ class EffectRunner:
                 trace_json=json.dumps(trace),
             )
         return RunResult(
-            plan.name, "dead", f"step `post`: the target answered {response.status_code}", "post", trace=trace
+            plan.name,
+            "dead",
+            f"step `post`: the target answered {response.status_code}",
+            "post",
+            trace_json=json.dumps(trace),
         )
 
     async def aclose(self) -> None:
@@ -331,3 +340,47 @@ class Service:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.active_jobs()} jobs still active:\n{self.tail()}")
             time.sleep(0.05)
+
+
+class ServiceThread:
+    """The service's side of replays in a thread of this process: the Replays desk and a worker pool running the
+    stand-in runner against the target, on the store `open_store` opens, with the mappings of `folder`. The operator's
+    side (the CLI, `operations.replay`) runs in the test itself, with no runner and no target."""
+
+    def __init__(self, open_store: Callable[[], Store], folder: Path, env: dict[str, str]) -> None:
+        self.open_store, self.folder, self.env = open_store, folder, env
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> ServiceThread:
+        self.store = self.open_store()
+        self.mappings = Mappings([self.folder], self.env)
+        self.mappings.load()
+        self.runner = EffectRunner(self.env)
+        self.worker = Worker(
+            self.store, self.mappings.current, self.runner.run, WorkerOptions(concurrency=2, poll=0.05)
+        )
+        self.replays = Replays(
+            self.store,
+            self.mappings.current,
+            refused=lambda: self.mappings.refused,
+            refresh=self.mappings.reload_if_changed,
+            on_made=lambda: self.loop.call_soon_threadsafe(self.worker.wake),
+            poll=0.05,
+        )
+        self.thread.start()
+        self.tasks = [
+            asyncio.run_coroutine_threadsafe(self.worker.serve(), self.loop),
+            asyncio.run_coroutine_threadsafe(self.replays.serve(), self.loop),
+        ]
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.loop.call_soon_threadsafe(self.worker.stop)
+        self.tasks[0].result(10)
+        self.tasks[1].cancel()
+        asyncio.run_coroutine_threadsafe(self.runner.aclose(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+        self.store.close()

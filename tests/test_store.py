@@ -825,6 +825,11 @@ def test_sqlite_adopts_a_store_made_before_migrations_existed(tmp_path: Path) ->
         conn.execute("CREATE INDEX deliveries_by_dedupe_key ON deliveries (dedupe_key, received_at)")
         conn.execute("ALTER TABLE jobs DROP COLUMN cuts")
         conn.execute("ALTER TABLE jobs DROP COLUMN holder")
+        for index in ("jobs_by_mapping", "jobs_by_resource", "jobs_by_created"):  # what version 5 added
+            conn.execute(f"DROP INDEX {index}")
+        conn.execute("ALTER TABLE jobs DROP COLUMN max_attempts")
+        conn.execute("ALTER TABLE deliveries DROP COLUMN notes")
+        conn.execute("DROP TABLE actions")
     again = SqliteStore(path)
     try:
         assert [j.mapping for j in again.jobs()] == ["m"]

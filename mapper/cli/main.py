@@ -163,6 +163,8 @@ def run(
     dedupe_window: service.DedupeWindow = defaults.DEDUPE_WINDOW,
     links: service.Links = defaults.LINKS,
     links_rate: service.LinksRate = defaults.LINKS_RATE,
+    ui_host: service.UiHost = defaults.UI_HOST,
+    ui_port: service.UiPort = defaults.UI_PORT,
     retention_days: service.RetentionDays = defaults.RETENTION_DAYS,
     trace_body_max: service.TraceBodyMax = defaults.TRACE_BODY_MAX,
     lease: service.Lease = defaults.LEASE,

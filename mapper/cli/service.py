@@ -92,6 +92,18 @@ Links = Annotated[
 LinksRate = Annotated[
     float, typer.Option("--links-rate", help=f"Requests a second {defaults.LINKS_PATH}/ answers, all callers together.")
 ]
+UiHost = Annotated[
+    str | None,
+    typer.Option("--ui-host", help="With --ui-port: the console's address (default: --host)."),
+]
+UiPort = Annotated[
+    int | None,
+    typer.Option(
+        "--ui-port",
+        help=f"Serve the console on this port of its own instead of beside the webhooks; needs "
+        f"{defaults.UI_PASSWORD_ENV} (and {defaults.UI_USER_ENV}) or {defaults.UI_TOKEN_ENV}.",
+    ),
+]
 RetentionDays = Annotated[
     float,
     typer.Option(
@@ -159,4 +171,26 @@ def serve(paths: list[Path], given: Mapping[str, Any]) -> int:
     )
     from mapper.service import server  # uvicorn, starlette, the store: only when the service starts
 
-    return server.serve(options)
+    return server.serve(options, console=_console(environment))
+
+
+def _console(environment: Mapping[str, str]) -> Any:
+    """The console's credential (from the environment, read here only) and its dry run (mapper.rehearse: the
+    service cannot import it, so it is handed over from here)."""
+    from mapper.rehearse import once
+    from mapper.rehearse.stubs import StubTransport
+    from mapper.service.console.app import DryRunResult, Given
+    from mapper.service.console.auth import Credentials
+
+    async def dry_run(plan: Any, body: bytes, headers: Mapping[str, str]) -> DryRunResult:
+        stubs = StubTransport(None, {})
+        done = await once.run_once(plan, body, headers, once.stand_in_env(plan, environment), stubs=stubs)
+        trace = done.result.trace if done.result is not None else None
+        return DryRunResult(done.matched, done.why, trace, tuple(done.unstubbed))
+
+    credentials = Credentials(
+        environment.get(defaults.UI_USER_ENV, "").strip(),
+        environment.get(defaults.UI_PASSWORD_ENV, ""),
+        environment.get(defaults.UI_TOKEN_ENV, "").strip(),
+    )
+    return Given(credentials, dry_run)

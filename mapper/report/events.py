@@ -1,84 +1,157 @@
-"""Stored events as text: the `wlmap events list` table and everything `wlmap events show` prints."""
+"""`wlmap events list|show` output: events as a table or JSON, one event with its history and timelines."""
 
 import json
+import textwrap
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
-from mapper.run.masking import MASK, SENSITIVE_HEADERS
-from mapper.service.operations import EventLine, parse_id, when
+from mapper.report.timeline import timeline_text
+from mapper.service.history import DeliveryView, JobView, delivery_view, job_view, when
+from mapper.service.operations import EventLine, parse_id
 
 if TYPE_CHECKING:
     from mapper.service.store import Store
 
+HEADER = ("ID", "RECEIVED", "MAPPING", "STATUS", "ATTEMPTS", "RESOURCE", "REASON")
 
-def render_table(lines: Sequence[EventLine], width: int = 60) -> str:
-    """A plain-text table; long reasons are cut to `width` characters."""
+
+def render_table(lines: Sequence[EventLine], width: int | None = None) -> str:
+    """A plain-text table. Reasons are never cut: with `width` (a terminal's) a long one wraps under the REASON
+    column; without, each row is one line however long."""
     if not lines:
         return "no events"
-    rows = [("ID", "RECEIVED", "MAPPING", "STATUS", "ATTEMPTS", "RESOURCE", "REASON")]
+    rows = [HEADER]
     for line in lines:
-        reason = line.reason if len(line.reason) <= width else line.reason[: width - 3] + "..."
         rows.append(
-            (line.id, when(line.received), line.mapping, line.status, str(line.attempts), line.resource, reason)
+            (line.id, when(line.received), line.mapping, line.status, str(line.attempts), line.resource, line.reason)
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1] for row in rows
-    )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER) - 1)]
+    lead = sum(widths) + 2 * len(widths)
+    room = None if width is None else max(20, width - lead)
+    out = []
+    for row in rows:
+        start = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  "
+        reason = row[-1]
+        if room is None or len(reason) <= room:
+            out.append(start + reason)
+            continue
+        wrapped = textwrap.wrap(reason, room, break_long_words=True, break_on_hyphens=False) or [""]
+        out.append(start + wrapped[0])
+        out.extend(" " * lead + part for part in wrapped[1:])
+    return "\n".join(out)
 
 
-def _masked(headers: Sequence[tuple[str, str]]) -> dict[str, str]:
-    return {name: MASK if name.lower() in SENSITIVE_HEADERS else value for name, value in headers}
-
-
-def _body_text(body: bytes, limit: int = 20_000) -> str:
-    try:
-        text = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
-    except ValueError:
-        text = body.decode("utf-8", "replace")
-    return text if len(text) <= limit else text[:limit] + f"\n... ({len(text) - limit} more characters)"
+def events_json(lines: Sequence[EventLine], older: str | None = None) -> str:
+    """The events as JSON: one object per event (times in ISO 8601), and the cursor of the next page."""
+    events = [{**asdict(line), "received": when(line.received), "made": when(line.made)} for line in lines]
+    return json.dumps({"events": events, "older": older}, indent=2, ensure_ascii=False)
 
 
 def show_event(store: "Store", ident: str) -> str:
-    """Everything stored about a job (every attempt with its trace) or a delivery."""
+    """Everything stored about a job (its history, every attempt's timeline, a replay's diff) or a delivery."""
     kind, number = parse_id(ident)
     if kind == "delivery":
-        return _show_delivery(store, number)
-    detail = store.job(number)
-    job, d = detail.job, detail.delivery
+        return _delivery_text(delivery_view(store, number))
+    return _job_text(job_view(store, number))
+
+
+def event_json(store: "Store", ident: str) -> str:
+    """`wlmap events show --format json`: the same, as JSON (every trace as stored, masked)."""
+    kind, number = parse_id(ident)
+    value: dict[str, Any]
+    if kind == "delivery":
+        view = delivery_view(store, number)
+        value = {
+            "delivery": _delivery_dict(view),
+            "jobs": [j.id for j in view.jobs],
+            "passed": dict(view.passed),
+            "problems": list(view.problems),
+            "history": _history(view.history),
+            "event": view.event,
+        }
+    else:
+        job = job_view(store, number)
+        value = {
+            "job": {**_plain(asdict(job.job)), "reason": job.reason, "waiting": job.waiting or None},
+            "delivery": _delivery_dict(job),
+            "event": job.event,
+            "history": _history(job.history),
+            "attempts": [
+                {**_plain(asdict(a.row)), "started_at": when(a.row.started_at), "finished_at": when(a.row.finished_at)}
+                for a in job.attempts
+            ],
+            "replay_diff": list(job.diff) if job.diff is not None else None,
+        }
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _plain(value: dict[str, Any]) -> dict[str, Any]:
+    times = ("received_at", "next_attempt_at", "created_at", "updated_at")
+    return {k: (when(v) if k in times and isinstance(v, float) else v) for k, v in value.items()}
+
+
+def _delivery_dict(view: JobView | DeliveryView) -> dict[str, Any]:
+    d = view.delivery
+    return {
+        "id": f"d{d.id}",
+        "received_at": when(d.received_at),
+        "delivery_id": d.delivery_id,
+        "status": d.status,
+        "signature": d.signature,
+        "summary": d.summary,
+        "duplicate_of": d.duplicate_of,
+        "headers": dict(view.headers),
+        "body": view.body,
+    }
+
+
+def _history(history: Sequence[Any]) -> list[dict[str, str]]:
+    return [{"at": when(h.at), "who": h.who, "what": h.what} for h in history]
+
+
+def _job_text(view: JobView) -> str:
+    job, d = view.job, view.delivery
     lines = [
         f"job {job.id} · mapping {job.mapping} ({job.mapping_file}) · {job.status} · "
         f"{job.attempts} attempt{'s' * (job.attempts != 1)}",
         f"webhook d{d.id} received {when(d.received_at)} · delivery id {d.delivery_id or '-'} · "
         f"signature {d.signature} · {d.summary}",
     ]
-    if job.last_reason:
-        lines.append(f"reason: {job.last_reason}")
+    if view.reason:
+        lines.append(f"reason: {view.reason}")
+    if view.waiting:
+        lines.append(f"waiting: {view.waiting}")
     if job.replay_of is not None:
         lines.append(f"replay of job {job.replay_of}")
     if job.superseded_by is not None:
         verb = "replayed as" if job.status == "replayed" else "superseded by"
         lines.append(f"{verb} job {job.superseded_by}")
-    if job.status in ("pending", "retry"):
-        lines.append(f"next attempt: {when(job.next_attempt_at)}")
-    for attempt in detail.attempts:
-        took = "" if attempt.finished_at is None else f" ({attempt.finished_at - attempt.started_at:.3f} s)"
+    lines += ["", "history:", *(f"  {when(h.at)}  {h.who}: {h.what}" for h in view.history)]
+    for attempt in view.attempts:
+        row = attempt.row
+        took = "" if row.finished_at is None else f" ({row.finished_at - row.started_at:.3f} s)"
         lines += [
             "",
-            f"attempt {attempt.number} · {when(attempt.started_at)}{took} · {attempt.status}"
-            + (f" · step {attempt.step}" if attempt.step else ""),
+            f"attempt {row.number} · {when(row.started_at)}{took} · {row.status}"
+            + (f" · step {row.step}" if row.step else ""),
         ]
-        if attempt.reason:
-            lines.append(f"  reason: {attempt.reason}")
-        if attempt.trace:
+        if row.reason:
+            lines.append(f"  reason: {row.reason}")
+        if attempt.timeline is not None:
+            lines += ["  timeline:", timeline_text(attempt.timeline, "    ")]
+        elif row.trace:
             lines.append("  trace:")
-            text = json.dumps(attempt.trace, indent=2, ensure_ascii=False)
-            lines.extend("    " + row for row in text.splitlines())
+            text = json.dumps(row.trace, indent=2, ensure_ascii=False)
+            lines.extend("    " + part for part in text.splitlines())
+    if view.diff is not None:
+        lines += ["", f"what the replay changed in the requests (job {job.replay_of} → job {job.id}):"]
+        lines += ["  " + part for part in view.diff]
     return "\n".join(lines)
 
 
-def _show_delivery(store: "Store", number: int) -> str:
-    d = store.delivery(number)
+def _delivery_text(view: DeliveryView) -> str:
+    d = view.delivery
     lines = [
         f"webhook d{d.id} · {d.status} · received {when(d.received_at)} · "
         f"delivery id {d.delivery_id or '-'} · signature {d.signature}",
@@ -86,10 +159,14 @@ def _show_delivery(store: "Store", number: int) -> str:
     ]
     if d.duplicate_of is not None:
         lines.append(f"duplicate of d{d.duplicate_of}")
-    jobs = store.jobs(delivery=d.id, limit=1000)
-    if jobs:
-        lines.append("jobs: " + ", ".join(f"{j.id} ({j.mapping}: {j.status})" for j in reversed(jobs)))
-    lines += ["headers:", *(f"  {k}: {v}" for k, v in _masked(d.headers).items())]
-    if d.body:
-        lines += ["body:", *("  " + row for row in _body_text(d.body).splitlines())]
+    if view.jobs:
+        lines.append("jobs: " + ", ".join(f"{j.id} ({j.mapping}: {j.status})" for j in view.jobs))
+    if view.passed:
+        lines += ["why no mapping took it (at arrival):", *(f"  {name}: {why}" for name, why in view.passed)]
+    if view.problems:
+        lines += ["noticed while reading it:", *(f"  {problem}" for problem in view.problems)]
+    lines += ["history:", *(f"  {when(h.at)}  {h.who}: {h.what}" for h in view.history)]
+    lines += ["headers:", *(f"  {k}: {v}" for k, v in view.headers)]
+    if view.body:
+        lines += ["body:", *("  " + row for row in view.body.splitlines())]
     return "\n".join(lines)

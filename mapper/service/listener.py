@@ -58,6 +58,9 @@ class Router(Protocol):
     def __call__(self, event: Event, *, unsigned: bool = False) -> Sequence[NewJob]: ...
 
 
+Explain = Callable[[Event], str]  # why no mapping wants an event (kept with an ignored webhook)
+
+
 @dataclass(frozen=True)
 class ListenerOptions:
     """How webhooks are accepted."""
@@ -151,9 +154,10 @@ class Webhooks:
         metrics: Metrics,
         executor: Executor | None,
         on_stored: Callable[[], None],
+        explain: Explain | None = None,
     ) -> None:
         self.store, self.route, self.options, self.metrics = store, route, options, metrics
-        self.executor, self.on_stored = executor, on_stored
+        self.executor, self.on_stored, self.explain = executor, on_stored, explain
         self._refused: tuple[float, str] | None = None  # when the store last refused a webhook, and why
 
     def store_problem(self) -> str | None:
@@ -271,6 +275,7 @@ class Webhooks:
             dedupe_key=_dedupe_key(event, body),
             signature=signature,
             summary=_summary(event),
+            notes="" if jobs or self.explain is None else self.explain(event),
         )
         try:
             stored = await self.store.ingest_async(
@@ -335,9 +340,10 @@ def create_app(
     executor: Executor | None = None,
     on_stored: Callable[[], None] = lambda: None,
     readiness: Readiness | None = None,
+    explain: Explain | None = None,
 ) -> Starlette:
     """The ASGI app: the webhook endpoint, /healthz, /readyz and /metrics."""
-    webhooks = Webhooks(store, route, options, metrics, executor, on_stored)
+    webhooks = Webhooks(store, route, options, metrics, executor, on_stored, explain)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

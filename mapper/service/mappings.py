@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -36,6 +38,8 @@ class Mappings:
         self._plans: dict[str, Plan] = {}
         self._stamp: Stamp | None = None
         self.collecting = Collecting()
+        self.loaded_at = 0.0  # when the mappings in force were loaded (time.time())
+        self.refused: tuple[str, ...] = ()  # the problems of the last version refused, until a valid one loads
 
     def current(self) -> Mapping[str, Plan]:
         return self._plans
@@ -50,6 +54,12 @@ class Mappings:
             for plan in self._plans.values()
             if (plan.trigger.allow_unsigned or not unsigned) and matches(plan, event)
         ]
+
+    def explain(self, event: Event) -> str:
+        """Why each mapping in force passes on the event, and what normalising it noticed, as JSON (an ignored
+        webhook keeps it: "why was my Call ignored?")."""
+        why = {plan.name: match(plan, event)[1] for plan in self._plans.values()}
+        return json.dumps({"mappings": why, "problems": list(event.problems)}, ensure_ascii=False)
 
     def _files_stamp(self) -> Stamp:
         files, _ = loader.mapping_files(self.paths)
@@ -70,6 +80,7 @@ class Mappings:
             log.warning("%s", as_text([problem]))
         self._plans = {plan.name: plan for plan in loaded.plans}
         self._stamp = stamp
+        self.loaded_at = time.time()
 
     def reload_if_changed(self) -> bool:
         """Reload when a file changed; an invalid new version is reported and the previous set stays."""
@@ -83,7 +94,9 @@ class Mappings:
                 "mappings changed but are not valid; the previous version keeps running:\n%s",
                 as_text(loaded.problems),
             )
+            self.refused = tuple(f"{problem.location}: {problem.message}" for problem in loaded.errors)
             return False
         self._plans = {plan.name: plan for plan in loaded.plans}
+        self.loaded_at, self.refused = time.time(), ()
         log.info("mappings reloaded: %s", ", ".join(sorted(self._plans)) or "none")
         return True

@@ -1,4 +1,4 @@
-"""Operator actions over the store: list events, replay them with the current mappings, prune old ones, send a
+"""Operator commands over the store: list events, ask for replays (service.actions), prune old ones, send a
 test webhook.
 
 Event ids: a number is a job (one mapping run for one webhook); `d<number>` is a stored delivery (the webhook
@@ -12,22 +12,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from mapper.errors import MappingError, as_text
-from mapper.events import normalise
-from mapper.language import loader
-from mapper.language.plan import Plan
-from mapper.service.options import MAPPINGS, MAPPINGS_ENV, RUNNER, STORE_ENV, secrets_from
+from mapper.service.history import when as when
+from mapper.service.options import STORE_ENV, secrets_from
 from mapper.service.signature import SignatureScheme, sign
 
 # The store is imported where it is used: every `wlmap` command (validate too) may import this module.
 
 if TYPE_CHECKING:
-    from mapper.service.store import Claimed, DeliveryRow, JobRow, Store
-    from mapper.service.worker import RunFunction
-
-REPLAY_LEASE: Final = 600.0  # seconds a replay run holds its job before the service may take it over
+    from mapper.service.actions import Replayed
+    from mapper.service.store import DeliveryLine, JobLine, Page, Store
 
 # What `--status` words select: jobs by state, or deliveries (ignored, duplicate).
 JOB_FILTERS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -49,19 +44,12 @@ class OpsError(Exception):
     """An operator command cannot do what was asked; the message says why."""
 
 
-def when(timestamp: float | None) -> str:
-    """A stored time as ISO 8601 UTC, to the second."""
-    if timestamp is None:
-        return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_since(text: str) -> float:
+def parse_since(text: str, option: str = "--since") -> float:
     """An ISO 8601 date or time (UTC unless it says otherwise) as seconds since the epoch."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise OpsError(f"--since {text!r} is not an ISO 8601 time, e.g. 2024-05-01T10:00:00Z") from None
+        raise OpsError(f"{option} {text!r} is not an ISO 8601 time, e.g. 2024-05-01T10:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
@@ -91,7 +79,7 @@ def open_existing(location: str) -> "Store":
 
 @dataclass(frozen=True)
 class EventLine:
-    """One row of `wlmap events list`."""
+    """One row of `wlmap events list` and of the console's events page."""
 
     id: str
     received: float
@@ -100,9 +88,35 @@ class EventLine:
     attempts: int
     resource: str
     reason: str
+    summary: str = ""
+    made: float = 0.0  # when the job was made (the webhook's arrival, or the replay), the order of a page
 
 
-def _job_line(job: "JobRow") -> EventLine:
+@dataclass(frozen=True)
+class Filters:
+    """What an events list shows; `status` is one of STATUSES."""
+
+    status: str | None = None
+    mapping: str | None = None
+    resource: str | None = None
+    since: float | None = None
+    until: float | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class EventsPage:
+    """A page of events, newest first; `older`: the cursor of the next page (None: there is none);
+    `searched`: a text search looked at only part of the events (the next page goes on below)."""
+
+    lines: tuple[EventLine, ...]
+    older: str | None
+    searched: bool = False
+
+
+def _job_line(job: "JobLine", now: float) -> EventLine:
+    from mapper.service.history import line_reason
+
     return EventLine(
         str(job.id),
         job.received_at,
@@ -110,79 +124,96 @@ def _job_line(job: "JobRow") -> EventLine:
         job.status,
         job.attempts,
         job.resource_key or "-",
-        job.last_reason or "",
+        line_reason(job, now),
+        job.summary,
+        job.created_at,
     )
 
 
-def _delivery_line(delivery: "DeliveryRow") -> EventLine:
-    reason = delivery.summary if delivery.status == "ignored" else f"duplicate of d{delivery.duplicate_of}"
-    return EventLine(f"d{delivery.id}", delivery.received_at, "-", delivery.status, 0, "-", reason)
+def _delivery_line(delivery: "DeliveryLine") -> EventLine:
+    reason = delivery.summary if delivery.status != "duplicate" else f"duplicate of d{delivery.duplicate_of}"
+    if delivery.status == "accepted":
+        reason = delivery.summary
+    return EventLine(
+        f"d{delivery.id}",
+        delivery.received_at,
+        "-",
+        delivery.status,
+        0,
+        "-",
+        reason,
+        delivery.summary,
+        delivery.received_at,
+    )
+
+
+def _cursor(text: str | None) -> tuple[int | None, int | None]:
+    """("j120.d45") → (120, 45): the ids each source goes on below; 0 means that source is done."""
+    if not text:
+        return None, None
+    match = re.fullmatch(r"j(\d+)\.d(\d+)", text.strip())
+    if match is None:
+        raise OpsError(f"{text!r} is not a page of events")
+    return int(match.group(1)), int(match.group(2))
+
+
+def events_page(
+    store: "Store", filters: Filters = Filters(), *, older: str | None = None, limit: int = 50
+) -> EventsPage:
+    """Jobs (and ignored webhooks, unless a mapping or resource is asked for) newest first, `limit` at most,
+    below the cursor `older`; keyset pages (store.pages) that stay fast however many events there are."""
+    from mapper.service.store import EventQuery
+
+    status = filters.status
+    if status is not None and status not in STATUSES:
+        raise OpsError(f"--status {status!r} is not one of: {', '.join(STATUSES)}")
+    before_job, before_delivery = _cursor(older)
+    query = EventQuery(
+        statuses=JOB_FILTERS.get(status or "", ()),
+        mapping=filters.mapping,
+        resource=filters.resource,
+        since=filters.since,
+        until=filters.until,
+        text=filters.text or None,
+    )
+    now = store.clock()
+    candidates: list[tuple[str, EventLine]] = []
+    jobs = deliveries = None
+    if (status is None or status in JOB_FILTERS) and before_job != 0:
+        jobs = store.jobs_page(query, before_job, limit)
+        candidates += [("j", _job_line(job, now)) for job in jobs.rows]
+    wanted = (status,) if status in DELIVERY_FILTERS else ("ignored",) if status is None else ()
+    if wanted and filters.mapping is None and filters.resource is None and before_delivery != 0:
+        deliveries = store.deliveries_page(wanted, query, before_delivery, limit)
+        candidates += [("d", _delivery_line(d)) for d in deliveries.rows]
+    candidates.sort(key=lambda pair: (pair[1].made, pair[0] == "j", int(pair[1].id.lstrip("d"))), reverse=True)
+    taken = candidates[:limit]
+    next_job = _next(jobs, [int(line.id) for kind, line in taken if kind == "j"], before_job)
+    next_delivery = _next(deliveries, [int(line.id[1:]) for kind, line in taken if kind == "d"], before_delivery)
+    searched = any(page is not None and page.searched_to is not None for page in (jobs, deliveries))
+    more = next_job != 0 or next_delivery != 0
+    cursor = f"j{next_job if next_job is not None else 0}.d{next_delivery if next_delivery is not None else 0}"
+    return EventsPage(tuple(line for _, line in taken), cursor if more else None, searched)
+
+
+def _next(page: "Page[Any] | None", taken: list[int], before: int | None) -> int | None:
+    """Where a source goes on: below the last row taken; below its search window; or 0 when it is done."""
+    if page is None:
+        return 0
+    if len(taken) < len(page.rows):
+        return min(taken) if taken else (before if before is not None else page.rows[0].id + 1)
+    if page.searched_to is not None:
+        return page.searched_to
+    if page.more:
+        return min(taken)
+    return 0
 
 
 def list_events(
-    store: "Store", *, status: str | None = None, mapping: str | None = None, limit: int = 50
+    store: "Store", *, status: str | None = None, mapping: str | None = None, limit: int = 50, **more: Any
 ) -> list[EventLine]:
     """Jobs (and ignored deliveries when no mapping is asked for), newest first."""
-    if status is not None and status not in STATUSES:
-        raise OpsError(f"--status {status!r} is not one of: {', '.join(STATUSES)}")
-    lines: list[EventLine] = []
-    if status is None or status in JOB_FILTERS:
-        statuses = JOB_FILTERS[status] if status is not None else ()
-        lines.extend(_job_line(job) for job in store.jobs(statuses=statuses, mapping=mapping, limit=limit))
-    if mapping is None and (status is None or status in DELIVERY_FILTERS):
-        wanted = (status,) if status is not None else ("ignored",)
-        lines.extend(_delivery_line(d) for d in store.deliveries(statuses=wanted, limit=limit))
-    lines.sort(key=lambda line: line.received, reverse=True)
-    return lines[:limit]
-
-
-@dataclass(frozen=True)
-class Replayed:
-    """What one replay did: the job it made and the outcome before → after (or why it could not)."""
-
-    source: str  # "job 12" or "d7"
-    job: int | None
-    mapping: str
-    before: str
-    after: str
-    problem: str | None = None
-
-    def __str__(self) -> str:
-        if self.problem is not None:
-            return f"{self.source}: not replayed: {self.problem}"
-        return f"{self.source} → job {self.job} ({self.mapping}): {self.before} → {self.after}"
-
-
-class _Plans:
-    """The CURRENT mappings, read from their files once per replay command."""
-
-    def __init__(self, env: Mapping[str, str], paths: Sequence[Path] | None) -> None:
-        self.env, self.paths = env, paths
-        self._files: dict[str, dict[str, Plan]] = {}
-
-    def _load(self, paths: Sequence[Path], key: str) -> dict[str, Plan]:
-        if key not in self._files:
-            try:
-                self._files[key] = {plan.name: plan for plan in loader.load_plans(paths, self.env)}
-            except MappingError as exc:
-                raise OpsError(f"the mappings in {key} are not valid:\n{as_text(exc.errors)}") from None
-        return self._files[key]
-
-    def plan(self, name: str, file: str) -> Plan:
-        """The mapping called `name`: from --mappings when given, else from the file it was run from."""
-        paths = list(self.paths) if self.paths else [Path(file)]
-        found = self._load(paths, ", ".join(map(str, paths))).get(name)
-        if found is None:
-            raise OpsError(f"no mapping named `{name}` in {', '.join(map(str, paths))}")
-        return found
-
-    def every(self) -> list[Plan]:
-        paths = list(self.paths) if self.paths else [Path(self.env.get(MAPPINGS_ENV, MAPPINGS))]
-        return list(self._load(paths, ", ".join(map(str, paths))).values())
-
-
-def _describe(status: str, reason: str | None) -> str:
-    return f"{status} ({reason})" if reason else status
+    return list(events_page(store, Filters(status=status, mapping=mapping, **more), limit=limit).lines)
 
 
 async def replay(
@@ -191,85 +222,23 @@ async def replay(
     *,
     status: str | None = None,
     since: str | None = None,
-    runner: str = RUNNER,
-    env: Mapping[str, str],
-    mappings: Sequence[Path] | None = None,
-    lease: float = REPLAY_LEASE,
-) -> list[Replayed]:
-    """Run stored webhooks again with the CURRENT mappings, here and now; one Replayed per job made."""
-    from mapper.service.runners import load_runner
-    from mapper.service.store import NotFound, NotReplayable, StoreError
+    mapping: str | None = None,
+    by: str,
+    timeout: float | None = None,
+) -> "list[Replayed]":
+    """Ask the service to replay stored webhooks with its CURRENT mappings and wait for the outcomes
+    (service.actions)."""
+    from mapper.service import actions
 
-    targets = [parse_id(ident) for ident in ids]
-    if status is not None:
-        if status not in ("dead", "done", "skipped", "failed"):
-            raise OpsError(f"--status {status!r}: replay takes dead, done, skipped or failed jobs")
-        since_at = parse_since(since) if since else None
-        found = store.jobs(statuses=JOB_FILTERS[status], since=since_at, limit=1_000_000)
-        targets += [("job", job.id) for job in sorted(found, key=lambda job: job.id)]
-    if not targets:
-        return []
-    plans = _Plans(env, mappings)
-    run = load_runner(runner, env)
-    results: list[Replayed] = []
-    try:
-        for kind, number in targets:
-            try:
-                if kind == "job":
-                    results.append(await _replay_job(store, number, plans, run.run, lease))
-                else:
-                    results.extend(await _replay_delivery(store, number, plans, run.run, lease))
-            except (OpsError, NotFound, NotReplayable, StoreError) as exc:
-                source = f"job {number}" if kind == "job" else f"d{number}"
-                results.append(Replayed(source, None, "-", "", "", problem=str(exc)))
-    finally:
-        await run.aclose()
-    return results
-
-
-async def _run_claimed(
-    store: "Store", claimed: "Claimed", plans: Mapping[str, Plan], run: "RunFunction", lease: float
-) -> str:
-    from mapper.service.worker import Worker, WorkerOptions
-
-    worker = Worker(store, lambda: plans, run, WorkerOptions(concurrency=1, lease=lease))
-    finish = await worker.handle(claimed)
-    if finish is None:
-        return "unknown (the result could not be recorded; the service will run the job again)"
-    after = _describe(finish.status, finish.reason)
-    if finish.status == "retry":
-        after += f"; the service tries again at {when(finish.next_attempt_at)}"
-    return after
-
-
-async def _replay_job(store: "Store", number: int, plans: _Plans, run: "RunFunction", lease: float) -> Replayed:
-    job = store.job(number).job
-    before = _describe(job.status, job.last_reason)
-    plan = plans.plan(job.mapping, job.mapping_file)
-    claimed = store.replay(number, lease, mapping_file=plan.file)
-    after = await _run_claimed(store, claimed, {plan.name: plan}, run, lease)
-    return Replayed(f"job {number}", claimed.job, plan.name, before, after)
-
-
-async def _replay_delivery(
-    store: "Store", number: int, plans: _Plans, run: "RunFunction", lease: float
-) -> list[Replayed]:
-    from mapper.service.mappings import matches
-    from mapper.service.store import NewJob, NotReplayable
-
-    delivery = store.delivery(number)
-    if delivery.status != "ignored":
-        raise NotReplayable(f"d{number} is {delivery.status}, not ignored: replay its jobs instead")
-    event = normalise(delivery.body, dict(delivery.headers))
-    wanted = {plan.name: plan for plan in plans.every() if matches(plan, event)}
-    if not wanted:
-        return [Replayed(f"d{number}", None, "-", "", "", problem="still no mapping wants this event")]
-    jobs = [NewJob(plan.name, event.resource_id, plan.file) for plan in wanted.values()]
-    results = []
-    for claimed in store.reroute(number, jobs, lease):
-        after = await _run_claimed(store, claimed, wanted, run, lease)
-        results.append(Replayed(f"d{number}", claimed.job, claimed.mapping, "ignored", after))
-    return results
+    return await actions.replay(
+        store,
+        ids,
+        status=status,
+        since=since,
+        mapping=mapping,
+        by=by,
+        timeout=actions.WAIT if timeout is None else timeout,
+    )
 
 
 # What `wlmap prune --status` takes: finished jobs and webhooks that made none; `all` adds the dead to the rest.

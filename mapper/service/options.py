@@ -16,8 +16,11 @@ from typing import Final
 # Environment variables (read by mapper/cli only).
 SECRETS_ENV: Final = "WLMAP_WEBHOOK_SECRETS"  # comma-separated: "old,new" during a rotation, the newest last
 STORE_ENV: Final = "WLMAP_STORE"  # the store when --store is not given (the service and the operator commands)
-MAPPINGS_ENV: Final = "WLMAP_MAPPINGS"  # `wlmap replay`: where to look for the mappings an ignored webhook wants
 LINKS_TOKEN_ENV: Final = "WLMAP_LINKS_TOKEN"  # with --links: the token that GET /links/... needs (not a webhook secret)
+# The console (mapper/service/console): off unless a user and password, or a token, is set.
+UI_USER_ENV: Final = "WLMAP_UI_USER"
+UI_PASSWORD_ENV: Final = "WLMAP_UI_PASSWORD"
+UI_TOKEN_ENV: Final = "WLMAP_UI_TOKEN"
 
 # Where: the mappings, the store, the socket.
 MAPPINGS: Final = "mappings"
@@ -77,6 +80,11 @@ LINKS: Final = False
 LINKS_RATE: Final = 10.0
 LINKS_TOKEN_MIN: Final = 16  # characters
 
+# The console: under /ui beside the webhook endpoint, unless --ui-port gives it a socket of its own.
+UI_PATH: Final = "/ui"
+UI_HOST: Final[str | None] = None  # with --ui-port: --host unless given
+UI_PORT: Final[int | None] = None
+
 # Timings of the workers and the store's upkeep, in seconds unless the name says otherwise.
 LEASE: Final = 60.0
 POLL: Final = 0.5
@@ -129,6 +137,8 @@ class ServiceOptions:
     links: bool = LINKS
     links_rate: float = LINKS_RATE
     links_token: str = field(default="", repr=False)  # from LINKS_TOKEN_ENV (links_token_from(environment))
+    ui_host: str | None = UI_HOST
+    ui_port: int | None = UI_PORT
     retention_days: float = RETENTION_DAYS
     trace_body_max: int = TRACE_BODY_MAX
     lease: float = LEASE

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import uvicorn
 from starlette.applications import Starlette
@@ -46,9 +46,14 @@ from mapper.service.options import (
     LINKS_TOKEN_MIN,
     ROLES,
     SECRETS_ENV,
+    UI_PASSWORD_ENV,
+    UI_PATH,
+    UI_TOKEN_ENV,
+    UI_USER_ENV,
     ServiceError,
     ServiceOptions,
 )
+from mapper.service.replays import Replays
 from mapper.service.runners import Runner, load_runner
 from mapper.service.signature import SignatureScheme
 from mapper.service.store import Store, StoreError, describe, is_postgres, open_store
@@ -56,16 +61,20 @@ from mapper.service.timers import Timers
 from mapper.service.upkeep import upkeep
 from mapper.service.worker import Worker, WorkerOptions
 
+if TYPE_CHECKING:
+    from mapper.service.console.app import Given
+
 log = logging.getLogger("wlmap.service")
 
 IO_THREADS = 64  # the store's blocking calls (SQLite commits, PostgreSQL round trips) run on these
 
 
-def serve(options: ServiceOptions) -> int:
-    """Run the listener and the workers until SIGTERM or Ctrl-C; returns the exit code."""
+def serve(options: ServiceOptions, console: Given | None = None) -> int:
+    """Run the listener and the workers (and the console, when `console` has a credential) until SIGTERM or
+    Ctrl-C; returns the exit code."""
     configure_logging(options.log_format, options.log_level)
     try:
-        return asyncio.run(_serve(options))
+        return asyncio.run(_serve(options, console))
     except MappingError as exc:
         sys.stderr.write(as_text(exc.problems) + "\nwlmap: the mappings are not valid; nothing started\n")
     except (ServiceError, StoreError) as exc:
@@ -131,8 +140,12 @@ def unsigned_from(given: str | None) -> tuple[Network, ...]:
     return tuple(networks)
 
 
-async def _serve(options: ServiceOptions) -> int:
+async def _serve(options: ServiceOptions, console: Given | None = None) -> int:
     scheme = _signature_scheme(options)
+    if options.ui_port is not None and (console is None or not console.credentials.configured):
+        raise ServiceError(
+            f"--ui-port: the console needs a credential: set {UI_PASSWORD_ENV} (and {UI_USER_ENV}) or {UI_TOKEN_ENV}"
+        )
     link_options = _link_options(options)
     mappings = Mappings(options.mappings, options.env)
     mappings.load()
@@ -170,6 +183,9 @@ async def _serve(options: ServiceOptions) -> int:
         app = _app(store, mappings, worker, options, scheme, metrics, executor, timers)
         if link_options is not None:  # before the catch-all 404; the webhook path cannot be under /links
             app.router.routes[0:0] = links.routes(mappings.current, link_options, LINKS_PATH)
+        replays = _replays(store, mappings, worker, options, executor, resources)
+        if console is not None and console.credentials.configured:
+            await _console(app, console, store, mappings, replays.wake, options, executor, resources)
         housekeeping = asyncio.create_task(
             upkeep(
                 mappings,
@@ -201,6 +217,71 @@ def _hide_secrets(mappings: Mappings, options: ServiceOptions) -> None:
 def _reloaded(mappings: Mappings, options: ServiceOptions, metrics: Metrics) -> None:
     metrics.mappings.set(len(mappings.current()))
     _hide_secrets(mappings, options)
+
+
+def _replays(
+    store: Store,
+    mappings: Mappings,
+    worker: Worker,
+    options: ServiceOptions,
+    executor: ThreadPoolExecutor,
+    resources: contextlib.AsyncExitStack,
+) -> Replays:
+    """The desk that carries out the replays operators ask for (a worker process's job)."""
+    replays = Replays(
+        store,
+        mappings.current,
+        refused=lambda: mappings.refused,
+        on_made=_threadsafe(asyncio.get_running_loop(), worker.wake),
+        poll=options.poll,
+        executor=executor,
+    )
+    if options.runs_jobs:
+        resources.push_async_callback(_cancel, asyncio.create_task(replays.serve(), name="wlmap-replays"))
+    return replays
+
+
+async def _console(
+    app: Starlette,
+    given: Given,
+    store: Store,
+    mappings: Mappings,
+    wake: Callable[[], None],
+    options: ServiceOptions,
+    executor: ThreadPoolExecutor,
+    resources: contextlib.AsyncExitStack,
+) -> None:
+    """The console under /ui: beside the webhooks, or on a socket of its own (--ui-port)."""
+    from mapper.service.console.app import Parts, routes
+
+    parts = Parts(
+        store, mappings, given.credentials, wake, given.dry_run, executor, describe(options.store), options.role
+    )
+    if options.ui_port is None:
+        app.router.routes[0:0] = routes(parts)
+        return
+    host = options.ui_host or options.host
+    sock = _bind(host, options.ui_port)
+    resources.callback(sock.close)
+    console = Starlette(routes=routes(parts))
+    console.router.redirect_slashes = False
+    server = _Quiet(_config(console, options))
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="wlmap-console")
+
+    async def stop() -> None:
+        server.should_exit = True
+        await _quietly(lambda: task)
+
+    resources.push_async_callback(stop)
+    log.info("console on http://%s:%d%s/", host, sock.getsockname()[1], UI_PATH)
+
+
+class _Quiet(uvicorn.Server):
+    """A second server (the console's) that leaves the signals to the main one, which stops it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 def _worker(
@@ -260,6 +341,7 @@ def _app(
         executor=executor,
         on_stored=_both(worker.wake, timers.poke) if options.runs_jobs else lambda: None,
         readiness=readiness,
+        explain=mappings.explain,
     )
     if not options.takes_webhooks:  # a worker keeps /healthz, /readyz and /metrics; the webhook path is a 404
         app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) != options.path]

@@ -96,7 +96,14 @@ def decide(
     if result.retry_after is not None:
         delay = max(delay, min(max(result.retry_after, 0.0), policy.max_retry_after))
     wait = max(delay, 0.0) / time_scale
-    return Finish("retry", result.reason, result.step, result.trace_json, next_attempt_at=now + wait)
+    return Finish(
+        "retry",
+        result.reason,
+        result.step,
+        result.trace_json,
+        next_attempt_at=now + wait,
+        max_attempts=len(policy.schedule),  # "next try at ... (attempt 3 of 8)"
+    )
 
 
 class Worker:

@@ -23,6 +23,16 @@ from mapper.service.store.bucket_records import (
 )
 from mapper.service.store.buckets import FencedOut
 from mapper.service.store.interface import Clock, Store, run_blocking
+from mapper.service.store.operator import (
+    CANCELLED,
+    ActionRow,
+    DeliveryLine,
+    EventQuery,
+    JobLine,
+    NewAction,
+    NotPossible,
+    Page,
+)
 from mapper.service.store.records import (
     CUTS,
     AttemptRow,
@@ -43,7 +53,9 @@ from mapper.service.store.records import (
 )
 
 __all__ = [
+    "CANCELLED",
     "CUTS",
+    "ActionRow",
     "AttemptRow",
     "BucketDetail",
     "BucketItem",
@@ -51,18 +63,24 @@ __all__ = [
     "Claimed",
     "Clock",
     "Cuts",
+    "DeliveryLine",
     "DeliveryRow",
+    "EventQuery",
     "FencedOut",
     "Finish",
     "Fired",
     "Ingested",
     "JobDetail",
+    "JobLine",
     "JobRow",
+    "NewAction",
     "NewDelivery",
     "NewItem",
     "NewJob",
     "NotFound",
+    "NotPossible",
     "NotReplayable",
+    "Page",
     "Placed",
     "Pruned",
     "Rules",

@@ -27,8 +27,10 @@ from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 from mapper.service.store import holders, rows, sql
+from mapper.service.store.actions import Actions
 from mapper.service.store.interface import Tx, run_blocking
 from mapper.service.store.maintenance import Maintenance
+from mapper.service.store.pages import Pages
 from mapper.service.store.records import (
     ACTIVE,
     CUTS,
@@ -51,7 +53,7 @@ T = TypeVar("T")
 log = logging.getLogger("wlmap.store")
 
 
-class SqlStore(SqlSchedules, Maintenance):
+class SqlStore(SqlSchedules, Maintenance, Actions, Pages):
     """The state machine in SQL that SQLite and PostgreSQL both run; subclasses supply transactions.
 
     Buckets and schedules (`buckets`, `schedules`) share its transactions: an item goes in with its webhook."""
@@ -230,7 +232,11 @@ class SqlStore(SqlSchedules, Maintenance):
         now = self.clock()
         reason = rows.reason(outcome.reason)
         won = (
-            self._run(tx, sql.FINISH_JOB, (outcome.status, reason, outcome.next_attempt_at, now, job, token)).rowcount
+            self._run(
+                tx,
+                sql.FINISH_JOB,
+                (outcome.status, reason, outcome.next_attempt_at, outcome.max_attempts, now, job, token),
+            ).rowcount
             == 1
         )
         if not won:

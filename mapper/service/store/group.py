@@ -43,7 +43,8 @@ _SUPERSEDE: Final = (
     "WHERE id = ? AND status = 'pending' AND attempts = 0"
 )
 _DELIVERY_COLUMNS: Final = (
-    "id, received_at, delivery_id, dedupe_key, body_sha256, signature, summary, headers, body, status, duplicate_of"
+    "id, received_at, delivery_id, dedupe_key, body_sha256, signature, summary, headers, body, status, duplicate_of, "
+    "notes"
 )
 _JOB_COLUMNS: Final = (
     "id, delivery, mapping, mapping_file, resource_key, status, attempts, next_attempt_at, lease_until, token, "
@@ -117,7 +118,7 @@ def ingest(
 
     coalesced = _coalesce(conn, jobs, now, hints)
     for chunk in _chunks(deliveries, ROWS_PER_STATEMENT):
-        conn.execute(_insert("deliveries", _DELIVERY_COLUMNS, 11, len(chunk)), [v for row in chunk for v in row])
+        conn.execute(_insert("deliveries", _DELIVERY_COLUMNS, 12, len(chunk)), [v for row in chunk for v in row])
     for chunk in _chunks(jobs, ROWS_PER_STATEMENT):
         conn.execute(_insert("jobs", _JOB_COLUMNS, 15, len(chunk)), [v for row in chunk for v in row])
     if items:

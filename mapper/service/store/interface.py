@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from mapper.service.store.collecting import Collecting
+from mapper.service.store.operator import OperatorStore
 from mapper.service.store.records import (
     CUTS,
     PRUNED,
@@ -52,7 +53,7 @@ class Tx(Protocol):
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
 
 
-class Store(Collecting, ABC):
+class Store(Collecting, OperatorStore, ABC):
     """The durable queue: stored webhooks, the jobs they caused, and every attempt at those jobs."""
 
     clock: Clock

@@ -106,12 +106,42 @@ ALTER TABLE jobs ADD COLUMN cuts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN holder TEXT
 """
 
+# Operator actions (store.actions): each replay, retry now and cancel, who asked and what came of it, which is
+# also the event's history. Why a job waits (`max_attempts`: "attempt 3 of 8") and why an ignored webhook was
+# ignored (`notes`). The console's pages go newest first by id within a mapping, a resource or a time
+# (store.pages): without these indexes a filtered page read every job.
+_V5: Final = """
+CREATE TABLE IF NOT EXISTS actions (
+    id {id},
+    kind TEXT NOT NULL,
+    job BIGINT,
+    delivery BIGINT,
+    requested_by TEXT NOT NULL,
+    requested_at {real} NOT NULL,
+    state TEXT NOT NULL,
+    was TEXT,
+    note TEXT,
+    made TEXT,
+    settled_at {real}
+);
+CREATE INDEX IF NOT EXISTS actions_requested ON actions (id) WHERE state = 'requested';
+CREATE INDEX IF NOT EXISTS actions_by_job ON actions (job);
+CREATE INDEX IF NOT EXISTS actions_by_delivery ON actions (delivery);
+ALTER TABLE jobs ADD COLUMN max_attempts INTEGER;
+ALTER TABLE deliveries ADD COLUMN notes TEXT;
+CREATE INDEX IF NOT EXISTS jobs_by_mapping ON jobs (mapping, id);
+CREATE INDEX IF NOT EXISTS jobs_by_resource ON jobs (resource_key, id);
+CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at)
+"""
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "deliveries, jobs and attempts", _V1),
     Migration(2, "index webhook bodies only for deliveries without an id", _V2),
     Migration(3, "count cut attempts; name the holder of a lease", _V3),
     # 4, not 3: issue 15's migration 3 (cut attempts, lease holders) lands first; a gap is harmless.
     Migration(4, "buckets of collected items, and schedules' due times", bucket_sql.MIGRATION),
+    # 5: issue 10's buckets took 4 first.
+    Migration(5, "operator actions; why jobs wait and webhooks were ignored; indexes for the console", _V5),
 )
 
 CREATE_VERSION_TABLE: Final = (

@@ -72,6 +72,7 @@ class NewDelivery:
     dedupe_key: str  # for deliveries without an id: what identical re-sends share (topic + body hash)
     signature: Literal["verified", "unsigned", "internal"] = "verified"  # internal: a closed bucket, a schedule
     summary: str = ""  # short words for operators: "scenario_session/completed ScenarioSession U2Nl..."
+    notes: str = ""  # an ignored webhook: why each mapping passed on it, and normalisation problems (JSON)
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ class Finish:
     step: str | None = None
     trace: Mapping[str, Any] | str = field(default_factory=dict)  # str: JSON text from RunResult.trace_json
     next_attempt_at: float | None = None  # status "retry" only
+    max_attempts: int | None = None  # status "retry": how many attempts the schedule allows ("attempt 3 of 8")
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ class DeliveryRow:
     headers: Headers
     body: bytes
     duplicate_of: int | None
+    notes: str | None = None  # see NewDelivery.notes
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,7 @@ class JobRow:
     superseded_by: int | None
     created_at: float
     updated_at: float
+    max_attempts: int | None = None  # a job in retry: the attempts its schedule allows
 
 
 @dataclass(frozen=True)

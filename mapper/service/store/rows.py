@@ -35,6 +35,7 @@ def delivery_values(d: NewDelivery, now: float, status: str, body: bytes, duplic
         body,
         status,
         duplicate_of,
+        storable(d.notes) or None,
     )
 
 
@@ -88,12 +89,13 @@ def job(row: Sequence[Any]) -> JobRow:
         row[11],
         float(row[12]),
         float(row[13]),
+        row[14],
     )
 
 
 def delivery(row: Sequence[Any]) -> DeliveryRow:
     return DeliveryRow(
-        row[0], float(row[1]), row[2], row[3], row[4], row[5], row[6], headers(row[7]), bytes(row[8]), row[9]
+        row[0], float(row[1]), row[2], row[3], row[4], row[5], row[6], headers(row[7]), bytes(row[8]), row[9], row[10]
     )
 
 

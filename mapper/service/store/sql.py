@@ -15,7 +15,7 @@ FIND_BY_DEDUPE_KEY: Final = (
 )
 INSERT_DELIVERY: Final = (
     "INSERT INTO deliveries (received_at, delivery_id, dedupe_key, body_sha256, signature, summary, headers, "
-    "body, status, duplicate_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+    "body, status, duplicate_of, notes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
 )
 INSERT_JOB: Final = (
     "INSERT INTO jobs (delivery, mapping, mapping_file, resource_key, status, attempts, next_attempt_at, "
@@ -77,7 +77,8 @@ EXPIRE_HELD: Final = (
 EXTEND: Final = "UPDATE jobs SET lease_until = ?, updated_at = ? WHERE id = ? AND token = ? AND status = 'running'"
 FINISH_JOB: Final = (
     "UPDATE jobs SET status = ?, last_reason = ?, next_attempt_at = COALESCE(?, next_attempt_at), "
-    "lease_until = NULL, updated_at = ? WHERE id = ? AND token = ? AND status = 'running'"
+    "max_attempts = COALESCE(?, max_attempts), lease_until = NULL, updated_at = ? "
+    "WHERE id = ? AND token = ? AND status = 'running'"
 )
 FINISH_ATTEMPT: Final = (
     "UPDATE attempts SET finished_at = ?, status = ?, reason = ?, step = ?, trace = ? WHERE job = ? AND token = ?"
@@ -111,11 +112,11 @@ COUNTS: Final = (
 
 JOB_COLUMNS: Final = (
     "j.id, j.delivery, d.received_at, j.mapping, j.mapping_file, j.resource_key, j.status, j.attempts, "
-    "j.next_attempt_at, j.last_reason, j.replay_of, j.superseded_by, j.created_at, j.updated_at"
+    "j.next_attempt_at, j.last_reason, j.replay_of, j.superseded_by, j.created_at, j.updated_at, j.max_attempts"
 )
 DELIVERY_COLUMNS: Final = (
     "d.id, d.received_at, d.delivery_id, d.status, d.signature, d.summary, d.body_sha256, d.headers, d.body, "
-    "d.duplicate_of"
+    "d.duplicate_of, d.notes"
 )
 JOBS: Final = f"SELECT {JOB_COLUMNS} FROM jobs j JOIN deliveries d ON d.id = j.delivery"
 DELIVERIES: Final = f"SELECT {DELIVERY_COLUMNS} FROM deliveries d"
