@@ -5,22 +5,29 @@ BIN    := $(VENV)/bin
 MAPPINGS ?= mappings/
 ARGS ?=
 
-.PHONY: run test lint bench clean
+.PHONY: run demo test lint bench clean
 
+# pip -qq: errors only (no notices about this machine's package mirrors, no setuptools editable-install notes).
 $(BIN)/wlmap: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e .
+	@echo "Installing wlmap into $(VENV) (once; about a minute)..."
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -qq --upgrade pip
+	@$(BIN)/pip install -qq -e .
 	@touch $@
 
 $(VENV)/.test-deps: $(BIN)/wlmap
-	$(BIN)/pip install -q -e '.[test]'
+	@echo "Installing the test tools into $(VENV)..."
+	@$(BIN)/pip install -qq -e '.[test]'
 	@touch $@
 
-# Install and start the listener on the embedded SQLite store (wlmap.db).
+# Install and start the listener on the embedded SQLite store (wlmap.db). The mappings are checked as it starts;
+# with no WLMAP_WEBHOOK_SECRETS a secret is made once and kept in .wlmap-secret.
 run: $(BIN)/wlmap
-	$(BIN)/wlmap validate $(MAPPINGS)
-	$(BIN)/wlmap run --serve $(MAPPINGS) --store wlmap.db $(ARGS)
+	@$(BIN)/wlmap run --serve $(MAPPINGS) --store wlmap.db $(ARGS)
+
+# The shipped mappings end to end against fake systems on 127.0.0.1 (store: demo.db, made anew each time).
+demo: $(BIN)/wlmap
+	@$(BIN)/wlmap demo
 
 # Install the test dependencies and run the whole suite (lint, types, mapping tests, pytest).
 test: $(VENV)/.test-deps

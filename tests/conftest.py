@@ -19,6 +19,7 @@ import pytest
 
 POSTGRES_ENV = "WLMAP_TEST_POSTGRES"
 HOW = f"set {POSTGRES_ENV}=postgresql://USER@HOST:5432/DB (e.g. postgresql://postgres@127.0.0.1:5432/test)"
+OFF = "PostgreSQL tests are off"
 
 
 def with_params(url: str, **params: str) -> str:
@@ -72,7 +73,7 @@ def postgres_server() -> str:
     if not url:
         if under_ci:
             pytest.fail(f"PostgreSQL tests cannot run under CI: {POSTGRES_ENV} is not set ({HOW})")
-        pytest.skip(f"PostgreSQL tests are off: {HOW}")
+        pytest.skip(f"{OFF}: {HOW}")
     try:
         import psycopg
     except ImportError:
@@ -85,6 +86,15 @@ def postgres_server() -> str:
     except psycopg.Error as exc:
         pytest.fail(f"{POSTGRES_ENV}={url} is set but that server cannot be reached: {exc}")
     return url
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line at the end: how many PostgreSQL tests were skipped, and why (CI sets the variable: none are)."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if OFF in str(getattr(r, "longrepr", ""))]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} PostgreSQL tests skipped because {POSTGRES_ENV} is not set; to run them, {HOW}"
+        )
 
 
 @pytest.fixture

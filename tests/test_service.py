@@ -416,7 +416,9 @@ def test_start_up_problems_are_reported_in_plain_words(tmp_path: Path) -> None:
 
     invalid = run_service(tmp_path, "--mappings", str(bad), *base, env=env)
     assert invalid.returncode == 1 and "m.yaml:" in invalid.stderr and "POTS" in invalid.stderr
-    no_secret = run_service(tmp_path, "--mappings", str(good), *base, env={"WLMAP_WEBHOOK_SECRETS": ""})
+    no_secret = run_service(
+        tmp_path, "--mappings", str(good), *base, "--require-secret", env={"WLMAP_WEBHOOK_SECRETS": ""}
+    )
     assert no_secret.returncode == 1 and "no webhook secret: set WLMAP_WEBHOOK_SECRETS" in no_secret.stderr
     no_runner = run_service(tmp_path, "--mappings", str(good), *base, "--runner", "nowhere:Runner", env=env)
     assert no_runner.returncode == 1 and "cannot load the runner `nowhere:Runner`" in no_runner.stderr

@@ -40,6 +40,13 @@ class Format(enum.StrEnum):
     github = "github"
 
 
+class RunFormat(enum.StrEnum):
+    """`wlmap run` prints a trace: as text or JSON (workflow annotations are for `validate`)."""
+
+    text = "text"
+    json = "json"
+
+
 def _render(problems: list[Problem], fmt: Format) -> str:
     if fmt is Format.json:
         return report.as_json(problems)
@@ -99,8 +106,17 @@ def _graphql_schemas(given: list[str]) -> tuple[Any, dict[str, Any]]:
 
 
 @app.command("schema")
-def print_schema() -> None:
+def print_schema(
+    tests: Annotated[
+        bool, typer.Option("--tests", help="The JSON Schema of tests files (<mapping>.tests.yaml) instead.")
+    ] = False,
+) -> None:
     """Print the mapping JSON Schema (for editors: `# yaml-language-server: $schema=...`)."""
+    if tests:
+        from importlib.resources import files
+
+        typer.echo(files("mapper.rehearse").joinpath("tests.schema.json").read_text(encoding="utf-8"), nl=False)
+        return
     from mapper.language import schema
 
     typer.echo(json.dumps(schema.schema(), indent=2, ensure_ascii=False))
@@ -139,7 +155,7 @@ def run(
             "(its name or number) in the mapping's tests file; implies --dry-run.",
         ),
     ] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="text or json.")] = Format.text,
+    fmt: Annotated[RunFormat, typer.Option("--format", help="text or json.")] = RunFormat.text,
     serve: Annotated[
         bool, typer.Option("--serve", help="Run the webhook listener and workers (the main job).")
     ] = False,
@@ -151,6 +167,7 @@ def run(
     workers: service.Workers = defaults.WORKERS,
     role: service.Role = defaults.ROLE,
     path: service.WebhookPath = defaults.WEBHOOK_PATH,
+    require_secret: service.RequireSecret = defaults.REQUIRE_SECRET,
     allow_unsigned: service.AllowUnsigned = False,
     unsigned_from: service.UnsignedFrom = defaults.UNSIGNED_FROM,
     signature_header: service.SignatureHeader = defaults.SIGNATURE_HEADER,
@@ -201,7 +218,7 @@ def _run_once(
     graphql_response: Path | None,
     responses: list[str],
     case: str | None,
-    fmt: Format,
+    fmt: RunFormat,
 ) -> int:
     from mapper.errors import MappingError
     from mapper.rehearse import inputs as given
@@ -228,7 +245,7 @@ def _run_once(
     env = {**os.environ, **inputs.env}
     outcome = once.rehearse(plan, inputs, once.stand_in_env(plan, env) if dry_run else env, dry_run=dry_run)
     if outcome.result is None:
-        if fmt is Format.json:
+        if fmt is RunFormat.json:
             typer.echo(
                 json.dumps(
                     {"mapping": plan.name, "matched": False, "reason": outcome.why, "event": outcome.event.as_dict()},
@@ -237,8 +254,9 @@ def _run_once(
             )
         else:
             typer.echo(f"mapping  {plan.name}: not triggered — {outcome.why}")
+            typer.echo("\n".join(traces.event_text(outcome.event.as_dict(), fields=True)))
         return 0
-    if fmt is Format.json:
+    if fmt is RunFormat.json:
         typer.echo(json.dumps(outcome.result.trace, indent=2, ensure_ascii=False))
     else:
         typer.echo(traces.trace_text(outcome.result.trace, dry_run=dry_run))
@@ -259,7 +277,7 @@ def _run_batch(
     graphql_response: Path | None,
     responses: list[str],
     case: str | None,
-    fmt: Format,
+    fmt: RunFormat,
 ) -> int:
     """`wlmap run` of a collecting mapping (its event collected, its bucket closed and run) or a scheduled one
     (its run for a case's `at`): always a dry run, answered from the saved responses."""
@@ -286,7 +304,7 @@ def _run_batch(
         typer.echo(report.text(exc.problems), err=True)
         return 1
     results = once.rehearse_batch(plan, chosen, once.stand_in_env(plan, {**os.environ, **chosen.env}))
-    if fmt is Format.json:
+    if fmt is RunFormat.json:
         typer.echo(json.dumps([result.trace for result in results], indent=2, ensure_ascii=False))
     else:
         typer.echo("\n\n".join(traces.trace_text(result.trace, dry_run=True) for result in results) or "nothing ran")
@@ -349,11 +367,15 @@ FAST_COMMANDS = frozenset({"validate", "schema"})
 
 def register_all() -> None:
     from mapper.cli import buckets, graphql_schema, operations  # typer commands only; the rest when one runs
+    from mapper.cli.demo import demo_command
     from mapper.cli.link import link_command
+    from mapper.cli.scaffold import new_command
 
     app.command()(run)
     app.command()(test)
     app.command("link")(link_command)
+    app.command("demo")(demo_command)
+    app.command("new")(new_command)
     graphql_schema.register(app)
     operations.register(app)
     buckets.register(app)

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from mapper.cli.webhook_secret import SECRET_FILE, SecretFileError, announcement, local_secret
 from mapper.service import options as defaults
 from mapper.service.options import ServiceOptions, links_token_from, secrets_from
 
@@ -49,6 +50,15 @@ Role = Annotated[
 WebhookPath = Annotated[str, typer.Option("--path", help="URL path of the webhook endpoint.")]
 AllowUnsigned = Annotated[
     bool, typer.Option("--allow-unsigned", help="Accept (legacy) webhooks that carry no signature header.")
+]
+RequireSecret = Annotated[
+    bool,
+    typer.Option(
+        "--require-secret",
+        envvar=defaults.REQUIRE_SECRET_ENV,
+        help=f"Refuse to start without {defaults.SECRETS_ENV} (production); without it, a local run makes a "
+        f"secret once and keeps it in {SECRET_FILE}.",
+    ),
 ]
 UnsignedFrom = Annotated[
     str | None,
@@ -169,6 +179,16 @@ def serve(paths: list[Path], given: Mapping[str, Any]) -> int:
         env=environment,
         **{name: value for name, value in given.items() if name in _GIVEN},
     )
+    if not (options.secrets or options.require_secret or options.allow_unsigned) and options.takes_webhooks:
+        try:
+            made = local_secret()
+        except SecretFileError as exc:
+            typer.echo(f"wlmap: {exc}", err=True)
+            return 1
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(options.host, options.host)
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        typer.echo(announcement(made, f"http://{host}:{options.port}{options.path}"), err=True)
+        options = dataclasses.replace(options, secrets=(made.value,))
     from mapper.service import server  # uvicorn, starlette, the store: only when the service starts
 
     return server.serve(options, console=_console(environment))

@@ -10,6 +10,9 @@ import json
 import math
 import re
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -159,8 +162,23 @@ def parse_duration(value: Any) -> float:
     return float(match.group(1)) * unit
 
 
+# A test case's `clock:` (mapper/rehearse): what `now()` returns while the case runs. A context variable, so it
+# holds for that run alone (tasks inherit it) without threading a clock through every expression.
+_FIXED_NOW: ContextVar[datetime | None] = ContextVar("wlmap_fixed_now", default=None)
+
+
 def now() -> str:
-    return iso8601(datetime.now(UTC))
+    return iso8601(_FIXED_NOW.get() or datetime.now(UTC))
+
+
+@contextmanager
+def fixed_now(moment: str | None) -> Iterator[None]:
+    """`now()` returns `moment` (ISO 8601) inside the block; None leaves the real time."""
+    token = _FIXED_NOW.set(None if moment is None else to_datetime(moment))
+    try:
+        yield
+    finally:
+        _FIXED_NOW.reset(token)
 
 
 def add_seconds(value: Any, seconds: Any) -> str:

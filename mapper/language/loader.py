@@ -10,7 +10,10 @@ from typing import Any
 
 from mapper.errors import Location, MappingError, Problem
 from mapper.language import compiler, schema, source
+from mapper.language.compiler.references import UNSET_HINT, unset_message
 from mapper.language.plan import Plan
+
+__all__ = ["UNSET_HINT", "Loaded", "load", "load_file", "load_plans", "load_text", "mapping_files", "unset_message"]
 
 TEST_SUFFIX = ".tests.yaml"
 DEFAULTS = compiler.Options()

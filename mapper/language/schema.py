@@ -54,17 +54,20 @@ def schema() -> dict[str, Any]:
 
 
 @cache
-def _validator() -> Any:
-    return Draft202012Validator(schema())
+def _validator(against: FilePath = SCHEMA_FILE) -> Any:
+    return Draft202012Validator(json.loads(against.read_text(encoding="utf-8")))
 
 
-def check(document: Document) -> list[Problem]:
-    """Every schema problem of the document, each located and worded for a person."""
+def check(document: Document, against: FilePath = SCHEMA_FILE) -> list[Problem]:
+    """Every schema problem of the document, each located and worded for a person.
+
+    `against`: another JSON Schema file (the tests file's, `rehearse`); the words are a mapping's, so its caller
+    rewords what it must."""
     if document.data is None:
         return []  # an empty file: the compiler says so in one line
     problems: list[Problem] = []
     seen: set[tuple[int, int, str]] = set()
-    for error in _validator().iter_errors(document.data):
+    for error in _validator(against).iter_errors(document.data):
         if document.is_refused(tuple(error.absolute_path)):
             continue
         for problem in _explain(document, error):

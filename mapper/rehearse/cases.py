@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mapper.language import conversions
 from mapper.language.plan import Plan, Step
 from mapper.links import LinkError
 from mapper.rehearse import bucket_cases, expectations
@@ -51,14 +52,15 @@ async def rehearse_case(plan: Plan, case: Case, stubs: StubTransport) -> Rehears
     """
     case = with_link(plan, case)
     stubs.graphql = case.graphql
-    return await run_once(plan, case.body, case.headers, case.env, stubs=stubs, idempotency_key=f"test|{case.name}")
+    with conversions.fixed_now(case.clock):
+        return await run_once(plan, case.body, case.headers, case.env, stubs=stubs, idempotency_key=f"test|{case.name}")
 
 
 async def run_case(plan: Plan, case: Case) -> CaseResult:
     if plan.collect is not None or plan.schedule is not None:
         return await _run_batch_case(plan, case)
     outcome = CaseResult(case)
-    stubs = StubTransport(case.graphql, case.responses)
+    stubs = StubTransport(case.graphql, case.responses, auth=case.auth)
     try:
         ran = await rehearse_case(plan, case, stubs)
     except LinkError as exc:

@@ -28,6 +28,8 @@ class Inputs:
     graphql: Any = None
     responses: dict[str, list[StubResponse]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    auth: dict[str, list[StubResponse]] = field(default_factory=dict)  # a case's answers of sign-in requests
+    clock: str | None = None  # a case's `clock:`: what `now()` returns
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -73,7 +75,13 @@ def from_case(mapping: Path, name: str, plan: Plan | None = None) -> Inputs:
     """
     case = case_named(mapping, name, plan)
     return Inputs(
-        case.body, dict(case.headers), case.graphql, {k: list(v) for k, v in case.responses.items()}, dict(case.env)
+        case.body,
+        dict(case.headers),
+        case.graphql,
+        {k: list(v) for k, v in case.responses.items()},
+        dict(case.env),
+        {k: list(v) for k, v in (case.auth or {}).items()},
+        case.clock,
     )
 
 
@@ -82,7 +90,16 @@ def as_case(inputs: Inputs, event: Path) -> tests_file.Case:
     from mapper.errors import Location
 
     return tests_file.Case(
-        str(event), Location(str(event)), inputs.body, inputs.headers, inputs.graphql, inputs.responses, {}, inputs.env
+        str(event),
+        Location(str(event)),
+        inputs.body,
+        inputs.headers,
+        inputs.graphql,
+        inputs.responses,
+        {},
+        inputs.env,
+        auth=inputs.auth or None,
+        clock=inputs.clock,
     )
 
 

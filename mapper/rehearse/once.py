@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mapper import events
+from mapper.language import conversions
 from mapper.language.plan import Plan
 from mapper.rehearse.inputs import Inputs
 from mapper.rehearse.stubs import StubTransport
@@ -55,8 +56,13 @@ async def run_once(
 
 def rehearse(plan: Plan, inputs: Inputs, env: Mapping[str, str], *, dry_run: bool) -> Rehearsal:
     """`wlmap run`: the saved event once, live or (dry run) answered from the saved responses."""
-    stubs = StubTransport(inputs.graphql, inputs.responses) if dry_run else None
-    return asyncio.run(run_once(plan, inputs.body, inputs.headers, env, stubs=stubs))
+    stubs = StubTransport(inputs.graphql, inputs.responses, auth=inputs.auth) if dry_run else None
+
+    async def once() -> Rehearsal:
+        with conversions.fixed_now(inputs.clock):
+            return await run_once(plan, inputs.body, inputs.headers, env, stubs=stubs)
+
+    return asyncio.run(once())
 
 
 def rehearse_batch(plan: Plan, case: Case, env: Mapping[str, str]) -> list[RunResult]:

@@ -3,7 +3,8 @@
 Each request says which step sends it and what kind of exchange it is (the clients put both in the request's
 extensions: `exchange.STEP_EXTENSION`, `exchange.KIND_EXTENSION`); the transport answers a step from its
 stubs, the GraphQL query from the saved GraphQL response, and auxiliary requests (OAuth2 token, SAP CSRF
-fetch) with stand-in tokens, so the whole request flow — auth included — runs exactly as it would live.
+fetch) with stand-in tokens — or with a test case's own answers (`auth:`), to test a token endpoint that refuses
+or fails — so the whole request flow, auth included, runs exactly as it would live.
 """
 
 from __future__ import annotations
@@ -53,9 +54,11 @@ class StubTransport(httpx.AsyncBaseTransport):
         graphql: Any = None,
         steps: Mapping[str, list[StubResponse]] | None = None,
         default: StubResponse | None = None,
+        auth: Mapping[str, list[StubResponse]] | None = None,
     ) -> None:
         self.graphql = graphql
         self.steps = {name: list(responses) for name, responses in (steps or {}).items()}
+        self.auth = {kind: list(responses) for kind, responses in (auth or {}).items()}  # a case's `auth:` answers
         self.default = default or StubResponse(200, {}, {})
         self.sent: list[Sent] = []
         self.unstubbed: list[str] = []  # steps answered with the default response
@@ -64,6 +67,9 @@ class StubTransport(httpx.AsyncBaseTransport):
         await request.aread()
         step: str | None = request.extensions.get(STEP_EXTENSION)
         kind = request.extensions.get(KIND_EXTENSION)
+        if kind in AUXILIARY and self.auth.get(kind):
+            self.sent.append(Sent(kind, request))
+            return _next(self.auth[kind]).to_httpx(request)
         if kind == "csrf-fetch":
             # The token header is the one that says `Fetch` (its name is configurable).
             fetch = next((name for name, value in request.headers.items() if value.lower() == "fetch"), "x-csrf-token")
@@ -88,5 +94,9 @@ class StubTransport(httpx.AsyncBaseTransport):
             if step is not None and step not in self.unstubbed:
                 self.unstubbed.append(step)
             return self.default.to_httpx(request)
-        response = queue.pop(0) if len(queue) > 1 else queue[0]
-        return response.to_httpx(request)
+        return _next(queue).to_httpx(request)
+
+
+def _next(queue: list[StubResponse]) -> StubResponse:
+    """Each request takes the next answer; the last one answers every request after it."""
+    return queue.pop(0) if len(queue) > 1 else queue[0]

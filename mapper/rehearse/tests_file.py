@@ -10,14 +10,17 @@ file, relative to the tests file.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mapper.errors import Location, MappingError, Problem, Problems, did_you_mean
-from mapper.language import source
+from mapper.errors import Location, MappingError, Problem, Problems
+from mapper.language import schema, source
 from mapper.rehearse.stubs import StubResponse
 
+SCHEMA_FILE = Path(__file__).with_name("tests.schema.json")  # also schemas/tests.schema.json, for editors
+AUXILIARY = ("oauth2-token", "csrf-fetch")  # sign-in requests a case may answer under `auth:`
 START = "2024-05-01T00:00:00Z"  # the time of a sequence's first event unless it says `at:`
 
 
@@ -33,26 +36,6 @@ def moment(value: Any) -> float:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
-CASE_KEYS = {"name", "event", "headers", "graphql", "responses", "expect", "env", "link", "events", "at", "since"}
-EXPECT_KEYS = {"matched", "outcome", "reason_contains", "requests", "captured", "not_sent", "buckets"}
-EVENT_KEYS = {"event", "headers", "graphql", "at"}  # one event of a sequence (`events:`)
-# What a case says about one closed bucket of a collecting mapping: its group, items, why it closed, its run.
-BUCKET_KEYS = {"group", "items", "closed_by", "outcome", "reason_contains", "requests", "captured", "not_sent"}
-REQUEST_KEYS = {
-    "step",
-    "method",
-    "url",
-    "url_contains",
-    "path",
-    "params",
-    "headers",
-    "json",
-    "json_contains",
-    "form",
-    "body_contains",
-}
-
-
 @dataclass
 class Case:
     name: str
@@ -64,6 +47,8 @@ class Case:
     expect: dict[str, Any]
     env: dict[str, str]
     link: dict[str, str] | None = None  # the deep link's parameters (and target id), by name
+    auth: dict[str, list[StubResponse]] | None = None  # answers of sign-in requests (AUXILIARY), by kind
+    clock: str | None = None  # what `now()` returns while the case runs (ISO 8601)
     # A sequence of events (collecting mappings): (time, body, headers, GraphQL answer), in order.
     events: list[tuple[float, Any, dict[str, str], Any]] | None = None
     at: float | None = None  # the clock at the end (collecting), or the due time (scheduled)
@@ -88,7 +73,10 @@ def problem_for_missing_tests(mapping: Path) -> Problem:
 
 
 def load_cases(path: Path) -> tuple[list[Case], dict[str, str]]:
-    """Read a tests file; MappingError with every located problem when it is not right."""
+    """Read a tests file; MappingError with every located problem when it is not right.
+
+    Its shape is checked against tests.schema.json first (every problem, located, in a tests file's words);
+    then each case's files are read."""
     document, problems = source.read(path.read_bytes(), str(path))
     found = Problems()
     for problem in problems:
@@ -96,19 +84,16 @@ def load_cases(path: Path) -> tuple[list[Case], dict[str, str]]:
     if document is None or found.has_errors:
         raise MappingError(found.items)
     data = document.data
-    if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
-        raise MappingError([document.problem((), "a tests file needs `cases:`, a list of test cases")])
-    for key in data:
-        if key not in ("cases", "env", "mapping"):
-            found.add(
-                document.problem(
-                    (key,), f"unknown key `{key}` in a tests file", "allowed: cases, env, mapping", key=True
-                )
-            )
+    for problem in schema.check(document, SCHEMA_FILE) if data is not None else []:
+        found.add(_in_tests_words(problem, document))
+    if data is None:
+        found.add(document.problem((), "a tests file needs `cases:`, a list of test cases"))
+    if found.has_errors:
+        raise MappingError(found.items)
     env = _strings(data.get("env"))
     cases = []
     for index, spec in enumerate(data["cases"]):
-        case = _case(document, path, index, spec, env, found)
+        case = _case(document, path, index, spec, env, data.get("clock"), found)
         if case is not None:
             cases.append(case)
     if found.has_errors:
@@ -117,34 +102,38 @@ def load_cases(path: Path) -> tuple[list[Case], dict[str, str]]:
 
 
 def _case(
-    document: source.Document, path: Path, index: int, spec: Any, env: dict[str, str], found: Problems
+    document: source.Document,
+    path: Path,
+    index: int,
+    spec: dict[str, Any],
+    env: dict[str, str],
+    clock: str | None,
+    found: Problems,
 ) -> Case | None:
-    """One case, or None when it cannot be run (the problems are in `found`)."""
+    """One case (its shape already checked), or None when a file it names cannot be read (said in `found`)."""
     path_in: source.Path = ("cases", index)
-    if not isinstance(spec, dict):
-        found.add(document.problem(path_in, "a test case is a set of `key: value` pairs"))
+    name = spec.get("name") or f"case {index + 1}"
+    read: dict[str, Any] = {}
+    for key in ("event", "headers", "graphql", "responses", "auth"):
+        try:
+            if key in ("responses", "auth"):
+                read[key] = {str(k): _answers(path, given) for k, given in (spec.get(key) or {}).items()}
+            else:
+                read[key] = _file_or_inline(path, spec.get(key))
+        except (OSError, ValueError) as exc:
+            found.add(document.problem((*path_in, key), f"test case `{name}`: {exc}"))
+    if len(read) < 5:
         return None
-    given_expect = spec.get("expect")
-    expect: dict[str, Any] = given_expect if isinstance(given_expect, dict) else {}
-    _unknown_keys(document, path_in, spec, expect, found)
-    given_name = spec.get("name")
-    name = given_name if isinstance(given_name, str) else f"case {index + 1}"
-    try:
-        event = _file_or_inline(path, spec.get("event"))
-        headers = _file_or_inline(path, spec.get("headers")) or {}
-        graphql = _file_or_inline(path, spec.get("graphql"))
-        responses = {
-            str(step): [_stub(path, r) for r in (given if isinstance(given, list) else [given])]
-            for step, given in (spec.get("responses") or {}).items()
-        }
-    except (OSError, ValueError) as exc:
-        found.add(document.problem(path_in, f"test case `{name}`: {exc}"))
+    event, graphql, responses, auth = read["event"], read["graphql"], read["responses"], read["auth"]
+    headers = read["headers"] or {}
+    if not isinstance(headers, dict):
+        found.add(document.problem((*path_in, "headers"), f"test case `{name}`: `headers` must be key: value pairs"))
         return None
     try:
         sequence = _sequence(document, path, path_in, spec.get("events"), found)
         at = None if spec.get("at") is None else moment(spec["at"])
         since = None if spec.get("since") is None else moment(spec["since"])
-    except ValueError as exc:
+    except (OSError, ValueError) as exc:
         found.add(document.problem(path_in, f"test case `{name}`: {exc}"))
         return None
     if event is None and sequence is None and at is None:
@@ -156,17 +145,7 @@ def _case(
             )
         )
         return None
-    if not isinstance(headers, dict):
-        found.add(document.problem((*path_in, "headers"), f"test case `{name}`: `headers` must be key: value pairs"))
-        return None
     link = spec.get("link")
-    if link is not None and not (isinstance(link, dict) and all(_is_scalar(v) for v in link.values())):
-        found.add(
-            document.problem(
-                (*path_in, "link"), f"test case `{name}`: `link` must be `name: value` pairs (the link's parameters)"
-            )
-        )
-        return None
     return Case(
         name,
         document.location(path_in),
@@ -174,95 +153,77 @@ def _case(
         {str(k).lower(): str(v) for k, v in headers.items()},
         graphql,
         responses,
-        expect,
+        spec.get("expect") or {},
         {**env, **_strings(spec.get("env"))},
         None if link is None else {str(k): _text(v) for k, v in link.items()},
+        auth or None,
+        spec.get("clock", clock),
         sequence,
         at,
         since,
     )
 
 
-def _unknown_keys(
-    document: source.Document, path_in: source.Path, spec: dict[Any, Any], expect: dict[str, Any], found: Problems
-) -> None:
-    """Keys a case, its `expect` or a request check does not know, each with the keys allowed there."""
-    for key in spec:
-        if key not in CASE_KEYS:
-            hint = did_you_mean(str(key), CASE_KEYS)
-            found.add(
-                document.problem(
-                    (*path_in, key),
-                    f"unknown key `{key}` in a test case",
-                    hint or f"allowed: {', '.join(sorted(CASE_KEYS))}",
-                    key=True,
-                )
-            )
-    for key in expect:
-        if key not in EXPECT_KEYS:
-            found.add(
-                document.problem(
-                    (*path_in, "expect", key),
-                    f"unknown expectation `{key}`",
-                    f"allowed: {', '.join(sorted(EXPECT_KEYS))}",
-                    key=True,
-                )
-            )
-    for n, bucket in enumerate(expect.get("buckets") or []):
-        for key in bucket if isinstance(bucket, dict) else []:
-            if key not in BUCKET_KEYS:
-                found.add(
-                    document.problem(
-                        (*path_in, "expect", "buckets", n, key),
-                        f"unknown bucket expectation `{key}`",
-                        f"allowed: {', '.join(sorted(BUCKET_KEYS))}",
-                        key=True,
-                    )
-                )
-    for n, request in enumerate(expect.get("requests") or []):
-        for key in request if isinstance(request, dict) else []:
-            if key not in REQUEST_KEYS:
-                found.add(
-                    document.problem(
-                        (*path_in, "expect", "requests", n, key),
-                        f"unknown request check `{key}`",
-                        f"allowed: {', '.join(sorted(REQUEST_KEYS))}",
-                        key=True,
-                    )
-                )
-
-
 def _sequence(
     document: source.Document, base: Path, path_in: source.Path, given: Any, found: Problems
 ) -> list[tuple[float, Any, dict[str, str], Any]] | None:
-    """`events:`: each event with its time (one second after the one before, from 2024-05-01T00:00:00Z, unless
-    it says `at:`), headers and the GraphQL answer its query gets."""
+    """`events:` (its shape checked by the schema): each event with its time (one second after the one before,
+    from 2024-05-01T00:00:00Z, unless it says `at:`), headers and the GraphQL answer its query gets."""
     if given is None:
-        return None
-    if not isinstance(given, list) or not given:
-        found.add(document.problem((*path_in, "events"), "`events` is a list of events, each `event:` and maybe `at:`"))
         return None
     sequence: list[tuple[float, Any, dict[str, str], Any]] = []
     clock = moment(START) - 1
     for index, entry in enumerate(given):
-        at_path: source.Path = (*path_in, "events", index)
-        if not isinstance(entry, dict) or "event" not in entry:
-            found.add(document.problem(at_path, "an entry of `events` needs `event:` (a file or inline JSON)"))
-            continue
-        for key in entry:
-            if key not in EVENT_KEYS:
-                hint = f"allowed: {', '.join(sorted(EVENT_KEYS))}"
-                found.add(document.problem((*at_path, key), f"unknown key `{key}` in an event", hint, key=True))
         clock = moment(entry["at"]) if entry.get("at") is not None else clock + 1
         headers = _file_or_inline(base, entry.get("headers")) or {}
         if not isinstance(headers, dict):
-            found.add(document.problem((*at_path, "headers"), "`headers` must be key: value pairs"))
+            found.add(document.problem((*path_in, "events", index, "headers"), "`headers` must be key: value pairs"))
             continue
         body = _file_or_inline(base, entry["event"])
         event = body if isinstance(body, bytes | str) else json.dumps(body).encode()
         graphql = _file_or_inline(base, entry.get("graphql"))
         sequence.append((clock, event, {str(k).lower(): str(v) for k, v in headers.items()}, graphql))
     return sequence
+
+
+def _in_tests_words(problem: Problem, document: source.Document) -> Problem:
+    """A schema problem said as a tests file's: which case, expectation or request check a key is unknown in."""
+    words, message = problem.path, problem.message
+    unknown = re.fullmatch(r"unknown key `(.*)`", message)
+    if unknown:
+        key, where = unknown.group(1), words[:-1]
+        if not where:
+            message = f"unknown key `{key}` in a tests file"
+        elif len(where) == 1 and where[0].startswith("case"):
+            message = f"unknown key `{key}` in a test case"
+        elif where[1:] == ("expect",):
+            message = f"unknown expectation `{key}`"
+        elif where[1:3] == ("expect", "requests"):
+            message = f"unknown request check `{key}`"
+        elif where[1:3] == ("expect", "buckets"):
+            message = f"unknown bucket expectation `{key}`"
+        elif where[1:2] == ("events",):
+            message = f"unknown key `{key}` in an event"
+        elif where[1:] == ("auth",):
+            message = f"`{key}` is not a sign-in request a case can answer"
+        elif where[1:2] == ("responses",):
+            message = f"unknown key `{key}` in a stub response"
+        return replace(problem, message=message)
+    if message.endswith("needs `event`") and len(words) == 1:
+        named = re.fullmatch(r'case "(.*)"', words[0])
+        name = named.group(1) if named else words[0]
+        return replace(problem, message=f"test case `{name}` needs an `event` (a file under samples/ or inline)")
+    invalid = re.fullmatch(r"`(.*)` is not a valid (clock|headers|graphql)", message, re.DOTALL)
+    if invalid and invalid.group(2) == "clock":
+        hint = "an ISO 8601 time with its zone, e.g. 2024-05-01T10:00:00Z"
+        return replace(problem, message=f"`{invalid.group(1)}` is not a time for `clock`", hint=hint)
+    if invalid:
+        hint = "a JSON file (its name ends in .json, relative to the tests file), or the value itself, inline"
+        return replace(problem, message=f"`{invalid.group(2)}`: `{invalid.group(1)}` is not a JSON file", hint=hint)
+    if not words:
+        hint = "a tests file has `cases:` (a list of test cases), and may have `env:` and `clock:`"
+        return replace(problem, message=message.replace("the mapping", "the tests file"), hint=hint)
+    return problem
 
 
 def _is_scalar(value: Any) -> bool:
@@ -287,7 +248,8 @@ def _file_or_inline(base: Path, value: Any) -> Any:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ValueError(f"file `{value}` does not exist (paths are relative to {base.parent})") from None
+            folder = "the tests file's folder" if base.parent == Path() else str(base.parent)
+            raise ValueError(f"file `{value}` does not exist (paths are relative to {folder})") from None
         except json.JSONDecodeError as exc:
             raise ValueError(
                 f"file `{value}` is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
@@ -295,12 +257,12 @@ def _file_or_inline(base: Path, value: Any) -> Any:
     return value
 
 
-def _stub(base: Path, given: Any) -> StubResponse:
-    if not isinstance(given, dict):
-        raise ValueError("a stub response is `{status, headers, body}` (or `body_file`)")
+def _answers(base: Path, given: Any) -> list[StubResponse]:
+    """One answer or a list of them (each request takes the next; the last answers the rest)."""
+    return [_stub(base, one) for one in (given if isinstance(given, list) else [given])]
+
+
+def _stub(base: Path, given: dict[str, Any]) -> StubResponse:
     body = _file_or_inline(base, given["body_file"]) if "body_file" in given else given.get("body")
-    status = given.get("status", 200)
-    if not isinstance(status, int):
-        raise ValueError(f"a stub status must be a number, not {status!r}")
     headers = {str(k).lower(): str(v) for k, v in (given.get("headers") or {}).items()}
-    return StubResponse(status, headers, body)
+    return StubResponse(int(given.get("status", 200)), headers, body)

@@ -32,7 +32,7 @@ def _exchange(exchange: dict[str, Any], dry_run: bool) -> list[str]:
     return lines
 
 
-def _given(trace: dict[str, Any]) -> list[str]:
+def _given(trace: dict[str, Any], dry_run: bool) -> list[str]:
     """What the run was for: a webhook, a closed bucket (its contents and why it closed), or a schedule's time."""
     stages = {stage.get("stage"): stage for stage in trace.get("stages", [])}
     if "bucket" in stages:
@@ -45,18 +45,30 @@ def _given(trace: dict[str, Any]) -> list[str]:
         s = stages["schedule"]
         missed = f" · covering {s['missed']} missed due time(s)" if s.get("missed") else ""
         return [f"schedule since {s.get('since')} until {s.get('until')}{missed}"]
-    event = trace.get("event", {})
+    return event_text(trace.get("event", {}), fields=dry_run)
+
+
+def event_text(event: dict[str, Any], fields: bool = False) -> list[str]:
+    """The event as wlmap understood it: one summary line, its notes, and (`fields`) every field a mapping
+    reads as `event.NAME` that the webhook gave."""
     lines = [
         f"event    {event.get('generation')} · {event.get('name') or '-'} · {event.get('resource_type') or '-'} · "
         f"{event.get('resource_id') or '-'}"
         + (f" · delivery {event['delivery_id']}" if event.get("delivery_id") else "")
     ]
-    lines += [f"         note: {note}" for note in event.get("problems") or []]
+    if fields:
+        given = [f"{k} = {_json(v, 120)}" for k, v in event.items() if k != "problems" and v not in (None, "")]
+        lines.append("  fields " + ", ".join(given))
+    for note in event.get("problems") or []:
+        lines.append(f"         note: {note}")
     return lines
 
 
 def trace_text(trace: dict[str, Any], dry_run: bool = False) -> str:
-    lines = [f"mapping  {trace.get('mapping')} ({trace.get('file')}, version {trace.get('digest')})", *_given(trace)]
+    lines = [
+        f"mapping  {trace.get('mapping')} ({trace.get('file')}, version {trace.get('digest')})",
+        *_given(trace, dry_run),
+    ]
     if dry_run:
         lines.append("dry run  nothing is sent; answers come from the saved responses")
     for stage in trace.get("stages", []):

@@ -6,10 +6,10 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from mapper.errors import MappingError, as_text
+from mapper.errors import MappingError, Problem, as_text
 from mapper.events import Event
 from mapper.language import loader
 from mapper.language.plan import Plan
@@ -28,6 +28,38 @@ def matches(plan: Plan, event: Event) -> bool:
     if not matched and why.startswith("trigger `when` could not"):
         log.warning("%s", why, extra={"event_id": event.delivery_id, "mapping": plan.name})
     return matched
+
+
+def unset_variables(plans: Iterable[Plan], env: Mapping[str, str]) -> dict[str, list[str]]:
+    """Each mapping that reads environment variables the service was not given, with their names."""
+    unset = {plan.name: sorted(name for name in plan.env_names if name not in env) for plan in plans}
+    return {name: names for name, names in sorted(unset.items()) if names}
+
+
+def _is_unset(problem: Problem, unset: Mapping[str, list[str]]) -> bool:
+    """A "variable not set" warning: those are summed up in one block instead, one line per mapping."""
+    return problem.severity == "warning" and any(
+        problem.message == loader.unset_message(name) for names in unset.values() for name in names
+    )
+
+
+def unset_block(unset: Mapping[str, list[str]], problems: Iterable[Problem] = ()) -> str:
+    """One short block: every mapping that will fail until its variables are set, with their names (and a
+    hint where a name looks misspelt)."""
+    hints = {}
+    for problem in problems:
+        if problem.hint and problem.hint != loader.UNSET_HINT and problem.message.startswith("environment variable `"):
+            hints[problem.message.split("`")[1]] = problem.hint
+    width = max(len(name) for name in unset)
+    lines = [f"environment variables not set; {_mappings(len(unset))} fail until they are:"]
+    for mapping, names in unset.items():
+        shown = ", ".join(f"{n} ({hints[n]})" if n in hints else n for n in names)
+        lines.append(f"  {mapping.ljust(width)}  {shown}")
+    return "\n".join(lines)
+
+
+def _mappings(count: int) -> str:
+    return "this mapping will" if count == 1 else f"these {count} mappings will"
 
 
 class Mappings:
@@ -76,8 +108,12 @@ class Mappings:
         loaded = loader.load(self.paths, self.env)
         if loaded.errors:
             raise MappingError(loaded.problems)
+        unset = unset_variables(loaded.plans, self.env)
         for problem in loaded.problems:
-            log.warning("%s", as_text([problem]))
+            if not _is_unset(problem, unset):
+                log.warning("%s", as_text([problem]))
+        if unset:
+            log.warning("%s", unset_block(unset, loaded.problems))
         self._plans = {plan.name: plan for plan in loaded.plans}
         self._stamp = stamp
         self.loaded_at = time.time()

@@ -16,6 +16,7 @@ from typing import Final
 # Environment variables (read by mapper/cli only).
 SECRETS_ENV: Final = "WLMAP_WEBHOOK_SECRETS"  # comma-separated: "old,new" during a rotation, the newest last
 STORE_ENV: Final = "WLMAP_STORE"  # the store when --store is not given (the service and the operator commands)
+REQUIRE_SECRET_ENV: Final = "WLMAP_REQUIRE_SECRET"  # 1/true: like --require-secret (production)
 LINKS_TOKEN_ENV: Final = "WLMAP_LINKS_TOKEN"  # with --links: the token that GET /links/... needs (not a webhook secret)
 # The console (mapper/service/console): off unless a user and password, or a token, is set.
 UI_USER_ENV: Final = "WLMAP_UI_USER"
@@ -67,6 +68,8 @@ SIGNATURE_ENCODINGS: Final = tuple(SignatureEncoding)
 SIGNATURE_ENCODING: Final = SignatureEncoding.base64
 MAX_BODY: Final = 1024 * 1024  # bytes
 UNSIGNED_FROM: Final[str | None] = None  # with --allow-unsigned: comma-separated networks; none: any address
+# Without it, a listener given no secret makes one for a local run (mapper/cli/webhook_secret.py).
+REQUIRE_SECRET: Final = False
 
 # Connections (docs/operations.md, Connections): what a client that sends slowly, or not at all, may hold.
 HEADER_TIMEOUT: Final = 10.0  # seconds for a request's head (request line and headers) to arrive
@@ -124,6 +127,7 @@ class ServiceOptions:
     role: str = ROLE
     path: str = WEBHOOK_PATH
     secrets: tuple[str, ...] = ()  # the webhook secrets (secrets_from(environment))
+    require_secret: bool = REQUIRE_SECRET
     allow_unsigned: bool = False
     unsigned_from: str | None = UNSIGNED_FROM
     signature_header: str = SIGNATURE_HEADER

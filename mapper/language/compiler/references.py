@@ -50,6 +50,14 @@ def check(
         _selected(c, path, chain, scope, found, start=2)  # a GraphQL step's answer: `body.data.<selected>`
 
 
+def unset_message(name: str) -> str:
+    """The warning for a variable the mapping reads and the environment lacks (the service groups them by it)."""
+    return f"environment variable `{name}` is not set"
+
+
+UNSET_HINT = "set it before running the mapping"
+
+
 def _environment(c: Compilation, path: Path, chain: Chain, found: _Found) -> None:
     if len(chain) < 2:
         c.error(path, "use one variable at a time: `env.NAME`", location=found.at(0))
@@ -59,7 +67,7 @@ def _environment(c: Compilation, path: Path, chain: Chain, found: _Found) -> Non
     c.env_names.add(name)
     c.env_locations.setdefault(name, at)
     if c.options.env is not None and name not in c.options.env:
-        c.warning(path, f"environment variable `{name}` is not set", _unset_hint(name, c.options), location=at)
+        c.warning(path, unset_message(name), _unset_hint(name, c.options), location=at)
 
 
 def _unset_hint(name: str, options: Options) -> str:
@@ -71,7 +79,7 @@ def _unset_hint(name: str, options: Options) -> str:
         return f"did you mean `{next(n for n in close if n in env)}`?"
     if close:
         return f"another mapping reads `{close[0]}`: is one of the two misspelt?"
-    return "set it before running the mapping"
+    return UNSET_HINT
 
 
 def _edits(a: str, b: str) -> int:

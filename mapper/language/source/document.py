@@ -92,6 +92,11 @@ class Document:
                 name = item.get("name") if isinstance(item, dict) else None
                 words.append(f'step "{name}"' if isinstance(name, str) else f"step {following + 1}")
                 data, index = item, index + 2
+            elif part == "cases" and index == 0 and isinstance(following, int) and isinstance(child, list):
+                item = child[following] if following < len(child) else None  # a tests file's case, by its name
+                name = item.get("name") if isinstance(item, dict) else None
+                words.append(f'case "{name}"' if isinstance(name, str) else f"case {following + 1}")
+                data, index = item, index + 2
             elif part == "connections" and index == 0 and following is not None and isinstance(child, dict):
                 words.append(f'connection "{following}"')
                 data, index = child.get(str(following)), index + 2
