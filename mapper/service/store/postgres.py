@@ -196,7 +196,10 @@ class PostgresStore(SqlStore):
             raise
         self._pool.give(conn, True)
         if applied:
-            log.info("store %s: layout upgraded to version %d", self.where, applied[-1])
+            if applied[0] == 1:
+                log.info("store %s: made anew (layout version %d)", self.where, applied[-1])
+            else:
+                log.info("store %s: layout upgraded from version %d to %d", self.where, applied[0] - 1, applied[-1])
         self._channel = self._read(lambda tx: f"wlmap {tx.execute('SELECT current_schema()').fetchone()[0]}")[:63]
         self._notices = notices.Sender(self._conninfo, self._channel)
 

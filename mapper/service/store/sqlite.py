@@ -112,7 +112,10 @@ class SqliteStore(LoopGroups):
             conn.execute("ROLLBACK")
             raise
         if applied:
-            log.info("store %s: layout upgraded to version %d", self.path, applied[-1])
+            if applied[0] == 1:
+                log.info("store %s: made anew (layout version %d)", self.path, applied[-1])
+            else:
+                log.info("store %s: layout upgraded from version %d to %d", self.path, applied[0] - 1, applied[-1])
 
     def _configure(self, conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
         """What every writing connection needs: these settings belong to a connection, not to the file."""
