@@ -61,6 +61,10 @@ class LogLevel(enum.StrEnum):
 ROLES: Final = tuple(Role)
 ROLE: Final = Role.all
 WORKERS: Final = 16
+# Worker processes beside one listener process on the embedded SQLite store (0: everything in one process, as
+# on PostgreSQL where `--role` splits the processes instead). Measured on a 2-core machine (bench/service_load.py,
+# docs/operations.md, Sizing): see PROCESSES_MEASURED for the figures behind the choice.
+PROCESSES: Final = 2
 
 # How webhooks are accepted.
 SIGNATURE_HEADER: Final = "x-scope-hmac-sha256"
@@ -124,6 +128,7 @@ class ServiceOptions:
     host: str = HOST
     port: int = PORT
     workers: int = WORKERS
+    processes: int = PROCESSES
     role: str = ROLE
     path: str = WEBHOOK_PATH
     secrets: tuple[str, ...] = ()  # the webhook secrets (secrets_from(environment))
