@@ -14,8 +14,10 @@ BEGIN IMMEDIATE, leases whose holder is a process: store.holders), so the listen
   service with code 1 instead: starting it again would not help.
 - SIGTERM (or Ctrl-C) stops the listener first (it stops accepting and answers what it has), then the workers
   (they finish or hand back their jobs within --grace), then this process; exit code 0 (130 after Ctrl-C).
-- Killed itself (even with -9), it takes the children with it: each asks the kernel for SIGTERM when its parent
-  dies (prctl PR_SET_PDEATHSIG, Linux), and so stops as on SIGTERM.
+- Killed itself (even with -9), it takes the children with it: each asks the kernel for a signal when its parent
+  dies (prctl PR_SET_PDEATHSIG, Linux). A worker gets SIGTERM and finishes or hands back its jobs as on SIGTERM;
+  the listener gets SIGKILL, which frees the port at once for the next start (what it acknowledged is already
+  durable; a webhook it had not answered is sent again by Scope).
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ class Supervisor:
         if pid == 0:  # the child: never returns
             code = 3
             try:
-                _become_child(parent)
+                _become_child(parent, signal.SIGKILL if child.part.role == "listener" else signal.SIGTERM)
                 if child.part.role != "listener":
                     self.sock.close()  # only the listener (and this process, for its restarts) holds the port
                 code = self.run(child.part)
@@ -178,7 +180,9 @@ class Supervisor:
         self._reap(restart=False)
         self._terminate([self.listener])
         self.sock.close()  # nobody answers on the port any more: refuse rather than queue
+        log.info("the listener process stopped; stopping the worker processes")
         self._terminate(self.workers)
+        log.info("the worker processes stopped")
 
     def _terminate(self, children: list[_Child]) -> None:
         running = [child for child in children if child.pid]
@@ -200,8 +204,8 @@ class Supervisor:
             self._reap(restart=False)
 
 
-def _become_child(parent: int) -> None:
-    """In a new child: the signals as a lone process has them, and SIGTERM when the parent dies."""
+def _become_child(parent: int, orphaned: int) -> None:
+    """In a new child: the signals as a lone process has them, and `orphaned` when the parent dies."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -209,7 +213,7 @@ def _become_child(parent: int) -> None:
     os.setpgid(0, 0)  # Ctrl-C reaches the parent alone, which stops the children in order
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        libc.prctl(_PR_SET_PDEATHSIG, orphaned, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before prctl: nobody would send the signal
         os._exit(0)
 
