@@ -56,6 +56,7 @@ IO_THREADS = 64  # the store's blocking calls (SQLite commits, PostgreSQL round 
 class _Place:
     """Where this process sits: alone (the defaults), or one part of a supervised service."""
 
+    mappings: Mappings | None = None  # loaded by the supervisor
     sock: socket.socket | None = None  # the listener's socket, opened by the supervisor
     shared: Path | None = None  # the folder where the processes count their metrics together
     wake_workers: Callable[[], None] | None = None  # the listener: tell the worker processes jobs were stored
@@ -97,7 +98,7 @@ def _supervised(options: ServiceOptions, console: Given | None) -> int:
     try:
         _log_start(options, sock, mappings, f"{options.processes} worker process(es) of {options.workers} runs each")
         supervisor = Supervisor(
-            sock, options.processes, options.grace, shared, lambda part: _child(options, console, part)
+            sock, options.processes, options.grace, shared, lambda part: _child(options, console, mappings, part)
         )
         code = supervisor.serve()
     finally:
@@ -107,11 +108,13 @@ def _supervised(options: ServiceOptions, console: Given | None) -> int:
     return code
 
 
-def _child(options: ServiceOptions, console: Given | None, part: Part) -> int:
-    """One supervised process: the listener, or a worker process with no HTTP of its own."""
+def _child(options: ServiceOptions, console: Given | None, mappings: Mappings, part: Part) -> int:
+    """One supervised process: the listener, or a worker process with no HTTP of its own. `mappings` are the
+    supervisor's, loaded before the fork (each process then reloads what changes on its own)."""
     count_in(part.shared)
     listener = part.role == "listener"
     place = _Place(
+        mappings=mappings,
         sock=part.sock,
         shared=part.shared,
         wake_workers=wakeups.waker(part.senders) if listener else None,
@@ -155,13 +158,8 @@ def _warn_old_layout(store: Store, options: ServiceOptions) -> None:
 
 
 async def _serve(options: ServiceOptions, console: Given | None, place: _Place) -> int:
-    alone = place.shared is None
-    if alone:
-        mappings = _mappings(options, console)
-    else:  # checked by the supervisor; loaded again here (a mapping may have changed since)
-        mappings = Mappings(options.mappings, options.env)
-        mappings.load()
-        _hide_secrets(mappings, options)
+    alone = place.mappings is None
+    mappings = _mappings(options, console) if place.mappings is None else place.mappings
     scheme = preflight.signature_scheme(options)
     link_options = preflight.link_options(options)
     async with contextlib.AsyncExitStack() as resources:  # closed in reverse, whatever happens
