@@ -31,7 +31,7 @@ import uvloop
 
 from mapper.errors import MappingError, as_text
 from mapper.run.secrets import masker_for
-from mapper.service import links, pieces, preflight, wakeups, webserver
+from mapper.service import links, pieces, preflight, supervisor, wakeups, webserver
 from mapper.service.logs import configure_logging, hide
 from mapper.service.mappings import Mappings
 from mapper.service.metrics import Metrics, count_in
@@ -71,7 +71,9 @@ def serve(options: ServiceOptions, console: Given | None = None) -> int:
     configure_logging(options.log_format, options.log_level)
     try:
         if options.processes > 0 and options.role == "all" and not is_postgres(options.store):
-            return _supervised(options, console)
+            if supervisor.available():
+                return _supervised(options, console)
+            log.warning("--processes: this system cannot fork and watch processes; running in one process")
         return run_loop(_serve(options, console, _Place()))
     except MappingError as exc:
         sys.stderr.write(as_text(exc.problems) + "\nwlmap: the mappings are not valid; nothing started\n")
@@ -97,10 +99,10 @@ def _supervised(options: ServiceOptions, console: Given | None) -> int:
     shared = Path(tempfile.mkdtemp(prefix="wlmap-metrics-"))  # a new folder per run: no stale counts
     try:
         _log_start(options, sock, mappings, f"{options.processes} worker process(es) of {options.workers} runs each")
-        supervisor = Supervisor(
+        supervising = Supervisor(
             sock, options.processes, options.grace, shared, lambda part: _child(options, console, mappings, part)
         )
-        code = supervisor.serve()
+        code = supervising.serve()
     finally:
         sock.close()
         shutil.rmtree(shared, ignore_errors=True)

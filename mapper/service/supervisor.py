@@ -49,6 +49,11 @@ _PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
 _GAVE_UP: Final = -1  # `_watch`: a child cannot run (exit code 1 at start)
 
 
+def available() -> bool:
+    """Whether this system can run the service in supervised processes (fork and sigtimedwait: Linux)."""
+    return hasattr(os, "fork") and hasattr(signal, "sigtimedwait")
+
+
 @dataclass(frozen=True)
 class Part:
     """What one child is: the listener (it gets the socket and every wake-up sender) or worker number `index`."""

@@ -38,12 +38,22 @@ def slots(count: int) -> tuple[Slot, ...]:
 
 
 def waker(senders: Sequence[socket.socket]) -> Callable[[], None]:
-    """What the listener calls after webhooks are stored: one byte to every worker process."""
+    """What the listener calls (on its event loop) after a webhook is stored: one byte to every worker process,
+    once per turn of the loop however many webhooks that turn stored."""
+    pending = False
 
-    def wake() -> None:
+    def send() -> None:
+        nonlocal pending
+        pending = False
         for sender in senders:
             with contextlib.suppress(OSError):  # full (the worker is awake anyway), or the pair is closed
                 sender.send(_WAKE)
+
+    def wake() -> None:
+        nonlocal pending
+        if not pending:
+            pending = True
+            asyncio.get_running_loop().call_soon(send)
 
     return wake
 
