@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -50,6 +51,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("wlmap.service")
 
 IO_THREADS = 64  # the store's blocking calls (SQLite commits, PostgreSQL round trips) run on these
+# Worker processes run at a lower priority than the listener (nice 5: about a third of its share of a busy CPU),
+# so that acknowledgements are not kept waiting behind mapping runs when the cores are all in use.
+WORKER_NICE = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +119,9 @@ def _child(options: ServiceOptions, console: Given | None, mappings: Mappings, p
     supervisor's, loaded before the fork (each process then reloads what changes on its own)."""
     count_in(part.shared)
     listener = part.role == "listener"
+    if not listener:
+        with contextlib.suppress(OSError):
+            os.nice(WORKER_NICE)
     place = _Place(
         mappings=mappings,
         sock=part.sock,
