@@ -469,6 +469,17 @@ def test_events_list_never_cuts_a_reason_and_names_the_file_not_its_folder(app: 
     assert event["id"] == "1" and event["status"] == "dead" and event["reason"].endswith("THE END")
 
 
+def test_events_list_keeps_a_reason_quoting_a_folded_expression_on_one_line() -> None:
+    from mapper.service.operations import EventLine
+
+    reason = "skip_unless `a && (b == `null`\n    || (type(b) == 'string'\r\n        && c))` is false (a=1)"
+    line = EventLine("7", 0.0, "maximo-sessions-done", "skipped", 1, "-", reason)
+    [_, row] = render_table([line]).splitlines()
+    assert row.endswith("skip_unless `a && (b == `null` || (type(b) == 'string' && c))` is false (a=1)")
+    wrapped = render_table([line], width=110).splitlines()
+    assert len(wrapped) > 2 and all(len(text) <= 110 for text in wrapped)
+
+
 def list_events_of(path: Path) -> Any:
     store = SqliteStore(path)
     try:

@@ -113,16 +113,8 @@ def _case(
     """One case (its shape already checked), or None when a file it names cannot be read (said in `found`)."""
     path_in: source.Path = ("cases", index)
     name = spec.get("name") or f"case {index + 1}"
-    read: dict[str, Any] = {}
-    for key in ("event", "headers", "graphql", "responses", "auth"):
-        try:
-            if key in ("responses", "auth"):
-                read[key] = {str(k): _answers(path, given) for k, given in (spec.get(key) or {}).items()}
-            else:
-                read[key] = _file_or_inline(path, spec.get(key))
-        except (OSError, ValueError) as exc:
-            found.add(document.problem((*path_in, key), f"test case `{name}`: {exc}"))
-    if len(read) < 5:
+    read = _read(document, path, path_in, spec, name, found)
+    if read is None:
         return None
     event, graphql, responses, auth = read["event"], read["graphql"], read["responses"], read["auth"]
     headers = read["headers"] or {}
@@ -162,6 +154,22 @@ def _case(
         at,
         since,
     )
+
+
+def _read(
+    document: source.Document, path: Path, path_in: source.Path, spec: dict[str, Any], name: str, found: Problems
+) -> dict[str, Any] | None:
+    """The case's event, headers, GraphQL answer, responses and auth answers, each read from its file or inline."""
+    read: dict[str, Any] = {}
+    for key in ("event", "headers", "graphql", "responses", "auth"):
+        try:
+            if key in ("responses", "auth"):
+                read[key] = {str(k): _answers(path, given) for k, given in (spec.get(key) or {}).items()}
+            else:
+                read[key] = _file_or_inline(path, spec.get(key))
+        except (OSError, ValueError) as exc:
+            found.add(document.problem((*path_in, key), f"test case `{name}`: {exc}"))
+    return read if len(read) == 5 else None
 
 
 def _sequence(

@@ -1,6 +1,7 @@
 """`wlmap events list|show` output: events as a table or JSON, one event with its history and timelines."""
 
 import json
+import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -14,6 +15,9 @@ if TYPE_CHECKING:
     from mapper.service.store import Store
 
 HEADER = ("ID", "RECEIVED", "MAPPING", "STATUS", "ATTEMPTS", "RESOURCE", "REASON")
+
+
+_BREAK = re.compile(r"[ \t]*[\r\n]+[ \t]*")
 
 
 def render_table(lines: Sequence[EventLine], width: int | None = None) -> str:
@@ -32,7 +36,7 @@ def render_table(lines: Sequence[EventLine], width: int | None = None) -> str:
     out = []
     for row in rows:
         start = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  "
-        reason = row[-1]
+        reason = _one_line(row[-1])
         if room is None or len(reason) <= room:
             out.append(start + reason)
             continue
@@ -40,6 +44,12 @@ def render_table(lines: Sequence[EventLine], width: int | None = None) -> str:
         out.append(start + wrapped[0])
         out.extend(" " * lead + part for part in wrapped[1:])
     return "\n".join(out)
+
+
+def _one_line(reason: str) -> str:
+    """A reason quoting a multi-line expression (a folded `skip_unless`) on one line: each line break and the
+    indentation around it become one space, so a row stays one line for grep and cut."""
+    return _BREAK.sub(" ", reason) if "\n" in reason or "\r" in reason else reason
 
 
 def events_json(lines: Sequence[EventLine], older: str | None = None) -> str:

@@ -3,7 +3,8 @@
 The runner decides, for every failure, whether it is *retryable* (it can succeed later: network, timeout,
 5xx, 429, a step's `retry` outcome) or *permanent* (`dead`: a 4xx, a template that fails on this event's
 data, a GraphQL authorization error) and says why, naming the step and its line in the mapping.
-Every run leaves a trace (see `trace.py`) with secrets masked.
+Every run leaves a trace (see `trace.py`) with secrets masked. A step's request is rendered and sent, and its
+failure put in words, by `sending`; `stop` holds how a run ends early with a located reason.
 """
 
 from __future__ import annotations
@@ -18,31 +19,23 @@ import httpx
 
 from mapper.events import Event
 from mapper.language.expressions import EvaluationError
-from mapper.language.plan import LINK_KEY_ENV, Connection, Plan, Step, Value
+from mapper.language.plan import LINK_KEY_ENV, Connection, Plan, Step
 from mapper.links import received, signing
-from mapper.run import answers, connections, secrets
+from mapper.run import answers, connections, secrets, sending
 from mapper.run.buckets import Bucket, NotCollected, Window, item_from
 from mapper.run.clients.auth import TokenCache
 from mapper.run.clients.errors import ConnectionUnusable, GraphQLFailure, RequestRejected, TransportFailure
-from mapper.run.clients.exchange import Response
 from mapper.run.clients.graphql import GraphQLAnswer, GraphQLClient, required_variables
-from mapper.run.clients.http import NO_JSON, ConnectionClient
+from mapper.run.clients.http import ConnectionClient
 from mapper.run.clients.transport import Stack
 from mapper.run.masking import Masker
 from mapper.run.matching import truthy, webhook_scope
 from mapper.run.outcome import RunResult, Status
+from mapper.run.stop import Stop, at, cut, evaluate, render
 from mapper.run.trace import Trace
 
 C = TypeVar("C", ConnectionClient, GraphQLClient)
 _ENDS: dict[str, Status] = {"skip": "skipped", "retry": "retry", "fail": "dead"}  # a step's outcome → the run's
-
-
-class _Stop(Exception):
-    """Ends a run early with its result (a skip or a failure)."""
-
-    def __init__(self, status: Status, reason: str, step: str | None = None, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.status, self.reason, self.step, self.retry_after = status, reason, step, retry_after
 
 
 class Runner:
@@ -115,7 +108,7 @@ class Runner:
                 collected = await self._collect(plan, event, trace)
             else:
                 await self._run(plan, event, trace, idempotency_key or _default_key(event, plan), bucket, window)
-        except _Stop as stop:
+        except Stop as stop:
             return trace.finish(stop.status, stop.reason, stop.step, stop.retry_after, self.masker(plan))
         if collected is not None:
             done = trace.finish(
@@ -131,11 +124,11 @@ class Runner:
         try:
             collected = item_from(plan, values, scope)
         except EvaluationError as exc:
-            raise _Stop(
-                "dead", f"collect ({_at(plan, plan.collect.location.line if plan.collect else 0)}): {exc}"
+            raise Stop(
+                "dead", f"collect ({at(plan, plan.collect.location.line if plan.collect else 0)}): {exc}"
             ) from None
         except NotCollected as exc:
-            raise _Stop("dead", f"collect: {exc}") from None
+            raise Stop("dead", f"collect: {exc}") from None
         trace.stage("collect", group=collected.group, distinct=collected.distinct, item=collected.value)
         return collected
 
@@ -170,16 +163,16 @@ class Runner:
             self._check_link(plan, scope, trace)
         values = {}
         for extraction in plan.extract:
-            values[extraction.name] = _evaluate(plan, extraction.expression, scope)
+            values[extraction.name] = evaluate(plan, extraction.expression, scope)
         trace.stage("extract", values=values)
         scope.update(values)
         if plan.skip_unless is not None:
-            passed = truthy(_evaluate(plan, plan.skip_unless, scope))
+            passed = truthy(evaluate(plan, plan.skip_unless, scope))
             trace.stage("skip_unless", expression=plan.skip_unless.source, passed=passed)
             if not passed:
                 masker = self.masker(plan)
-                shown = ", ".join(f"{k}={_cut(masker, json.dumps(v, default=str), 60)}" for k, v in values.items())
-                raise _Stop("skipped", f"skip_unless `{plan.skip_unless.source}` is false ({shown})")
+                shown = ", ".join(f"{k}={cut(masker, json.dumps(v, default=str), 60)}" for k, v in values.items())
+                raise Stop("skipped", f"skip_unless `{plan.skip_unless.source}` is false ({shown})")
         return values
 
     def _check_link(self, plan: Plan, scope: dict[str, Any], trace: Trace) -> None:
@@ -188,16 +181,16 @@ class Runner:
         assert plan.link is not None
         keys = signing.keys_from(self.env.get(LINK_KEY_ENV))
         if not keys:
-            raise _Stop("dead", f"the mapping requires signed deep links, and {LINK_KEY_ENV} is not set")
+            raise Stop("dead", f"the mapping requires signed deep links, and {LINK_KEY_ENV} is not set")
         problem = received.signature_problem(plan.link, scope, keys)
         trace.stage("link", signed=True, verified=problem is None)
         if problem is not None:
-            raise _Stop("skipped", problem)
+            raise Stop("skipped", problem)
 
     async def _query(self, plan: Plan, scope: dict[str, Any], trace: Trace) -> Any:
         query = plan.query
         assert query is not None
-        variables = _render(plan, query.variables, {**scope, "env": self.env})
+        variables = render(plan, query.variables, {**scope, "env": self.env})
         _check_required(plan, variables, scope["event"])
         connection = plan.connections[query.connection]
         exchanges: list[Any] = []
@@ -207,35 +200,35 @@ class Runner:
                 query.document, variables, query.operation, exchanges=exchanges, step="query"
             )
         except GraphQLFailure as exc:
-            raise _Stop(
-                "retry" if exc.retryable else "dead", f"query ({_at(plan, query.location.line)}): {exc.message}"
+            raise Stop(
+                "retry" if exc.retryable else "dead", f"query ({at(plan, query.location.line)}): {exc.message}"
             ) from None
         except TransportFailure as exc:
-            raise _Stop(
+            raise Stop(
                 "retry" if exc.retryable else "dead",
                 f"the GraphQL query could not be sent: {exc.reason}",
                 retry_after=exc.retry_after,
             ) from None
         except (RequestRejected, ConnectionUnusable) as exc:
-            raise _Stop("dead", f"the GraphQL query was not sent: {exc}") from None
+            raise Stop("dead", f"the GraphQL query was not sent: {exc}") from None
         stage["data"] = data
         return data
 
     async def _step(self, plan: Plan, step: Step, scope: dict[str, Any], trace: Trace, key: str) -> None:
-        where = f"step `{step.name}` ({_at(plan, step.location.line)})"
+        where = f"step `{step.name}` ({at(plan, step.location.line)})"
         captures: dict[str, Any] = {name: None for name, _ in step.capture}
         scope["steps"][step.key] = scope["steps"][step.name] = captures
-        if step.when is not None and not truthy(_evaluate(plan, step.when, scope, where)):
+        if step.when is not None and not truthy(evaluate(plan, step.when, scope, where)):
             trace.stage("step", name=step.name, ran=False, reason=f"when `{step.when.source}` is false")
             return
         if step.for_each is None:
             items: list[tuple[int | None, Any]] = [(None, None)]
         else:
-            listed = _evaluate(plan, step.for_each, scope, where)
+            listed = evaluate(plan, step.for_each, scope, where)
             if listed is None:
                 listed = []
             if not isinstance(listed, list):
-                raise _Stop(
+                raise Stop(
                     "dead",
                     f"{where}: for_each `{step.for_each.source}` gave {type(listed).__name__}, not a list",
                     step.name,
@@ -262,126 +255,35 @@ class Runner:
         answer: GraphQLAnswer | None = None
         try:
             if step.graphql is not None:
-                answer = await self._send_graphql(plan, step, connection, scope, exchanges, step_key, where)
+                graphql = self._graphql_client(plan, connection)
+                answer = await sending.send_graphql(plan, step, graphql, scope, exchanges, step_key, where)
                 response = answer.response
             else:
-                response = await self._send(plan, step, connection, scope, exchanges, step_key, where)
+                http = self._client(plan, connection)
+                response = await sending.send_http(plan, step, http, scope, exchanges, step_key, where)
         except TransportFailure as exc:
-            raise _Stop(
+            raise Stop(
                 "retry" if exc.retryable else "dead", f"{where}: {exc.reason}", step.name, exc.retry_after
             ) from None
         except (RequestRejected, ConnectionUnusable) as exc:
-            raise _Stop("dead", f"{where}: request not sent: {exc}", step.name) from None
+            raise Stop("dead", f"{where}: request not sent: {exc}", step.name) from None
         except (UnicodeError, TypeError, ValueError) as exc:  # e.g. a lone surrogate from the data in a JSON body
-            raise _Stop("dead", f"{where}: request not sent: the body cannot be encoded ({exc})", step.name) from None
-        view = {"status": response.status, "headers": response.headers, "body": _body(response)}
+            raise Stop("dead", f"{where}: request not sent: the body cannot be encoded ({exc})", step.name) from None
+        view = {"status": response.status, "headers": response.headers, "body": sending.body_of(response)}
         decision = answers.decide(
-            step, connection, response, view, answer, lambda rule, data: _evaluate(plan, rule, data, where)
+            step, connection, response, view, answer, lambda rule, data: evaluate(plan, rule, data, where)
         )
         stage.update(status=response.status, outcome=decision.outcome, decided_by=decision.decided_by)
         if decision.outcome != "success":
-            reason = self._reason(plan, step, decision, connection.name, response, answer, {**scope, **view}, where)
+            reason = sending.reason_for(
+                plan, step, decision, connection.name, response, answer, {**scope, **view}, where
+            )
             status = _ENDS[decision.outcome]
-            raise _Stop(status, reason, step.name, response.retry_after if status == "retry" else None)
-        captured = {name: _evaluate(plan, expression, view, where) for name, expression in step.capture}
+            raise Stop(status, reason, step.name, response.retry_after if status == "retry" else None)
+        captured = {name: evaluate(plan, expression, view, where) for name, expression in step.capture}
         if captured:
             stage["captured"] = captured
         return captured
-
-    async def _send(
-        self,
-        plan: Plan,
-        step: Step,
-        connection: Connection,
-        scope: dict[str, Any],
-        exchanges: list[Any],
-        step_key: str,
-        where: str,
-    ) -> Response:
-        """An HTTP step's request, rendered and sent."""
-        path = _render(plan, step.path, scope, where) if step.path else None
-        url = _render(plan, step.url, scope, where) if step.url else None
-        params = {name: _text(_render(plan, value, scope, where)) for name, value in step.params}
-        headers = {name: _text(_render(plan, value, scope, where)) for name, value in step.headers}
-        body = _render(plan, step.body.value, scope, where) if step.body.value is not None else None
-        return await self._client(plan, connection).send(
-            step.method,
-            path=path,
-            url=url,
-            params=params,
-            headers=headers,
-            json=body if step.body.kind == "json" else NO_JSON,
-            form={k: _text(v) for k, v in body.items()}
-            if step.body.kind == "form" and isinstance(body, dict)
-            else None,
-            content=_text(body).encode() if step.body.kind == "text" else None,
-            content_type=step.body.content_type,
-            timeout=step.timeout,
-            exchanges=exchanges,
-            # reads are safe to repeat; keys go on writes, where the target uses them to drop a repeat
-            idempotency_key=None if step.method in ("GET", "HEAD") else step_key,
-            step=step.name,
-        )
-
-    async def _send_graphql(
-        self,
-        plan: Plan,
-        step: Step,
-        connection: Connection,
-        scope: dict[str, Any],
-        exchanges: list[Any],
-        step_key: str,
-        where: str,
-    ) -> GraphQLAnswer:
-        """A GraphQL step's document with its variables, through the connection's gql client."""
-        call = step.graphql
-        assert call is not None
-        variables = _render(plan, call.variables, scope, where)
-        return await self._graphql_client(plan, connection).send(
-            call.document,
-            variables if isinstance(variables, dict) else {},
-            call.operation,
-            exchanges=exchanges,
-            step=step.name,
-            idempotency_key=step_key if call.mutation else None,
-            timeout=step.timeout,
-        )
-
-    def _reason(
-        self,
-        plan: Plan,
-        step: Step,
-        decision: answers.Decision,
-        connection: str,
-        response: Response,
-        answer: GraphQLAnswer | None,
-        scope: dict[str, Any],
-        where: str,
-    ) -> str:
-        """Why the step ended as it did, in words: the rule's own reason, or what the target answered."""
-        if answer is not None and answer.problem is not None and decision.decided_by == "graphql":
-            return f"{where}: {answer.problem_words}"
-        answered = f"{where}: {connection} answered {response.status}"
-        if decision.detail is not None and decision.detail.startswith(" with "):
-            answered += decision.detail  # the GraphQL errors, with their codes
-        elif answer is not None and answer.messages:
-            answered += ": " + "; ".join(answer.messages)
-        else:
-            answered += _excerpt(response)
-        if decision.detail is not None and not decision.detail.startswith(" with "):
-            answered += decision.detail
-        if decision.decided_by.startswith("outcomes "):
-            rule = step.outcomes[int(decision.decided_by.split()[1]) - 1]
-            if rule.reason is not None:
-                try:
-                    return f"{where}: {_text(rule.reason.render(scope))}"
-                except EvaluationError as exc:
-                    return f"{answered} ({rule.reason.where}: the reason could not be written: {exc})"
-        if decision.outcome == "skip":
-            return f"{answered}, which this step treats as skip"
-        if decision.outcome == "fail" and 300 <= response.status < 400:
-            answered += " (redirects are never followed)"
-        return answered
 
 
 def _check_required(plan: Plan, variables: Mapping[str, Any], event: Mapping[str, Any]) -> None:
@@ -391,62 +293,12 @@ def _check_required(plan: Plan, variables: Mapping[str, Any], event: Mapping[str
     for name, kind in required_variables(plan.query.document, plan.query.operation):
         if name in variables and variables[name] is None:
             noted = "; ".join(event.get("problems") or []) or "the webhook carries no value for it"
-            raise _Stop(
+            raise Stop(
                 "skipped",
-                f"query ({_at(plan, plan.query.location.line)}): not sent: ${name} ({kind}) is required but "
+                f"query ({at(plan, plan.query.location.line)}): not sent: ${name} ({kind}) is required but "
                 f"would be null ({noted})",
             )
 
 
 def _default_key(event: Event, plan: Plan) -> str:
     return f"{plan.name}|{event.delivery_id or event.resource_id or ''}"
-
-
-def _at(plan: Plan, line: int) -> str:
-    return f"{plan.file}:{line}"
-
-
-def _evaluate(plan: Plan, expression: Any, scope: Mapping[str, Any], where: str | None = None) -> Any:
-    try:
-        return expression.search(scope)
-    except EvaluationError as exc:
-        place = where or f"{expression.where} ({_at(plan, expression.location.line)})"
-        raise _Stop("dead", f"{place}: `{expression.source}` failed: {exc}") from None
-
-
-def _render(plan: Plan, value: Value | None, scope: Mapping[str, Any], where: str | None = None) -> Any:
-    if value is None:
-        return None
-    try:
-        return value.render(scope)
-    except EvaluationError as exc:
-        place = f"{where}, {value.where.split(' > ', 1)[-1]}" if where else value.where
-        raise _Stop("dead", f"{place} ({_at(plan, value.location.line)}): {exc}") from None
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def _body(response: Response) -> Any:
-    parsed = response.json()
-    if parsed is not None:
-        return parsed
-    return response.content.decode("utf-8", errors="replace")
-
-
-def _cut(masker: Masker, text: str, limit: int) -> str:
-    """The first `limit` characters, masked before the cut (which must not leave half a secret)."""
-    return masker.text(text) if len(text) <= limit else masker.excerpt(text, limit + 1)[:-1]
-
-
-def _excerpt(response: Response) -> str:
-    """The answer's start for a reason, masked before it is cut (a cut must not leave half a secret)."""
-    text = " ".join(response.content.decode("utf-8", errors="replace").split())
-    return f": {response.masker.excerpt(text, 201)}" if text else ""

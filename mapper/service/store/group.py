@@ -83,13 +83,7 @@ def ingest(
         d = request.delivery
         delivery_id, dedupe_key = rows.storable(d.delivery_id), rows.storable(d.dedupe_key)
         assert dedupe_key is not None
-        if delivery_id is not None:
-            first = firsts.get(delivery_id)
-        elif dedupe_key in by_body and request.window >= 0:  # the group's own rows are `now`, inside the window
-            first = by_body[dedupe_key]
-        else:
-            found = conn.execute(sql.FIND_BY_DEDUPE_KEY.format(**hints), (dedupe_key, now - request.window)).fetchone()
-            first = None if found is None else int(found[0])
+        first = _first_copy(conn, request, delivery_id, dedupe_key, firsts, by_body, now, hints)
         row_id, next_delivery = next_delivery, next_delivery + 1
         if first is not None:  # kept for the audit trail, without the body the first copy already holds
             deliveries.append(_delivery_row(row_id, d, now, "duplicate", b"", first))
@@ -123,15 +117,39 @@ def ingest(
         conn.execute(_insert("jobs", _JOB_COLUMNS, 15, len(chunk)), [v for row in chunk for v in row])
     if items:
         _place_items(results, items, place)
-    if coalesced:  # in the order of the request's jobs, each job's own sorted
-        for index, job_indexes in owned.items():
-            superseded = tuple(old for job in job_indexes for old in sorted(coalesced.get(job, ())))
-            if superseded:
-                done = results[index]
-                results[index] = Ingested(
-                    done.delivery, done.status, jobs=done.jobs, coalesced=superseded, buckets=done.buckets
-                )
+    if coalesced:
+        _note_coalesced(results, owned, coalesced)
     return results
+
+
+def _first_copy(
+    conn: sqlite3.Connection,
+    request: Request,
+    delivery_id: str | None,
+    dedupe_key: str,
+    firsts: dict[str | None, int],
+    by_body: dict[str, int],
+    now: float,
+    hints: dict[str, str],
+) -> int | None:
+    """The row holding the first copy of this webhook (by delivery id, else by body within the window), or None."""
+    if delivery_id is not None:
+        return firsts.get(delivery_id)
+    if dedupe_key in by_body and request.window >= 0:  # the group's own rows are `now`, inside the window
+        return by_body[dedupe_key]
+    found = conn.execute(sql.FIND_BY_DEDUPE_KEY.format(**hints), (dedupe_key, now - request.window)).fetchone()
+    return None if found is None else int(found[0])
+
+
+def _note_coalesced(results: list[Ingested], owned: dict[int, list[int]], coalesced: dict[int, list[int]]) -> None:
+    """Each result names the older jobs its own jobs took over: in the order of its jobs, each job's sorted."""
+    for index, job_indexes in owned.items():
+        superseded = tuple(old for job in job_indexes for old in sorted(coalesced.get(job, ())))
+        if superseded:
+            done = results[index]
+            results[index] = Ingested(
+                done.delivery, done.status, jobs=done.jobs, coalesced=superseded, buckets=done.buckets
+            )
 
 
 def _place_items(results: list[Ingested], items: list[tuple[int, int, NewItem]], place: Place | None) -> None:
