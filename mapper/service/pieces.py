@@ -92,6 +92,7 @@ def worker(
     options: ServiceOptions,
     metrics: Metrics,
     executor: ThreadPoolExecutor,
+    refresh: Callable[[], bool],
 ) -> Worker:
     timings = WorkerOptions(
         concurrency=options.workers,
@@ -102,7 +103,7 @@ def worker(
         time_scale=options.time_scale,
         trace_body_max=options.trace_body_max,
     )
-    return Worker(store, mappings.current, runner.run, timings, metrics=metrics, executor=executor)
+    return Worker(store, mappings.current, runner.run, timings, metrics=metrics, executor=executor, refresh=refresh)
 
 
 def app(

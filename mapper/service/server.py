@@ -46,6 +46,8 @@ from mapper.service.upkeep import upkeep
 from mapper.service.worker import Worker
 
 if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
     from mapper.service.console.app import Given
 
 log = logging.getLogger("wlmap.service")
@@ -170,7 +172,6 @@ async def _serve(options: ServiceOptions, console: Given | None, place: _Place) 
     alone = place.mappings is None
     mappings = _mappings(options, console) if place.mappings is None else place.mappings
     scheme = preflight.signature_scheme(options)
-    link_options = preflight.link_options(options)
     async with contextlib.AsyncExitStack() as resources:  # closed in reverse, whatever happens
         runner = load_runner(options.runner, options.env)
         resources.push_async_callback(quietly, runner.aclose)
@@ -186,7 +187,8 @@ async def _serve(options: ServiceOptions, console: Given | None, place: _Place) 
         resources.callback(executor.shutdown, wait=False)
         metrics = Metrics(place.shared)
         metrics.mappings.set(len(mappings.current()))
-        worker = pieces.worker(store, mappings, runner, options, metrics, executor)
+        refresh = _refresh(mappings, options, metrics)
+        worker = pieces.worker(store, mappings, runner, options, metrics, executor, refresh)
         timers = Timers(
             store, mappings.current, executor, interval=options.poll, on_jobs=worker.wake, time_scale=options.time_scale
         )
@@ -199,10 +201,7 @@ async def _serve(options: ServiceOptions, console: Given | None, place: _Place) 
         if place.http:
             on_stored = place.wake_workers or (_both(worker.wake, timers.poke) if options.runs_jobs else _nothing)
             app = pieces.app(store, mappings, options, scheme, metrics, executor, on_stored)
-            if link_options is not None:  # before the catch-all 404; the webhook path cannot be under /links
-                app.router.routes[0:0] = links.routes(mappings.current, link_options, LINKS_PATH)
-            if console is not None and console.credentials.configured:
-                await pieces.console(app, console, store, mappings, replays.wake, options, executor, resources)
+            await _beside(app, options, console, store, mappings, replays.wake, executor, resources)
         housekeeping = asyncio.create_task(
             upkeep(
                 mappings,
@@ -229,12 +228,42 @@ async def _serve(options: ServiceOptions, console: Given | None, place: _Place) 
     return code
 
 
+async def _beside(
+    app: Starlette,
+    options: ServiceOptions,
+    console: Given | None,
+    store: Store,
+    mappings: Mappings,
+    wake_replays: Callable[[], None],
+    executor: ThreadPoolExecutor,
+    resources: contextlib.AsyncExitStack,
+) -> None:
+    """What the webhook endpoint's server also serves when asked: the deep links, the console."""
+    link_options = preflight.link_options(options)
+    if link_options is not None:  # before the catch-all 404; the webhook path cannot be under /links
+        app.router.routes[0:0] = links.routes(mappings.current, link_options, LINKS_PATH)
+    if console is not None and console.credentials.configured:
+        await pieces.console(app, console, store, mappings, wake_replays, options, executor, resources)
+
+
 def _hide_secrets(mappings: Mappings, options: ServiceOptions) -> None:
     """The log lines hide the mappings' secrets and the webhook secrets (and name the other env values)."""
     masker = masker_for(mappings.current().values(), options.env)
     for secret in options.secrets:
         masker.add(secret)
     hide(masker)
+
+
+def _refresh(mappings: Mappings, options: ServiceOptions, metrics: Metrics) -> Callable[[], bool]:
+    """Reload changed mappings now (not at the next look), with what a reload entails."""
+
+    def refresh() -> bool:
+        changed = mappings.reload_if_changed()
+        if changed:
+            _reloaded(mappings, options, metrics)
+        return changed
+
+    return refresh
 
 
 def _reloaded(mappings: Mappings, options: ServiceOptions, metrics: Metrics) -> None:
