@@ -40,7 +40,7 @@ test: $(VENV)/.test-deps
 	$(BIN)/pytest
 
 bench: $(BIN)/wlmap
-	for b in bench/startup.py bench/evaluate.py bench/run_inprocess.py bench/service_load.py bench/collect_load.py; do \
+	for b in bench/startup.py bench/evaluate.py bench/run_inprocess.py bench/service_load.py bench/wake_latency.py bench/collect_load.py; do \
 		$(BIN)/python $$b || exit 1; done
 	@echo 'PostgreSQL scale-out (needs WLMAP_TEST_POSTGRES): $(BIN)/python bench/postgres_scale.py'
 	@echo 'Idle worker wake-up, LISTEN/NOTIFY vs polling (needs WLMAP_TEST_POSTGRES): $(BIN)/python bench/pg_idle_latency.py'

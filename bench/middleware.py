@@ -9,7 +9,7 @@ webhook, at most `--concurrency` of them working at once (a semaphore), each POS
 PATCHing the target. Nothing is stored: a crash or a failed request loses the event. `--client` picks the HTTP
 stack: httpx (its own httpcore pool), httpx-aiohttp (the httpx API on an aiohttp transport) or aiohttp.
 Served by uvicorn with the settings `mapper.service.server` uses (h11, no lifespan, no access log, backlog 2048,
-TCP_NODELAY on every connection).
+TCP_NODELAY on every connection), on uvloop as wlmap is.
 Prints `ready http://127.0.0.1:PORT` when listening; at exit, `stats {...}` (failures, background tasks).
 """
 
@@ -29,6 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import uvicorn
+import uvloop
 from fakes import SNOW_AUTH, TOKEN
 from loadgen import SECRET
 from starlette.applications import Starlette
@@ -160,4 +161,6 @@ if __name__ == "__main__":
     parser.add_argument("--upstream", default="", help="base URL of bench/fakes.py")
     parser.add_argument("--concurrency", type=int, default=50, help="background jobs working at once")
     args = parser.parse_args()
-    asyncio.run(main(args.port, args.mode, args.client, args.upstream, args.concurrency))
+    # uvloop, as wlmap's service runs on (mapper/service/server.py): the ratios compare the same event loop.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main(args.port, args.mode, args.client, args.upstream, args.concurrency))

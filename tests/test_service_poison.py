@@ -84,7 +84,9 @@ def test_a_job_that_kills_the_process_is_parked_dead_and_the_others_run(service:
 
     [(reason, cuts)] = service.query("SELECT last_reason, cuts FROM jobs WHERE resource_key = 'POISON'")
     assert reason == "the process stopped 3 times while running this job; parked so that the others can run"
-    assert cuts == 3 and restarts == 3
+    # On SQLite a supervisor starts the worker process again itself (mapper/service/supervisor.py).
+    started_again = service.log.read_text(errors="replace").count("starting it again")
+    assert cuts == 3 and restarts + started_again == 3
     attempts = service.query(
         "SELECT a.status FROM attempts a JOIN jobs j ON j.id = a.job WHERE j.resource_key = 'POISON' ORDER BY a.number"
     )

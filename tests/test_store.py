@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from mapper.service.store import (
 )
 from mapper.service.store.migrations import MIGRATIONS, Migration
 from mapper.service.store.sqlite import SqliteStore
+from mapper.service.store.turns import Turn
 
 IMPLEMENTATIONS = ["sqlite", "postgres"]
 WINDOW = 300.0
@@ -716,6 +718,29 @@ def test_a_group_waits_for_the_writer_threads_turn_in_the_committer_not_on_the_l
         store.ping()  # and the writer thread can write again
     finally:
         store.close()
+
+
+def test_the_turn_to_write_is_taken_across_processes_and_given_back_at_once(tmp_path: Path) -> None:
+    """Two Turns on one store stand for two processes (each opens the lock file: an flock of its own)."""
+    path = str(tmp_path / "wlmap.db")
+    listener, worker = Turn(path), Turn(path)
+    try:
+        assert worker.acquire(timeout=1)
+        assert not listener.acquire(blocking=False)  # the worker process is committing
+        assert not listener.acquire(timeout=0.05) and not listener.locked()
+        waited: list[bool] = []
+        waiter = threading.Thread(target=lambda: waited.append(listener.acquire(timeout=10)))
+        waiter.start()
+        time.sleep(0.05)
+        worker.release()
+        waiter.join(10)
+        assert waited == [True] and not worker.acquire(blocking=False)
+        listener.release()
+        assert worker.acquire(blocking=False)
+        worker.release()
+    finally:
+        listener.close()
+        worker.close()
 
 
 def test_a_failing_ingest_on_the_loop_does_not_spoil_the_others(tmp_path: Path) -> None:

@@ -278,6 +278,21 @@ def test_a_job_whose_mapping_is_gone_is_dead_with_what_to_do(store: SqliteStore,
     )
 
 
+def test_a_job_for_a_mapping_another_process_loaded_first_runs_after_a_reload(store: SqliteStore, plan: Plan) -> None:
+    """The listener process loaded a new mapping and stored its job before this worker process looked at the files:
+    the worker reloads before it parks the job."""
+    loaded: dict[str, Plan] = {}
+
+    def refresh() -> bool:
+        loaded["m"] = plan
+        return True
+
+    worker = Worker(store, lambda: loaded, returning(DONE), refresh=refresh)
+    ingest(store, 1)
+    _, outcome = process_next(worker, store)
+    assert outcome.status == "done"
+
+
 def test_a_stalled_worker_cannot_overwrite_the_new_owners_result(
     store: SqliteStore, clock: FakeClock, plan: Plan
 ) -> None:

@@ -165,6 +165,7 @@ def run(
     host: service.Host = defaults.HOST,
     port: service.Port = defaults.PORT,
     workers: service.Workers = defaults.WORKERS,
+    processes: service.Processes = defaults.PROCESSES,
     role: service.Role = defaults.ROLE,
     path: service.WebhookPath = defaults.WEBHOOK_PATH,
     require_secret: service.RequireSecret = defaults.REQUIRE_SECRET,

@@ -39,6 +39,14 @@ Port = Annotated[int, typer.Option("--port", help="TCP port to listen on.")]
 Workers = Annotated[
     int, typer.Option("--workers", help="Mapping runs at the same time (see docs/operations.md, Sizing).")
 ]
+Processes = Annotated[
+    int,
+    typer.Option(
+        "--processes",
+        help="SQLite store: worker processes beside one listener process, each running --workers at a time; "
+        "0: listener and workers in one process (see docs/operations.md, Sizing).",
+    ),
+]
 Role = Annotated[
     defaults.Role,
     typer.Option(

@@ -60,7 +60,17 @@ class LogLevel(enum.StrEnum):
 # What this process does, and how many mapping runs at once (docs/operations.md, Sizing).
 ROLES: Final = tuple(Role)
 ROLE: Final = Role.all
-WORKERS: Final = 16
+# Runs at once per worker process. Measured end to end (bench/service_load.py --only e2e, 1,500-2,000 webhooks,
+# GraphQL and target answering after 20 ms, 2 cores, 2 worker processes, 2026-12-04): 16 caps a process at
+# ~170 events/s (345/s for two: each run waits ~45-90 ms), 32 reached 360-696/s, 50 392-526/s, 100 475-869/s:
+# from 32 on the CPU bounds it, not the runs at once. 32 is the smallest that reaches that bound, and keeps the
+# requests a throttled target (ServiceNow, SAP Gateway) sees at once lower than 50 or 100 would.
+WORKERS: Final = 32
+# Worker processes beside one listener process on the embedded SQLite store (0: everything in one process; on
+# PostgreSQL `--role` splits the processes instead). Measured the same way with 50 runs each: one worker process
+# 397-410 events/s, two 487-526/s, three (32 each) 428/s: two uses both cores of the machine measured; on a
+# machine with more cores, one per core is the place to start (docs/operations.md, Sizing).
+PROCESSES: Final = 2
 
 # How webhooks are accepted.
 SIGNATURE_HEADER: Final = "x-scope-hmac-sha256"
@@ -124,6 +134,7 @@ class ServiceOptions:
     host: str = HOST
     port: int = PORT
     workers: int = WORKERS
+    processes: int = PROCESSES
     role: str = ROLE
     path: str = WEBHOOK_PATH
     secrets: tuple[str, ...] = ()  # the webhook secrets (secrets_from(environment))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol, cast
 
 from mapper.service.options import ServiceError
@@ -20,6 +20,11 @@ class Runner(Protocol):
 
 def load_runner(spec: str, env: Mapping[str, str]) -> Runner:
     """Build the runner named `module:factory`; ServiceError when it cannot be imported or built."""
+    return cast(Runner, find_runner(spec)(env))
+
+
+def find_runner(spec: str) -> Callable[[Mapping[str, str]], object]:
+    """The factory named `module:factory`, not yet called; ServiceError when it cannot be imported."""
     module_name, _, attribute = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -28,4 +33,4 @@ def load_runner(spec: str, env: Mapping[str, str]) -> Runner:
     factory = getattr(module, attribute or "Runner", None)
     if not callable(factory):
         raise ServiceError(f"cannot load the runner `{spec}`: {module_name} has no `{attribute or 'Runner'}`")
-    return cast(Runner, factory(env))
+    return cast(Callable[[Mapping[str, str]], object], factory)

@@ -23,14 +23,14 @@ async def upkeep(
     store: Store,
     executor: Executor,
     *,
-    retention: float,
+    retention: float | None,
     interval: float,
     on_reload: Callable[[], None],
     on_reclaim: Callable[[], None] = lambda: None,
 ) -> None:
     """Until cancelled: reload changed mappings every `interval`; take back the leases of processes on this
     machine that are gone (at once on start: a restart after kill -9 picks up its own jobs); prune what is
-    older than `retention` hourly."""
+    older than `retention` hourly (no pruning when None: another process of the service prunes)."""
     next_prune = next_reclaim = 0.0
     while True:
         try:
@@ -46,7 +46,7 @@ async def upkeep(
                         ", ".join(map(str, taken)),
                     )
                     on_reclaim()
-            if time.monotonic() >= next_prune:
+            if retention is not None and time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_EVERY
                 pruned = await run_blocking(executor, lambda: store.prune_events(store.clock() - retention))
                 if pruned.jobs or pruned.deliveries:

@@ -119,8 +119,12 @@ class Worker:
         metrics: Metrics | None = None,
         executor: Executor | None = None,
         rand: Callable[[], float] = random.random,
+        refresh: Callable[[], bool] = lambda: False,
     ) -> None:
-        self.store, self.plans, self.run = store, plans, run
+        """`refresh()` reloads the mappings if their files changed (True when it did): a job for a mapping this
+        process has not loaded yet (another process, which loaded it first, stored the job) looks again before
+        it is parked."""
+        self.store, self.plans, self.run, self.refresh = store, plans, run, refresh
         self.options = options or WorkerOptions()
         self.metrics = metrics or Metrics()
         self.executor, self.rand = executor, rand
@@ -239,6 +243,8 @@ class Worker:
     async def process(self, job: Claimed) -> Finish:
         """Run the job's mapping for its stored webhook and record the outcome."""
         plan = self.plans().get(job.mapping)
+        if plan is None and await run_blocking(self.executor, self.refresh):
+            plan = self.plans().get(job.mapping)
         started = time.perf_counter()
         result = None
         if plan is None:

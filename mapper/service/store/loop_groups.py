@@ -32,6 +32,7 @@ from mapper.service.store.base import SqlStore
 from mapper.service.store.bucket_records import NewItem
 from mapper.service.store.interface import Tx
 from mapper.service.store.records import Ingested, NewDelivery, NewJob, StoreError, StoreUnavailable
+from mapper.service.store.turns import Turn
 
 T = TypeVar("T")
 
@@ -73,7 +74,7 @@ class LoopGroups(SqlStore):
         self._group_loop: asyncio.AbstractEventLoop | None = None
         self._loop_conn: sqlite3.Connection | None = None
         self._loop_lock = threading.Lock()  # the loop connection is used by one thread at a time
-        self._turn = threading.Lock()  # whose turn it is to write, between this process's two connections
+        self._turn = Turn(self.path)  # whose turn it is to write: this process's two connections, and other processes
         self._group_turn = False  # the group in flight holds `_turn`
         self._committing = False  # a group is in flight (its BEGIN or COMMIT may be in the committer thread)
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wlmap-store-commit")
@@ -84,6 +85,7 @@ class LoopGroups(SqlStore):
         if self._loop_conn is not None:
             self._loop_conn.close()
             self._loop_conn = None
+        self._turn.close()
 
     async def ingest_async(
         self, delivery: NewDelivery, jobs: Sequence[NewJob], *, dedupe_window: float, executor: Executor | None = None
