@@ -7,8 +7,9 @@ options, a new SQLite store) takes an open-loop load of --rate signed webhooks/s
 for --seconds, in windows of --window seconds. After each window the resident memory (VmRSS) of the service's
 process and of every process it started is read from /proc. Printed: RSS at the end of warm-up and at the end,
 the largest, the growth after warm-up in MB and MB per minute (a least-squares line through the windows after
-warm-up, and through the second half of the run: SQLite's page caches fill for the first minutes), the ack p99 of each minute, and how many webhooks were acknowledged. Targets (issue 16): no growth
-after warm-up; RSS < 100 MB per process. The documented run takes 10 minutes (the default).
+warm-up, and through the second half of the run: SQLite's page caches fill for the first minutes), the ack p99
+of each minute, and how many webhooks were acknowledged. Targets (issue 16): no growth after warm-up; RSS < 100
+MB per process. The documented run takes 10 minutes (the default).
 """
 
 from __future__ import annotations
