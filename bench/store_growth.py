@@ -61,8 +61,8 @@ def claims(store: Path, count: int) -> tuple[float, float]:
                 assert opened.finish(job.job, job.token, Finish("done", "bench"))
                 done += 1
         took, cpu = time.perf_counter() - started, time.process_time() - cpu
-        assert done == count, (done, count)
-        return count / took, cpu / count
+        assert done >= count, (done, count)  # more: jobs the service left pending when it stopped, claimed too
+        return done / took, cpu / done
     finally:
         opened.close()
 
