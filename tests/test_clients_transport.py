@@ -1,6 +1,7 @@
 """The aiohttp sender under the clients: what it tells about a failed request, and what goes on the wire."""
 
 import asyncio
+import gzip
 import socket
 import threading
 from collections.abc import Iterator
@@ -93,3 +94,16 @@ def test_a_session_cookie_is_not_kept_by_the_transport():
 
         asyncio.run(main())
         assert server.requests[1].header("cookie") is None
+
+
+def test_a_gzip_answer_is_decoded_and_its_size_cap_applies_to_what_it_decodes_to():
+    body = gzip.compress(b'{"ok": true, "pad": "' + b"x" * 5000 + b'"}')
+    with FakeServer() as server:
+        server.route("GET", "*", Reply(200, body, [("content-type", "application/json"), ("content-encoding", "gzip")]))
+        (response,), _ = send(connection(base_url=server.url), {}, {"path": "/"})
+        assert response.json()["ok"] is True and response.headers["content-encoding"] == "gzip"
+        assert server.requests[0].header("accept-encoding") == "gzip, deflate"
+        assert len(body) < 1000
+        (failure,), _ = send(connection(base_url=server.url), {}, {"path": "/"}, max_answer_bytes=1000)
+        assert isinstance(failure, TransportFailure)
+        assert failure.reason.endswith("answered with more than 1000 bytes; the answer was refused")
