@@ -40,12 +40,17 @@ test: $(VENV)/.test-deps
 	$(BIN)/pytest
 
 bench: $(BIN)/wlmap
-	for b in bench/startup.py bench/evaluate.py bench/run_inprocess.py bench/service_load.py bench/wake_latency.py bench/collect_load.py; do \
+	for b in bench/startup.py bench/evaluate.py bench/run_inprocess.py bench/client_stack.py bench/growth.py \
+		bench/service_load.py bench/wake_latency.py bench/collect_load.py; do \
 		$(BIN)/python $$b || exit 1; done
+	$(BIN)/python bench/store_growth.py --events 100000
+	$(BIN)/python bench/soak.py --seconds 120
 	@echo 'PostgreSQL scale-out (needs WLMAP_TEST_POSTGRES): $(BIN)/python bench/postgres_scale.py'
 	@echo 'Idle worker wake-up, LISTEN/NOTIFY vs polling (needs WLMAP_TEST_POSTGRES): $(BIN)/python bench/pg_idle_latency.py'
 	@echo 'Ack latency while pruning 2 x 1.5 M rows (~8 min, ~1 GB of disk): $(BIN)/python bench/prune_load.py'
 	@echo 'The console events page at 1 M jobs (~2 min, ~0.7 GB of disk): $(BIN)/python bench/events_page.py'
+	@echo 'Acks and claims at 1 M finished events (~2½ min, ~0.9 GB of disk): $(BIN)/python bench/store_growth.py'
+	@echo 'RSS over the documented 10-minute soak at 200 webhooks/s: $(BIN)/python bench/soak.py'
 
 clean:
 	rm -rf $(VENV) build *.egg-info

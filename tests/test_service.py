@@ -26,7 +26,7 @@ from mapper.errors import MappingError
 from mapper.events import normalise
 from mapper.language import loader
 from mapper.language.plan import Plan
-from mapper.run.matching import truthy
+from mapper.run.matching import Triggers, match, truthy
 from mapper.service.mappings import Mappings, matches
 
 LEGACY = {
@@ -138,6 +138,40 @@ def test_a_when_that_fails_does_not_match_and_is_logged(caplog: pytest.LogCaptur
     with caplog.at_level(logging.WARNING, "wlmap.service"):
         assert not matches(plan, subscription(state="ended"))
     assert "m.yaml:" in caplog.text and "does not match" in caplog.text
+
+
+def test_the_trigger_index_selects_exactly_what_each_trigger_matches(caplog: pytest.LogCaptureFixture) -> None:
+    triggers = [
+        "  events: [update]",
+        "  events: [create, update]\n  resource_types: [CallSession]",
+        "  resource_types: [scenario_session]",
+        "  topics: [scenario_session/completed]",
+        "  topics: [scenario_session/completed]\n  when: \"payload.state == 'ended'\"",
+        "  events: [update]\n  allow_unsigned: true",
+        "  when: abs(payload.state)",
+        "  when: payload.count",
+    ]
+    plans = [plan_with(trigger, f"m{n}") for n, trigger in enumerate(triggers)]
+    index = Triggers(plans)
+    events = [
+        legacy(event="update"),
+        legacy(event="Updated", **{"resource-type": "call_session"}),
+        legacy(event="create", **{"resource-type": "ScenarioSession"}),
+        subscription(state="ended"),
+        subscription(state="running", count=0),
+        subscription("call_session/created", count=[]),
+    ]
+    for event in events * 2:  # the second time from the index's cache
+        for unsigned in (False, True):
+            with caplog.at_level(logging.WARNING, "wlmap.service"):
+                matched, failed = index.select(event, unsigned=unsigned)
+            wanted = [p for p in plans if (p.trigger.allow_unsigned or not unsigned) and match(p, event)[0]]
+            assert [p.name for p in matched] == [p.name for p in wanted]
+            why = {p.name: match(p, event)[1] for p in plans if p.trigger.allow_unsigned or not unsigned}
+            assert {p.name: reason for p, reason in failed} == {
+                name: reason for name, reason in why.items() if reason.startswith("trigger `when` could not")
+            }
+    assert any(failed for event in events for failed in [index.select(event)[1]])  # the failing `when` was seen
 
 
 # ------------------------------------------------------------------------------------------- reloading

@@ -13,7 +13,7 @@ from mapper.errors import MappingError, Problem, as_text
 from mapper.events import Event
 from mapper.language import loader
 from mapper.language.plan import Plan
-from mapper.run.matching import match
+from mapper.run.matching import Triggers, match
 from mapper.service.collecting import Collecting
 from mapper.service.store import NewJob
 
@@ -68,6 +68,7 @@ class Mappings:
     def __init__(self, paths: Sequence[Path], env: Mapping[str, str]) -> None:
         self.paths, self.env = list(paths), env
         self._plans: dict[str, Plan] = {}
+        self._triggers = Triggers(())
         self._stamp: Stamp | None = None
         self.collecting = Collecting()
         self.loaded_at = 0.0  # when the mappings in force were loaded (time.time())
@@ -79,12 +80,14 @@ class Mappings:
     def route(self, event: Event, *, unsigned: bool = False) -> list[NewJob]:
         """A job for every mapping whose trigger matches the event (a collecting mapping's item, when it can);
         unsigned: only mappings that allow unsigned webhooks."""
+        matched, failed = self._triggers.select(event, unsigned=unsigned)
+        for plan, why in failed:
+            log.warning("%s", why, extra={"event_id": event.delivery_id, "mapping": plan.name})
         return [
             NewJob(plan.name, event.resource_id, plan.file)
             if plan.collect is None
             else self.collecting.job(plan, event)
-            for plan in self._plans.values()
-            if (plan.trigger.allow_unsigned or not unsigned) and matches(plan, event)
+            for plan in matched
         ]
 
     def explain(self, event: Event) -> str:
@@ -92,6 +95,10 @@ class Mappings:
         webhook keeps it: "why was my Call ignored?")."""
         why = {plan.name: match(plan, event)[1] for plan in self._plans.values()}
         return json.dumps({"mappings": why, "problems": list(event.problems)}, ensure_ascii=False)
+
+    def _use(self, plans: Sequence[Plan]) -> None:
+        self._plans = {plan.name: plan for plan in plans}
+        self._triggers = Triggers(self._plans.values())
 
     def _files_stamp(self) -> Stamp:
         files, _ = loader.mapping_files(self.paths)
@@ -114,7 +121,7 @@ class Mappings:
                 log.warning("%s", as_text([problem]))
         if unset:
             log.warning("%s", unset_block(unset, loaded.problems))
-        self._plans = {plan.name: plan for plan in loaded.plans}
+        self._use(loaded.plans)
         self._stamp = stamp
         self.loaded_at = time.time()
 
@@ -132,7 +139,7 @@ class Mappings:
             )
             self.refused = tuple(f"{problem.location}: {problem.message}" for problem in loaded.errors)
             return False
-        self._plans = {plan.name: plan for plan in loaded.plans}
+        self._use(loaded.plans)
         self.loaded_at, self.refused = time.time(), ()
         log.info("mappings reloaded: %s", ", ".join(sorted(self._plans)) or "none")
         return True

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus, urlencode, urlsplit
 
-import httpx
-
 from mapper.run.clients.errors import AuthFailure, ConnectionUnusable
-from mapper.run.clients.exchange import Exchange, Response, Unanswered, Wire
+from mapper.run.clients.exchange import Exchange, Response
 from mapper.run.clients.settings import AuthSettings, CsrfSettings
+from mapper.run.clients.transport import Outgoing
+from mapper.run.clients.wire import Unanswered, Wire
 
 MODIFYING_METHODS = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
 REFRESH_MARGIN = 60.0  # seconds before expiry at which a cached OAuth2 token is replaced
@@ -258,10 +258,10 @@ class CsrfTokens:
 
 
 async def fetch_csrf_token(
-    wire: Wire, request: httpx.Request, header: str, *, exchanges: list[Exchange], attempt: int
+    wire: Wire, request: Outgoing, header: str, *, exchanges: list[Exchange], attempt: int
 ) -> str:
     """GET with `x-csrf-token: Fetch`; SAP answers with the token in the same header and a session cookie."""
-    request.headers[header] = "Fetch"
+    request.headers[header.lower()] = "Fetch"
     try:
         response = await wire.exchange(
             request,

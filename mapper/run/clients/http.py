@@ -28,15 +28,7 @@ import httpx
 from mapper import __version__
 from mapper.run.clients.auth import MODIFYING_METHODS, Credentials, CsrfTokens, TokenCache, fetch_csrf_token
 from mapper.run.clients.errors import AuthFailure, ConnectionUnusable, RequestRejected, TransportFailure
-from mapper.run.clients.exchange import (
-    MAX_ANSWER_BYTES,
-    Exchange,
-    ExchangeKind,
-    Response,
-    Unanswered,
-    Wire,
-    quiet_library_logs,
-)
+from mapper.run.clients.exchange import MAX_ANSWER_BYTES, Exchange, ExchangeKind, Response, quiet_library_logs
 from mapper.run.clients.settings import ConnectionSettings, CsrfSettings, TlsSettings
 from mapper.run.clients.target import (
     FORBIDDEN_IN_VALUE,
@@ -50,7 +42,8 @@ from mapper.run.clients.target import (
     text,
     with_params,
 )
-from mapper.run.clients.transport import Stack, for_stack
+from mapper.run.clients.transport import Stack, sender_for
+from mapper.run.clients.wire import Unanswered, Wire
 from mapper.run.masking import Masker
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})  # RFC 9110 §9.2.2
@@ -69,7 +62,7 @@ class _Call:
     headers: dict[str, str]
     params: list[tuple[str, str]]
     body: bytes | None
-    timeout: httpx.Timeout
+    timeout: float
     kind: ExchangeKind
     step: str | None
     exchanges: list[Exchange]
@@ -103,12 +96,10 @@ class ConnectionClient:
         verify = _verify(connection.tls, name)
         self._sleep = sleep
         quiet_library_logs()
-        if transport is None:
-            transport = for_stack(stack, verify)
         # Cookies are kept only where a CSRF token is bound to the SAP session cookie; elsewhere a lingering
         # session could act as another user after the credentials change.
         self._wire = Wire(
-            transport,
+            sender_for(transport, stack, verify),
             self.masker,
             keep_cookies=connection.csrf is not None,
             user_agent=f"wlmap/{__version__}",
@@ -181,9 +172,7 @@ class ConnectionClient:
         )
         seconds = timeout if timeout is not None else self.connection.timeout
         target = self._target(path, url)
-        call = _Call(
-            method, target, call_headers, call_params, body, httpx.Timeout(seconds), kind, step, exchanges, repeatable
-        )
+        call = _Call(method, target, call_headers, call_params, body, seconds, kind, step, exchanges, repeatable)
         return await self._send(call)
 
     async def _send(self, call: _Call) -> Response:

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import httpx
+from yarl import URL
 
 from mapper.run.clients.errors import ConnectionUnusable, RequestRejected
 
@@ -21,6 +22,9 @@ _FORBIDDEN_IN_PATH = re.compile(r"[\x00-\x20\x7f\\#]")
 # Left as they are in query values: OData wants `$filter`, `'` and `(...)` readable; a space becomes %20.
 _QUERY_SAFE = "$'()*,:/@!"
 _DOT_SEGMENT = re.compile(r"(?:^|/)(?:\.|%2e){1,2}(?:/|$)", re.IGNORECASE)
+# What httpx.URL would percent-encode (non-ASCII, and these in a path or query): such a URL is normalised by
+# httpx first, so it goes out as it did when httpx built every request.
+_HTTPX_WOULD_QUOTE = re.compile(r'[^\x00-\x7f]|["<>`{}]')
 
 
 def base_url(given: str, connection: str, *, query: bool) -> httpx.URL:
@@ -47,13 +51,14 @@ class Target(NamedTuple):
     """Where a request goes, checked but not yet parsed: the URL's text and the origin it must keep.
 
     `with_params` adds the query parameters of each attempt (auth may add one), parses the whole once and
-    proves the origin (parsing costs ~15 µs a URL, and this is per request).
+    proves the origin (httpx.URL costs ~15 µs a URL and yarl's ~2 µs, and this is per request).
     """
 
     text: str
     origin: httpx.URL
     path: str  # the path the parameters must not change
     parsed_text: str | None = None  # `text` when `origin` is that very URL, parsed
+    wire: URL | None = None  # that very URL as it goes on the wire (with `parsed_text`)
 
 
 def join(base: httpx.URL, path: str) -> Target:
@@ -81,7 +86,7 @@ def join(base: httpx.URL, path: str) -> Target:
 def origin_of(url: httpx.URL) -> Target:
     """A parsed URL as a Target (a GraphQL endpoint, a step's own `url`)."""
     text = str(url)
-    return Target(text, url, url.raw_path.decode("ascii").partition("?")[0], text)
+    return Target(text, url, url.raw_path.decode("ascii").partition("?")[0], text, URL(text, encoded=True))
 
 
 def full_url(given: str) -> Target:
@@ -101,25 +106,47 @@ def full_url(given: str) -> Target:
     return origin_of(url)
 
 
-def with_params(target: Target, params: Sequence[tuple[str, str]]) -> httpx.URL:
+def with_params(target: Target, params: Sequence[tuple[str, str]]) -> URL:
     """The URL with params appended to its query as it is (httpx's `params=` would replace the query and
-    re-encode `$filter`), parsed once; then proof that it still goes to the target's origin and path."""
-    if not params and target.text is target.parsed_text:
-        return target.origin  # the connection's own URL (a GraphQL endpoint), parsed once when it was read
+    re-encode `$filter`), parsed once as it goes on the wire; then proof that it still goes to the target's
+    origin and path."""
+    if not params and target.text is target.parsed_text and target.wire is not None:
+        return target.wire  # the connection's own URL (a GraphQL endpoint), parsed once when it was read
     text = target.text
     if params:
         added = "&".join(f"{quote(key, safe=_QUERY_SAFE)}={quote(value, safe=_QUERY_SAFE)}" for key, value in params)
         text = f"{text}&{added}" if "?" in text else f"{text}?{added}"
     try:
-        url = httpx.URL(text)
-    except httpx.InvalidURL as exc:
-        raise RequestRejected(f"the path does not make a valid URL ({exc})") from None
+        url = wire_url(text)
+    except RequestRejected as exc:
+        raise RequestRejected(f"the path does not make a valid URL ({exc.reason})") from None
     origin = target.origin
-    if (url.scheme, url.host, url.port) != (origin.scheme, origin.host, origin.port) or url.userinfo:
+    port = url.explicit_port
+    if (
+        url.scheme != origin.scheme
+        or url.raw_host != origin.raw_host.decode("ascii")
+        or (port if port != _DEFAULT_PORTS.get(url.scheme) else None) != origin.port
+        or url.raw_user is not None
+    ):
         raise RequestRejected("the path would send the request to another host than the connection's base URL")
-    if url.raw_path.decode("ascii").partition("?")[0] != target.path:
+    if url.raw_path != target.path:
         raise RequestRejected("the query parameters would change where the request goes")
     return url
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def wire_url(text: str) -> URL:
+    """A URL's text as it goes on the wire, taken as encoded (yarl would re-quote `$filter` and `'`); text that
+    httpx.URL would change (non-ASCII, `"<>` ...) is normalised by httpx first, as when httpx built every
+    request."""
+    try:
+        if _HTTPX_WOULD_QUOTE.search(text):
+            text = str(httpx.URL(text))
+        return URL(text, encoded=True)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise RequestRejected(str(exc) or "not a URL") from None
 
 
 def checked_headers(pairs: Iterable[tuple[str, Any]]) -> dict[str, str]:
