@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -180,11 +181,16 @@ def test_the_parent_killed_takes_its_children_and_a_restart_loses_nothing(tmp_pa
     try:
         service.start()
         pids = children(service)
+        assert service.proc is not None
+        metrics = list(Path(tempfile.gettempdir()).glob(f"wlmap-metrics-{service.proc.pid}-*"))
+        assert len(metrics) == 1, metrics  # the run's prometheus multiprocess folder
         with Load(service) as load:
             time.sleep(1.5)
             service.kill()
             wait_for(lambda: not any(running(pid) for pid in pids.values()), "children left running", service)
+            assert metrics[0].exists()  # nothing cleaned up after -9 ...
             service.start()
+            assert not metrics[0].exists()  # ... until the next start removes the orphan
             time.sleep(1.0)
         service.drain(timeout=40)
         assert service.terminate() == 0

@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import uvloop
 
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
     from mapper.service.console.app import Given
 
+_METRICS_PREFIX: Final = "wlmap-metrics-"
 log = logging.getLogger("wlmap.service")
 
 IO_THREADS = 64  # the store's blocking calls (SQLite commits, PostgreSQL round trips) run on these
@@ -102,7 +103,8 @@ def _supervised(options: ServiceOptions, console: Given | None) -> int:
     _warn_old_layout(store, options)
     store.close()  # the children open their own; no thread may run here when they are forked
     sock = webserver.bind(options.host, options.port)
-    shared = Path(tempfile.mkdtemp(prefix="wlmap-metrics-"))  # a new folder per run: no stale counts
+    _remove_orphaned_metrics()
+    shared = Path(tempfile.mkdtemp(prefix=f"{_METRICS_PREFIX}{os.getpid()}-"))  # a new folder per run: no stale counts
     try:
         _log_start(options, sock, mappings, f"{options.processes} worker process(es) of {options.workers} runs each")
         supervising = Supervisor(
@@ -114,6 +116,21 @@ def _supervised(options: ServiceOptions, console: Given | None) -> int:
         shutil.rmtree(shared, ignore_errors=True)
     log.info("stopped")
     return code
+
+
+def _remove_orphaned_metrics() -> None:
+    """Remove the metrics folders of earlier runs whose main process is gone without cleaning up (killed with -9):
+    each holds a few MB of memory-mapped files. A folder whose process still runs (or whose pid was reused) stays."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_METRICS_PREFIX}*-*"):
+        pid = folder.name[len(_METRICS_PREFIX) :].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or folder.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # not ours to signal (another user's pid), or the folder went away
+            continue
 
 
 def _child(options: ServiceOptions, console: Given | None, mappings: Mappings, part: Part) -> int:
