@@ -178,23 +178,33 @@ class Actions(SqlDialect):
         return self._write(op).result()
 
     def _replay(self, tx: Tx, job: int, now: float, mapping_file: str | None) -> int:
+        delivery, new, status = self._replay_of(tx, job, mapping_file)
+        new_id = self._new_job(tx, delivery, new, now, job)
+        if status == "dead":  # parked no more: the replay carries it on
+            self._run(tx, sql.MARK_REPLAYED, (new_id, now, job))
+        return new_id
+
+    def _replay_of(self, tx: Tx, job: int, mapping_file: str | None) -> tuple[int, NewJob, str]:
+        """(delivery, the job a replay makes, the old job's status); NotFound or NotReplayable when there is none
+        or it still has work to do. Operator replays and the service's own replays (`SqlStore.replay`) share it."""
         row = self._one(tx, sql.JOB_FOR_REPLAY, (job,))
         if row is None:
             raise NotFound(f"there is no job {job}")
         delivery, mapping, old_file, resource_key, status = row
         if status in ACTIVE:
             raise NotReplayable(f"job {job} is {status}: it still has work to do")
-        new_id = self._new_job(tx, delivery, NewJob(mapping, resource_key, mapping_file or old_file), now, job)
-        if status == "dead":  # parked no more: the replay carries it on
-            self._run(tx, sql.MARK_REPLAYED, (new_id, now, job))
-        return new_id
+        return delivery, NewJob(mapping, resource_key, mapping_file or old_file), status
 
-    def _reroute(self, tx: Tx, delivery: int, jobs: Sequence[NewJob], now: float) -> list[int]:
+    def _check_ignored(self, tx: Tx, delivery: int) -> None:
+        """Only an ignored delivery is routed again (its jobs are replayed instead)."""
         row = self._one(tx, sql.DELIVERY_STATUS, (delivery,))
         if row is None:
             raise NotFound(f"there is no delivery d{delivery}")
         if row[0] != "ignored":
             raise NotReplayable(f"delivery d{delivery} is {row[0]}, not ignored: replay its jobs instead")
+
+    def _reroute(self, tx: Tx, delivery: int, jobs: Sequence[NewJob], now: float) -> list[int]:
+        self._check_ignored(tx, delivery)
         self._run(tx, sql.ACCEPT_DELIVERY, (delivery,))
         return [self._new_job(tx, delivery, job, now, None) for job in jobs]
 

@@ -32,7 +32,6 @@ from mapper.service.store.interface import Tx, run_blocking
 from mapper.service.store.maintenance import Maintenance
 from mapper.service.store.pages import Pages
 from mapper.service.store.records import (
-    ACTIVE,
     CUTS,
     Claimed,
     Cuts,
@@ -45,7 +44,6 @@ from mapper.service.store.records import (
     NewDelivery,
     NewJob,
     NotFound,
-    NotReplayable,
 )
 from mapper.service.store.schedules import SqlSchedules
 
@@ -261,13 +259,7 @@ class SqlStore(SqlSchedules, Maintenance, Actions, Pages):
     def replay(self, job: int, lease: float, mapping_file: str | None = None) -> Claimed:
         def op(tx: Tx) -> Claimed:
             now = self.clock()
-            row = self._one(tx, sql.JOB_FOR_REPLAY, (job,))
-            if row is None:
-                raise NotFound(f"there is no job {job}")
-            delivery, mapping, old_file, resource_key, status = row
-            if status in ACTIVE:
-                raise NotReplayable(f"job {job} is {status}: it still has work to do")
-            new = NewJob(mapping, resource_key, mapping_file or old_file)
+            delivery, new, status = self._replay_of(tx, job, mapping_file)
             new_id = self._insert_job(tx, delivery, new, now, lease_until=now + lease, replay_of=job)
             if status == "dead":  # parked no more: the replay carries it on
                 self._run(tx, sql.MARK_REPLAYED, (new_id, now, job))
@@ -278,11 +270,7 @@ class SqlStore(SqlSchedules, Maintenance, Actions, Pages):
     def reroute(self, delivery: int, jobs: Sequence[NewJob], lease: float) -> list[Claimed]:
         def op(tx: Tx) -> list[Claimed]:
             now = self.clock()
-            row = self._one(tx, sql.DELIVERY_STATUS, (delivery,))
-            if row is None:
-                raise NotFound(f"there is no delivery d{delivery}")
-            if row[0] != "ignored":
-                raise NotReplayable(f"delivery d{delivery} is {row[0]}, not ignored: replay its jobs instead")
+            self._check_ignored(tx, delivery)
             if not jobs:
                 return []
             self._run(tx, sql.ACCEPT_DELIVERY, (delivery,))
