@@ -130,18 +130,14 @@ class SqlBuckets(SqlDialect):
             return None
         mapping, mapping_file, group, count, _ = row
         self._run(tx, sql.CLOSED, (mapping,))
-        body = json.dumps({"bucket": bucket, "mapping": mapping, "group": json.loads(group), "items": count}).encode()
         shown = group if len(group) <= 60 else group[:57] + "..."
-        delivery = NewDelivery(
-            headers=(),
-            body=body,
-            body_sha256=hashlib.sha256(body).hexdigest(),
-            delivery_id=f"bucket-{bucket}",
-            dedupe_key=f"bucket:{bucket}",
-            signature="internal",
-            summary=f"bucket {bucket} of {mapping}: group {shown}, {count} item(s), closed by {reason}",
+        delivery_row = self._internal_delivery(
+            tx,
+            {"bucket": bucket, "mapping": mapping, "group": json.loads(group), "items": count},
+            ("bucket", bucket),
+            f"bucket {bucket} of {mapping}: group {shown}, {count} item(s), closed by {reason}",
+            now,
         )
-        delivery_row = self._insert_delivery(tx, delivery, now, "accepted", body, None)
         job = self._insert_job(tx, delivery_row, NewJob(mapping, None, mapping_file), now)
         self._run(tx, sql.SET_RUN, (delivery_row, job, bucket))
         return job
@@ -204,6 +200,23 @@ class SqlBuckets(SqlDialect):
             BucketItem(int(p), int(s), json.loads(v), float(a)) for p, s, v, a in self._all(tx, sql.ITEMS, (row[0],))
         )
         return BucketDetail(_bucket(row), items)
+
+    def _internal_delivery(
+        self, tx: Any, payload: dict[str, Any], key: tuple[Any, ...], summary: str, now: float
+    ) -> int:
+        """The stored delivery behind a run wlmap starts itself (a closed bucket, a due schedule): its JSON body,
+        `key` as its delivery id (`bucket-7`) and dedupe key (`bucket:7`), accepted at once; its row id."""
+        body = json.dumps(payload).encode()
+        delivery = NewDelivery(
+            headers=(),
+            body=body,
+            body_sha256=hashlib.sha256(body).hexdigest(),
+            delivery_id="-".join(map(str, key)),
+            dedupe_key=":".join(map(str, key)),
+            signature="internal",
+            summary=summary,
+        )
+        return self._insert_delivery(tx, delivery, now, "accepted", body, None)
 
     def buckets(self, *, status: str | None = None, mapping: str | None = None, limit: int = 100) -> list[BucketRow]:
         """Buckets, newest first."""

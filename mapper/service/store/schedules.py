@@ -13,8 +13,6 @@ A changed cron expression starts afresh from now.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -22,7 +20,7 @@ from typing import Any, Final
 from mapper.service.store import bucket_sql as sql
 from mapper.service.store.bucket_records import Fired, MissedRuns, ScheduledRun
 from mapper.service.store.buckets import SqlBuckets
-from mapper.service.store.records import NewDelivery, NewJob
+from mapper.service.store.records import NewJob
 
 Step = Callable[[float], float]  # a moment → the schedule's next (or previous) time strictly after (before) it
 
@@ -81,20 +79,14 @@ class SqlSchedules(SqlBuckets):
         self, tx: Any, mapping: str, mapping_file: str, run: ScheduledRun, now: float
     ) -> tuple[int, int]:
         until = _iso(run.until)
-        body = json.dumps(
-            {"schedule": mapping, "since": None if run.since is None else _iso(run.since), "until": until}
-        ).encode()
         words = f", covering {run.missed} due time(s) missed while wlmap was not running" if run.missed else ""
-        delivery = NewDelivery(
-            headers=(),
-            body=body,
-            body_sha256=hashlib.sha256(body).hexdigest(),
-            delivery_id=f"schedule-{mapping}-{until}",
-            dedupe_key=f"schedule:{mapping}:{until}",
-            signature="internal",
-            summary=f"schedule of {mapping} at {until}{words}",
+        delivery_row = self._internal_delivery(
+            tx,
+            {"schedule": mapping, "since": None if run.since is None else _iso(run.since), "until": until},
+            ("schedule", mapping, until),
+            f"schedule of {mapping} at {until}{words}",
+            now,
         )
-        delivery_row = self._insert_delivery(tx, delivery, now, "accepted", body, None)
         self._run(tx, sql.INSERT_RUN, (mapping, run.until, run.since, run.missed, delivery_row))
         return self._insert_job(tx, delivery_row, NewJob(mapping, None, mapping_file), now), delivery_row
 
