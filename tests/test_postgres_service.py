@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 import typer
 from conftest import PostgresSchema
 from test_postgres_support import PgService, Proxy, upstream, url_via
-from test_service_support import Hit, ServiceThread, Target, body_for, signed_headers
+from test_service_support import Hit, SenderThreads, ServiceThread, Target, body_for, signed_headers
 from typer.testing import CliRunner
 
 from mapper.cli import operations as commands
@@ -47,7 +46,7 @@ def overlapping(hits: list[Hit]) -> list[tuple[str, float, float]]:
     return found
 
 
-class Sender:
+class Sender(SenderThreads):
     """Threads posting new signed webhooks to the services in turn, each re-sent until acknowledged."""
 
     def __init__(self, urls: Callable[[], list[str]], threads: int = 3, pause: float = 0.02) -> None:
@@ -56,19 +55,7 @@ class Sender:
         self.sent: set[str] = set()
         self.answers: dict[int, int] = {}
         self.retry_after: set[str] = set()
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.threads = [threading.Thread(target=self._send, args=(k,), daemon=True) for k in range(threads)]
-
-    def __enter__(self) -> Sender:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(15)
+        super().__init__(threads)
 
     def _send(self, k: int) -> None:
         turn = k

@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_service_support import Service, Target, body_for, signed_headers
+from test_service_support import SenderThreads, Service, Target, body_for, signed_headers
 
 STARTED = re.compile(r"started the (listener|worker \d+) process \(pid (\d+)\)")
 
@@ -53,25 +52,16 @@ def wait_for(condition: object, what: str, service: Service, timeout: float = 20
         time.sleep(0.05)
 
 
-class Load:
+class Load(SenderThreads):
     """Senders that post new deliveries, each again until acknowledged (as Scope does), until stopped."""
+
+    JOIN = 10.0
 
     def __init__(self, service: Service, senders: int = 3) -> None:
         self.service, self.acknowledged, self.sent = service, set[str](), set[str]()
-        self.lock, self.stopping = threading.Lock(), threading.Event()
-        self.threads = [threading.Thread(target=self.send, args=(k,), daemon=True) for k in range(senders)]
+        super().__init__(senders)
 
-    def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(10)
-
-    def send(self, k: int) -> None:
+    def _send(self, k: int) -> None:
         with httpx.Client(timeout=5) as client:
             n = 0
             while not self.stopping.is_set():

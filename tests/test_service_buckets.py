@@ -9,7 +9,6 @@ import contextlib
 import json
 import random
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from test_bucket_support import BatchTarget, collecting_service, event_body, post
-from test_service_support import Service, signed_headers
+from test_service_support import SenderThreads, Service, signed_headers
 
 
 @pytest.fixture
@@ -157,26 +156,14 @@ def test_items_that_need_the_query_are_collected_by_their_jobs(tmp_path: Path, t
 KILL_RULES = "  group_by: order\n  close:\n    count: 5\n    window: 1s\n"
 
 
-class Senders:
+class Senders(SenderThreads):
     """Threads posting new events (order by turn, a unique n each), each re-sent until acknowledged."""
 
     def __init__(self, urls: Callable[[], list[str]], threads: int = 3) -> None:
         self.urls = urls
         self.acknowledged: dict[str, int] = {}  # delivery id → n
         self.sent: dict[str, int] = {}
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.threads = [threading.Thread(target=self._send, args=(k,), daemon=True) for k in range(threads)]
-
-    def __enter__(self) -> Senders:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(15)
+        super().__init__(threads)
 
     def _send(self, k: int) -> None:
         with httpx.Client(timeout=5) as client:

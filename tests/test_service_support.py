@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -225,6 +225,31 @@ def signed_headers(body: bytes, delivery_id: str | None, topic: str = TOPIC) -> 
     if delivery_id is not None:
         headers["x-scope-webhook-id"] = delivery_id
     return headers
+
+
+class SenderThreads:
+    """Threads that post webhooks until stopped (`with` starts and stops them); a subclass's `_send(k)` is the
+    loop of thread k, which checks `stopping` and records under `lock`."""
+
+    JOIN: float = 15.0  # seconds each thread gets to finish its post once stopped
+
+    def __init__(self, threads: int) -> None:
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._send, args=(k,), daemon=True) for k in range(threads)]
+
+    def __enter__(self) -> Self:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(self.JOIN)
+
+    def _send(self, k: int) -> None:
+        raise NotImplementedError
 
 
 class Service:
