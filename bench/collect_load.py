@@ -28,7 +28,7 @@ ROOT = BENCH.parent
 sys.path[:0] = [str(BENCH), str(ROOT)]
 
 import loadgen  # noqa: E402
-from service_load import Server, closed, free_port, machine, running, start  # noqa: E402
+from service_load import Server, closed, free_port, machine, running, serve_command, start  # noqa: E402
 
 HEAD = """\
 version: 1
@@ -80,23 +80,7 @@ def service(workdir: Path, mapping: str, name: str) -> Server:
     (home / "mappings").mkdir()
     (home / "mappings" / f"{name}.yaml").write_text(mapping.replace("NAME", name))
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "mapper.cli",
-        "run",
-        "--serve",
-        "--mappings",
-        str(home / "mappings"),
-        "--store",
-        str(home / "wlmap.db"),
-        "--port",
-        str(port),
-        "--workers",
-        "0",
-        "--log-level",
-        "WARNING",
-    ]
+    command = serve_command(home / "mappings", home / "wlmap.db", port, "--workers", "0", "--log-level", "WARNING")
     env = {
         "WLMAP_WEBHOOK_SECRETS": loadgen.SECRET,
         "BENCH_TARGET_URL": "http://127.0.0.1:9",

@@ -37,7 +37,6 @@ sys.path[:0] = [str(BENCH), str(ROOT)]
 
 import loadgen  # noqa: E402
 import service_load  # noqa: E402
-from fakes import TOKEN  # noqa: E402
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 MAPPING = service_load.MAPPING  # the same workload as the SQLite figures of bench/service_load.py
@@ -94,34 +93,10 @@ def processes() -> Iterator[list[Process]]:
 
 def wlmap(home: Path, fakes: str, store: str, role: str, workers: int, name: str) -> tuple[Process, str]:
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "mapper.cli",
-        "run",
-        "--serve",
-        "--mappings",
-        str(home / "mappings"),
-        "--store",
-        store,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--role",
-        role,
-        "--log-level",
-        "WARNING",
-    ]
-    env = {
-        "WLMAP_WEBHOOK_SECRETS": loadgen.SECRET,
-        "BENCH_SCOPE_URL": f"{fakes}/api/v3/graphql",
-        "BENCH_SCOPE_TOKEN": TOKEN,
-        "BENCH_TARGET_URL": fakes,
-        "BENCH_USER": "bench",
-        "BENCH_PASSWORD": "bench-password",
-        "PYTHONPATH": str(ROOT),
-    }
+    command = service_load.serve_command(
+        home / "mappings", store, port, "--workers", str(workers), "--role", role, "--log-level", "WARNING"
+    )
+    env = service_load.service_env(fakes)
     url = f"http://127.0.0.1:{port}"
     return start(name, command, home, env, url), url
 

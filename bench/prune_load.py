@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -40,7 +39,6 @@ sys.path[:0] = [str(BENCH), str(ROOT)]
 
 import loadgen  # noqa: E402
 import service_load  # noqa: E402
-from fakes import TOKEN  # noqa: E402
 
 from mapper.service.store.sqlite import SqliteStore  # noqa: E402
 
@@ -102,32 +100,10 @@ def build(home: Path, jobs: int) -> Path:
 
 def service(home: Path, fakes: str, store: Path, retention_days: float) -> service_load.Server:
     port = service_load.free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "mapper.cli",
-        "run",
-        "--serve",
-        "--mappings",
-        str(home / "mappings"),
-        "--store",
-        str(store),
-        "--port",
-        str(port),
-        "--workers",
-        "16",
-        "--retention-days",
-        str(retention_days),
-    ]
-    env = {
-        "WLMAP_WEBHOOK_SECRETS": loadgen.SECRET,
-        "BENCH_SCOPE_URL": f"{fakes}/api/v3/graphql",
-        "BENCH_SCOPE_TOKEN": TOKEN,
-        "BENCH_TARGET_URL": fakes,
-        "BENCH_USER": "bench",
-        "BENCH_PASSWORD": "bench-password",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(BENCH)]),
-    }
+    command = service_load.serve_command(
+        home / "mappings", store, port, "--workers", "16", "--retention-days", str(retention_days)
+    )
+    env = service_load.service_env(fakes)
     return service_load.start("wlmap", command, home, env, ready=f"http://127.0.0.1:{port}")
 
 

@@ -184,6 +184,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def serve_command(mappings: Path, store: Path | str, port: int, *options: str) -> list[str]:
+    """`wlmap run --serve` as every bench starts it: these mappings, this store and port, then `options`."""
+    serve = [sys.executable, "-m", "mapper.cli", "run", "--serve"]
+    return [*serve, "--mappings", str(mappings), "--store", str(store), "--port", str(port), *options]
+
+
+def service_env(fakes: str) -> dict[str, str]:
+    """The environment of a wlmap whose bench mapping asks and writes to `fakes` (bench/fakes.py)."""
+    return {
+        "WLMAP_WEBHOOK_SECRETS": loadgen.SECRET,
+        "BENCH_SCOPE_URL": f"{fakes}/api/v3/graphql",
+        "BENCH_SCOPE_TOKEN": TOKEN,
+        "BENCH_TARGET_URL": fakes,
+        "BENCH_USER": "bench",
+        "BENCH_PASSWORD": "bench-password",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(BENCH)]),
+    }
+
+
 def get_json(url: str) -> dict[str, float]:
     with urllib.request.urlopen(url, timeout=5) as answer:
         return dict(json.loads(answer.read()))
@@ -231,34 +250,18 @@ def wlmap(workdir: Path, fakes: str, workers: int | None, runner: str | None, ex
     (home / "mappings").mkdir()
     (home / "mappings" / "bench.yaml").write_text(MAPPING)
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "mapper.cli",
-        "run",
-        "--serve",
-        "--mappings",
-        str(home / "mappings"),
-        "--store",
-        str(home / "wlmap.db"),
-        "--port",
-        str(port),
+    command = serve_command(
+        home / "mappings",
+        home / "wlmap.db",
+        port,
         *([] if workers is None else ["--workers", str(workers)]),
         "--log-level",
         "WARNING",
         *extra,
-    ]
+    )
     if runner:
         command += ["--runner", runner]
-    env = {
-        "WLMAP_WEBHOOK_SECRETS": loadgen.SECRET,
-        "BENCH_SCOPE_URL": f"{fakes}/api/v3/graphql",
-        "BENCH_SCOPE_TOKEN": TOKEN,
-        "BENCH_TARGET_URL": fakes,
-        "BENCH_USER": "bench",
-        "BENCH_PASSWORD": "bench-password",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(BENCH)]),
-    }
+    env = service_env(fakes)
     assert SNOW_AUTH.endswith("YmVuY2g6YmVuY2gtcGFzc3dvcmQ=")  # the fake target expects these credentials
     server = start("wlmap", command, home, env, ready=f"http://127.0.0.1:{port}")
     server.store = home / "wlmap.db"  # type: ignore[attr-defined]
